@@ -1,0 +1,52 @@
+//! The in-process L1 of the resilient cache: a bounded, sharded store with LRU
+//! eviction and TTL.
+//!
+//! [`MemoryStore`] holds the caller's value type directly (no encoding), looks keys
+//! up by value (no string is built on a hit), is bounded by an entry count and a
+//! total weight (bytes, via a weigher), drops expired entries, and counts every
+//! eviction by [`EvictionReason`]. It implements [`cache_core::Store`], so it can be
+//! used alone or as the L1 of a tiered cache.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_core::{Clock, Entry, MockClock};
+//! use cache_store_memory::{EvictionReason, MemoryStore};
+//!
+//! let clock = MockClock::default();
+//! let l1 = MemoryStore::<u64, String>::builder()
+//!     .max_entries(2)
+//!     .shards(1) // one shard: an exact LRU
+//!     .clock(clock.clone())
+//!     .build()?;
+//!
+//! let ttl = Duration::from_secs(10);
+//! l1.put_sync(1, Entry::new("one".into(), clock.now(), ttl))?;
+//! l1.put_sync(2, Entry::new("two".into(), clock.now(), ttl))?;
+//! assert!(l1.get_sync(&1).is_some()); // 1 is now the most recently used
+//! l1.put_sync(3, Entry::new("three".into(), clock.now(), ttl))?; // evicts 2
+//! assert!(l1.get_sync(&2).is_none());
+//!
+//! clock.advance(ttl); // everything expires
+//! assert!(l1.get_sync(&1).is_none());
+//! let stats = l1.stats();
+//! assert_eq!(stats.evictions(EvictionReason::Capacity), 1);
+//! assert_eq!(stats.evictions(EvictionReason::Expired), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Crate features
+//!
+//! None: the store needs only `cache-core`, `parking_lot`, `lru` and `foldhash`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod shard;
+mod stats;
+mod store;
+
+pub use config::{MemoryStoreBuilder, Weigher};
+pub use stats::{EvictionReason, MemoryStats};
+pub use store::MemoryStore;

@@ -1,0 +1,115 @@
+//! Counters of the in-memory store.
+
+/// Why an entry left the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EvictionReason {
+    /// The entry-count bound was reached; the least recently used entry went.
+    Capacity,
+    /// The weight bound was reached; the least recently used entry went.
+    Weight,
+    /// The entry's physical expiry passed.
+    Expired,
+    /// Removed on request (remove, tag or prefix invalidation, clear).
+    Removed,
+}
+
+impl EvictionReason {
+    /// `"capacity"`, `"weight"`, `"expired"` or `"removed"` (a metric label).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EvictionReason::Capacity => "capacity",
+            EvictionReason::Weight => "weight",
+            EvictionReason::Expired => "expired",
+            EvictionReason::Removed => "removed",
+        }
+    }
+}
+
+/// Per-shard counters, updated under the shard lock (so the hit path touches no
+/// shared atomic).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) inserts: u64,
+    pub(crate) updates: u64,
+    pub(crate) evicted_capacity: u64,
+    pub(crate) evicted_weight: u64,
+    pub(crate) expired: u64,
+    pub(crate) removed: u64,
+}
+
+impl Counters {
+    pub(crate) fn count(&mut self, reason: EvictionReason) {
+        match reason {
+            EvictionReason::Capacity => self.evicted_capacity += 1,
+            EvictionReason::Weight => self.evicted_weight += 1,
+            EvictionReason::Expired => self.expired += 1,
+            EvictionReason::Removed => self.removed += 1,
+        }
+    }
+}
+
+/// A snapshot of the store's counters and size.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Look-ups that found a live entry.
+    pub hits: u64,
+    /// Look-ups that found nothing (or only an expired entry).
+    pub misses: u64,
+    /// Puts of a new key.
+    pub inserts: u64,
+    /// Puts that replaced an entry.
+    pub updates: u64,
+    /// Entries evicted by the entry-count bound.
+    pub evicted_capacity: u64,
+    /// Entries evicted by the weight bound.
+    pub evicted_weight: u64,
+    /// Entries dropped because they had expired.
+    pub expired: u64,
+    /// Entries removed on request.
+    pub removed: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Total weight held now.
+    pub weight: u64,
+}
+
+impl MemoryStats {
+    /// Evictions for one reason.
+    #[must_use]
+    pub fn evictions(&self, reason: EvictionReason) -> u64 {
+        match reason {
+            EvictionReason::Capacity => self.evicted_capacity,
+            EvictionReason::Weight => self.evicted_weight,
+            EvictionReason::Expired => self.expired,
+            EvictionReason::Removed => self.removed,
+        }
+    }
+
+    /// `hits / (hits + misses)`, or 0 before any look-up.
+    #[must_use]
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+
+    pub(crate) fn add(&mut self, c: &Counters, entries: usize, weight: u64) {
+        self.hits += c.hits;
+        self.misses += c.misses;
+        self.inserts += c.inserts;
+        self.updates += c.updates;
+        self.evicted_capacity += c.evicted_capacity;
+        self.evicted_weight += c.evicted_weight;
+        self.expired += c.expired;
+        self.removed += c.removed;
+        self.entries += entries as u64;
+        self.weight = self.weight.saturating_add(weight);
+    }
+}

@@ -1,0 +1,357 @@
+//! [`MemoryStore`]: the sharded, bounded L1.
+
+use std::fmt;
+use std::future::{Ready, ready};
+use std::hash::Hash;
+use std::mem::size_of;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_core::{
+    CacheError, CacheKey, Clock, Entry, HealthStatus, InvalidInput, Store, StoreHealth,
+};
+use parking_lot::Mutex;
+
+use crate::config::{MemoryStoreBuilder, Plan, Weigher};
+use crate::shard::{Hasher, Shard, shard_index};
+use crate::stats::MemoryStats;
+
+/// Keeps each shard's lock on its own cache line, so two threads working on
+/// neighbouring shards do not slow each other down.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// A bounded, sharded, in-process store with LRU eviction and TTL.
+///
+/// - Bounded by entry count and by total weight; both bounds hold at every moment
+///   (each shard owns an exact share of them).
+/// - Keys are looked up by value (`K: Hash + Eq`): a hit builds no string and
+///   allocates nothing beyond cloning the value (wrap large values in `Arc`).
+/// - Expired entries are misses, are removed when met, and are swept regularly, so
+///   memory does not fill up with dead entries.
+/// - Each shard is an exact LRU; across shards recency is approximate. With one
+///   shard ([`MemoryStoreBuilder::shards`]) the whole store is an exact LRU.
+///
+/// The synchronous methods (`get_sync`, `put_sync`, …) are the real work; the
+/// [`Store`] implementation wraps them in ready futures.
+pub struct MemoryStore<K, V> {
+    shards: Box<[Padded<Mutex<Shard<K, V>>>]>,
+    mask: usize,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+    weigher: Option<Weigher<K, V>>,
+    max_entry_weight: u64,
+    max_key_len: Option<usize>,
+    max_ttl: Option<Duration>,
+    max_entries: usize,
+    max_weight: u64,
+    name: Arc<str>,
+}
+
+impl<K, V> fmt::Debug for MemoryStore<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("name", &self.name)
+            .field("shards", &self.shards.len())
+            .field("max_entries", &self.max_entries)
+            .field("max_weight", &self.max_weight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> MemoryStore<K, V> {
+    /// A builder with the defaults (10,000 entries, no weight bound, system clock).
+    pub fn builder() -> MemoryStoreBuilder<K, V> {
+        MemoryStoreBuilder::default()
+    }
+}
+
+impl<K, V> MemoryStore<K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    pub(crate) fn from_plan(b: MemoryStoreBuilder<K, V>, plan: Plan) -> Self {
+        let hasher = Hasher::default();
+        let n = plan.shards;
+        let shards = (0..n)
+            .map(|i| {
+                // Split both bounds exactly: the shares add up to the totals.
+                let entries = b.max_entries / n + usize::from(i < b.max_entries % n);
+                let weight = plan.max_weight / n as u64
+                    + u64::from((i as u64) < plan.max_weight % n as u64);
+                Padded(Mutex::new(Shard::new(entries, weight, hasher.clone())))
+            })
+            .collect();
+        MemoryStore {
+            shards,
+            mask: n - 1,
+            hasher,
+            clock: b.clock,
+            weigher: b.weigher,
+            max_entry_weight: plan.max_entry_weight,
+            max_key_len: b.max_key_len,
+            max_ttl: b.max_ttl,
+            max_entries: b.max_entries,
+            max_weight: plan.max_weight,
+            name: b.name,
+        }
+    }
+
+    /// The store's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of shards.
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The entry-count bound.
+    #[must_use]
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// The weight bound (`u64::MAX` when unbounded).
+    #[must_use]
+    pub fn max_weight(&self) -> u64 {
+        self.max_weight
+    }
+
+    /// The heaviest single entry accepted.
+    #[must_use]
+    pub fn max_entry_weight(&self) -> u64 {
+        self.max_entry_weight
+    }
+
+    /// The cap on how long any entry is kept (see [`MemoryStoreBuilder::max_ttl`]).
+    #[must_use]
+    pub fn max_ttl(&self) -> Option<Duration> {
+        self.max_ttl
+    }
+
+    /// The clock the store reads.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Entries held now (expired ones not yet reclaimed included).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
+    }
+
+    /// True when no entries are held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total weight held now.
+    #[must_use]
+    pub fn weight(&self) -> u64 {
+        self.shards
+            .iter()
+            .fold(0u64, |acc, s| acc.saturating_add(s.0.lock().weight()))
+    }
+
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> MemoryStats {
+        let mut stats = MemoryStats::default();
+        for s in self.shards.iter() {
+            let s = s.0.lock();
+            stats.add(&s.counters, s.len(), s.weight());
+        }
+        stats
+    }
+
+    /// Removes everything.
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            s.0.lock().clear();
+        }
+    }
+
+    fn shard(&self, key: &K) -> &Mutex<Shard<K, V>> {
+        &self.shards[shard_index(&self.hasher, key, self.mask)].0
+    }
+
+    fn weigh(&self, key: &K, entry: &Entry<V>) -> u64 {
+        match entry.value() {
+            None => 0,
+            Some(v) => match &self.weigher {
+                Some(f) => f(key, v),
+                None => (size_of::<K>() + size_of::<V>()) as u64,
+            },
+        }
+    }
+
+    /// Looks `key` up: a live (fresh or stale) entry, or `None`. Promotes the key
+    /// to most recently used. Allocates nothing but what cloning `V` allocates.
+    pub fn get_sync(&self, key: &K) -> Option<Entry<V>> {
+        let now = self.clock.now();
+        self.shard(key).lock().get(key, now).cloned()
+    }
+
+    /// Like [`get_sync`](Self::get_sync) without promoting or counting.
+    pub fn peek_sync(&self, key: &K) -> Option<Entry<V>> {
+        let now = self.clock.now();
+        self.shard(key).lock().peek(key, now).cloned()
+    }
+
+    /// Stores `entry` under `key` after checking the key length and the entry's
+    /// weight; a refused put changes nothing. An entry already expired is not stored.
+    pub fn put_sync(&self, key: K, entry: Entry<V>) -> Result<(), CacheError>
+    where
+        K: CacheKey,
+    {
+        if let Some(max) = self.max_key_len {
+            let len = key.to_key_string().len();
+            if len > max {
+                return Err(InvalidInput::KeyTooLong { len, max }.into());
+            }
+        }
+        let weight = self.weigh(&key, &entry);
+        if weight > self.max_entry_weight {
+            return Err(InvalidInput::ValueTooLarge {
+                size: weight,
+                max: self.max_entry_weight,
+            }
+            .into());
+        }
+        let now = self.clock.now();
+        let entry = match self.max_ttl {
+            Some(ttl) => entry.capped_at(now.saturating_add(ttl)),
+            None => entry,
+        };
+        let mut shard = self.shard(&key).lock();
+        if entry.is_expired(now) {
+            // Storing it would only hide an older value; drop both.
+            shard.remove(&key);
+            return Ok(());
+        }
+        shard.put(key, entry, weight, now);
+        Ok(())
+    }
+
+    /// Removes `key`; `true` if it was there.
+    pub fn remove_sync(&self, key: &K) -> bool {
+        self.shard(key).lock().remove(key)
+    }
+
+    /// Removes every entry tagged `tag`; returns how many.
+    pub fn invalidate_tag_sync(&self, tag: &str) -> u64 {
+        self.remove_where(|_, e| e.tags().contains(tag))
+    }
+
+    /// Removes every entry whose encoded key starts with `prefix`; returns how many.
+    pub fn invalidate_prefix_sync(&self, prefix: &str) -> u64
+    where
+        K: CacheKey,
+    {
+        let mut buf = String::new();
+        self.remove_where(|k, _| {
+            buf.clear();
+            k.encode_key(&mut buf);
+            buf.starts_with(prefix)
+        })
+    }
+
+    /// Removes every entry for which `pred(key, entry)` is true; returns how many.
+    pub fn remove_where(&self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.lock().remove_where(&mut pred))
+            .sum()
+    }
+
+    /// Removes every expired entry now (they are also reclaimed as the store is
+    /// used); returns how many.
+    pub fn purge_expired(&self) -> u64 {
+        let now = self.clock.now();
+        self.shards
+            .iter()
+            .map(|s| s.0.lock().purge_expired(now))
+            .sum()
+    }
+
+    /// Every key, shard by shard, each shard from most to least recently used.
+    #[must_use]
+    pub fn keys(&self) -> Vec<K> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            out.extend(s.0.lock().keys_mru().cloned());
+        }
+        out
+    }
+}
+
+// The futures are `Ready` on purpose, and say so in the signatures: code that knows
+// it holds a `MemoryStore` can rely on every call completing on the first poll.
+#[allow(refining_impl_trait)]
+impl<K, V> Store<K, V> for MemoryStore<K, V>
+where
+    K: CacheKey + Hash + Eq + Clone + Send + Sync,
+    V: Clone + Send + Sync,
+{
+    fn get(&self, key: &K) -> Ready<Result<Option<Entry<V>>, CacheError>> {
+        ready(Ok(self.get_sync(key)))
+    }
+
+    fn put(&self, key: K, entry: Entry<V>) -> Ready<Result<(), CacheError>> {
+        ready(self.put_sync(key, entry))
+    }
+
+    fn remove(&self, key: &K) -> Ready<Result<bool, CacheError>> {
+        ready(Ok(self.remove_sync(key)))
+    }
+
+    fn get_many(&self, keys: &[K]) -> Ready<Result<Vec<Option<Entry<V>>>, CacheError>> {
+        ready(Ok(keys.iter().map(|k| self.get_sync(k)).collect()))
+    }
+
+    fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Ready<Result<(), CacheError>> {
+        // Validate all first, so a refused entry leaves the store untouched.
+        for (key, entry) in &entries {
+            if let Some(max) = self.max_key_len {
+                let len = key.to_key_string().len();
+                if len > max {
+                    return ready(Err(InvalidInput::KeyTooLong { len, max }.into()));
+                }
+            }
+            let size = self.weigh(key, entry);
+            if size > self.max_entry_weight {
+                let max = self.max_entry_weight;
+                return ready(Err(InvalidInput::ValueTooLarge { size, max }.into()));
+            }
+        }
+        for (key, entry) in entries {
+            if let Err(e) = self.put_sync(key, entry) {
+                return ready(Err(e));
+            }
+        }
+        ready(Ok(()))
+    }
+
+    fn remove_many(&self, keys: &[K]) -> Ready<Result<u64, CacheError>> {
+        ready(Ok(keys.iter().map(|k| u64::from(self.remove_sync(k))).sum()))
+    }
+
+    fn invalidate_tag(&self, tag: &str) -> Ready<Result<u64, CacheError>> {
+        ready(Ok(self.invalidate_tag_sync(tag)))
+    }
+
+    fn invalidate_prefix(&self, prefix: &str) -> Ready<Result<u64, CacheError>> {
+        ready(Ok(self.invalidate_prefix_sync(prefix)))
+    }
+
+    fn health(&self) -> Ready<StoreHealth> {
+        ready(StoreHealth::new("memory", HealthStatus::Healthy).with_entries(self.len() as u64))
+    }
+}

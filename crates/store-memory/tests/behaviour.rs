@@ -1,0 +1,316 @@
+//! Behaviour of the in-memory store: eviction, TTL on the mock clock, limits,
+//! invalidation, build-time validation and the `Store` contract.
+
+mod common;
+
+use std::time::Duration;
+
+use cache_core::{CacheError, Clock, Entry, ErrorKind, InvalidInput, MockClock, Store};
+use cache_store_memory::{EvictionReason, MemoryStore};
+use common::now;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn exact_lru(cap: usize, clock: &MockClock) -> MemoryStore<u32, String> {
+    MemoryStore::builder()
+        .max_entries(cap)
+        .shards(1)
+        .clock(clock.clone())
+        .build()
+        .expect("valid config")
+}
+
+fn entry(v: &str, clock: &MockClock) -> Entry<String> {
+    Entry::new(v.to_string(), clock.now(), TTL)
+}
+
+#[test]
+fn evicts_least_recently_used_first() {
+    let clock = MockClock::default();
+    let s = exact_lru(3, &clock);
+    for k in 1..=3 {
+        s.put_sync(k, entry("v", &clock)).expect("put");
+    }
+    assert!(s.get_sync(&1).is_some()); // order now (MRU→LRU): 1, 3, 2
+    s.put_sync(4, entry("v", &clock)).expect("put");
+    assert!(s.peek_sync(&2).is_none(), "2 was least recently used");
+    assert_eq!(s.keys(), vec![4, 1, 3]);
+    s.put_sync(5, entry("v", &clock)).expect("put");
+    assert_eq!(s.keys(), vec![5, 4, 1]);
+    assert_eq!(s.stats().evictions(EvictionReason::Capacity), 2);
+}
+
+#[test]
+fn peek_does_not_promote() {
+    let clock = MockClock::default();
+    let s = exact_lru(2, &clock);
+    s.put_sync(1, entry("a", &clock)).expect("put");
+    s.put_sync(2, entry("b", &clock)).expect("put");
+    assert!(s.peek_sync(&1).is_some());
+    s.put_sync(3, entry("c", &clock)).expect("put");
+    assert!(s.peek_sync(&1).is_none());
+}
+
+#[test]
+fn replacing_a_key_keeps_one_entry_and_updates_weight() {
+    let clock = MockClock::default();
+    let s: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_entries(10)
+        .max_weight(100)
+        .shards(1)
+        .weigher(|_, v: &String| v.len() as u64)
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    s.put_sync(1, entry("aaaa", &clock)).expect("put");
+    s.put_sync(1, entry("bb", &clock)).expect("put");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.weight(), 2);
+    let st = s.stats();
+    assert_eq!((st.inserts, st.updates), (1, 1));
+    assert_eq!(
+        s.get_sync(&1).and_then(Entry::into_value).as_deref(),
+        Some("bb")
+    );
+}
+
+#[test]
+fn weight_bound_evicts_by_weight() {
+    let clock = MockClock::default();
+    let s: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_entries(100)
+        .max_weight(10)
+        .shards(1)
+        .weigher(|_, v: &String| v.len() as u64)
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    s.put_sync(1, entry("aaaa", &clock)).expect("put");
+    s.put_sync(2, entry("bbbb", &clock)).expect("put");
+    s.put_sync(3, entry("cccc", &clock)).expect("put"); // 12 > 10: evict 1
+    assert!(s.peek_sync(&1).is_none());
+    assert_eq!(s.weight(), 8);
+    assert_eq!(s.stats().evictions(EvictionReason::Weight), 1);
+}
+
+#[test]
+fn oversized_value_is_refused_and_changes_nothing() {
+    let clock = MockClock::default();
+    let s: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_entries(100)
+        .max_weight(100)
+        .max_entry_weight(8)
+        .shards(1)
+        .weigher(|_, v: &String| v.len() as u64)
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    s.put_sync(1, entry("small", &clock)).expect("put");
+    let err = s
+        .put_sync(1, entry("much too large", &clock))
+        .expect_err("refused");
+    assert!(matches!(
+        err,
+        CacheError::InvalidInput(InvalidInput::ValueTooLarge { size: 14, max: 8 })
+    ));
+    // The old value is still there; nothing was evicted for the refused put.
+    assert_eq!(
+        s.get_sync(&1).and_then(Entry::into_value).as_deref(),
+        Some("small")
+    );
+    assert_eq!(s.stats().inserts, 1);
+}
+
+#[test]
+fn over_long_key_is_refused() {
+    let s: MemoryStore<String, u8> = MemoryStore::builder()
+        .max_key_len(4)
+        .build()
+        .expect("valid");
+    let e = Entry::new(1, cache_core::SystemClock.now(), TTL);
+    let err = s.put_sync("abcde".into(), e.clone()).expect_err("too long");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(s.is_empty());
+    s.put_sync("abcd".into(), e).expect("fits");
+}
+
+#[test]
+fn entries_expire_on_the_mock_clock() {
+    let clock = MockClock::default();
+    let s = exact_lru(10, &clock);
+    s.put_sync(
+        1,
+        Entry::new("v".into(), clock.now(), Duration::from_millis(100))
+            .with_stale_window(Duration::from_millis(50)),
+    )
+    .expect("put");
+    clock.advance(Duration::from_millis(99));
+    assert!(s.get_sync(&1).expect("fresh").is_fresh(clock.now()));
+    clock.advance(Duration::from_millis(1));
+    let stale = s.get_sync(&1).expect("stale but kept");
+    assert!(!stale.is_fresh(clock.now()));
+    clock.advance(Duration::from_millis(49));
+    assert!(s.get_sync(&1).is_some());
+    clock.advance(Duration::from_millis(1));
+    assert!(s.get_sync(&1).is_none(), "physically expired");
+    assert_eq!(s.len(), 0, "the expired entry was reclaimed when met");
+    assert_eq!(s.stats().evictions(EvictionReason::Expired), 1);
+}
+
+#[test]
+fn max_ttl_caps_every_entry() {
+    let clock = MockClock::default();
+    let s: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_ttl(Duration::from_secs(5))
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    s.put_sync(1, Entry::new("v".into(), clock.now(), Duration::from_secs(3600)))
+        .expect("put");
+    clock.advance(Duration::from_secs(5));
+    assert!(s.get_sync(&1).is_none());
+}
+
+#[test]
+fn already_expired_put_is_not_stored_and_drops_the_old_value() {
+    let clock = MockClock::default();
+    let s = exact_lru(10, &clock);
+    s.put_sync(1, entry("old", &clock)).expect("put");
+    s.put_sync(1, Entry::new("new".into(), clock.now(), Duration::ZERO))
+        .expect("put");
+    assert!(s.get_sync(&1).is_none());
+    assert!(s.is_empty());
+}
+
+#[test]
+fn expired_entries_do_not_accumulate() {
+    let clock = MockClock::default();
+    let s: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_entries(1_000_000)
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    let mut peak = 0;
+    // Each round writes 1,000 short-lived entries that are never read again.
+    for round in 0..50u32 {
+        for i in 0..1_000 {
+            s.put_sync(
+                round * 1_000 + i,
+                Entry::new("x".into(), clock.now(), Duration::from_millis(10)),
+            )
+            .expect("put");
+        }
+        clock.advance(Duration::from_millis(20));
+        peak = peak.max(s.len());
+    }
+    // Without reclamation this would be 50,000.
+    assert!(peak <= 3_000, "peak {peak} entries held");
+    // Everything written so far has expired: an explicit purge leaves nothing.
+    let before = s.len();
+    assert_eq!(s.purge_expired() as usize, before);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn tag_and_prefix_invalidation() {
+    let clock = MockClock::default();
+    let s: MemoryStore<(String, u32), u32> = MemoryStore::builder()
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    let e = |tags: &[&str]| {
+        Entry::new(0, clock.now(), TTL)
+            .with_tags(tags.iter().copied())
+            .expect("tags")
+    };
+    s.put_sync(("user".into(), 1), e(&["t1"])).expect("put");
+    s.put_sync(("user".into(), 2), e(&["t1", "t2"])).expect("put");
+    s.put_sync(("users".into(), 3), e(&["t2"])).expect("put");
+    s.put_sync(("order".into(), 1), e(&[])).expect("put");
+    assert_eq!(s.invalidate_tag_sync("t2"), 2);
+    assert_eq!(s.len(), 2);
+    // Prefix matching works on the encoded key: `user:` matches `user:1` only.
+    s.put_sync(("users".into(), 3), e(&[])).expect("put");
+    assert_eq!(s.invalidate_prefix_sync("user:"), 1);
+    assert!(s.peek_sync(&("users".into(), 3)).is_some());
+    assert!(s.peek_sync(&("order".into(), 1)).is_some());
+    assert_eq!(s.stats().removed, 3);
+}
+
+#[test]
+fn build_rejects_bad_configs() {
+    type B = cache_store_memory::MemoryStoreBuilder<u32, u32>;
+    let cases: Vec<(&str, B)> = vec![
+        ("max_entries", MemoryStore::builder().max_entries(0)),
+        ("max_weight", MemoryStore::builder().max_weight(0)),
+        ("max_entry_weight", MemoryStore::builder().max_entry_weight(0)),
+        (
+            "max_entry_weight",
+            MemoryStore::builder().max_weight(10).max_entry_weight(11),
+        ),
+        (
+            "max_entry_weight",
+            MemoryStore::builder()
+                .max_weight(10)
+                .max_entry_weight(6)
+                .shards(2),
+        ),
+        ("shards", MemoryStore::builder().shards(3)),
+        ("shards", MemoryStore::builder().max_entries(2).shards(4)),
+        ("max_weight", MemoryStore::builder().max_weight(2).shards(4)),
+        ("max_ttl", MemoryStore::builder().max_ttl(Duration::ZERO)),
+        ("max_key_len", MemoryStore::builder().max_key_len(0)),
+    ];
+    for (field, b) in cases {
+        match b.build() {
+            Err(CacheError::Config(c)) => assert_eq!(c.field(), field, "{c}"),
+            other => panic!("expected a config error about {field}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn default_sharding_keeps_room_for_the_heaviest_entry() {
+    let s: MemoryStore<u32, u32> = MemoryStore::builder()
+        .max_entries(100_000)
+        .max_weight(1_000)
+        .max_entry_weight(600)
+        .build()
+        .expect("valid");
+    assert_eq!(s.shard_count(), 1);
+    let s: MemoryStore<u32, u32> = MemoryStore::builder()
+        .max_entries(100_000)
+        .build()
+        .expect("valid");
+    assert!(s.shard_count() > 1);
+    let s: MemoryStore<u32, u32> = MemoryStore::builder().max_entries(10).build().expect("ok");
+    assert_eq!(s.shard_count(), 1);
+}
+
+#[test]
+fn store_trait_contract() {
+    let clock = MockClock::default();
+    let s: MemoryStore<String, u32> = MemoryStore::builder()
+        .max_entry_weight(8)
+        .max_weight(1 << 20)
+        .weigher(|_, v: &u32| u64::from(*v))
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    let e = |v| Entry::new(v, clock.now(), TTL);
+    now(s.put("a".into(), e(1))).expect("put");
+    now(s.put("b".into(), Entry::absent(clock.now(), TTL))).expect("put");
+    let got = now(s.get_many(&["a".into(), "b".into(), "c".into()])).expect("get_many");
+    assert_eq!(got[0].as_ref().and_then(Entry::value), Some(&1));
+    assert!(got[1].as_ref().expect("absent marker").is_absent());
+    assert!(got[2].is_none());
+    // One bad entry in a batch: nothing from the batch is written.
+    let err = now(s.put_many(vec![("x".into(), e(1)), ("y".into(), e(9))])).expect_err("too big");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(s.peek_sync(&"x".into()).is_none());
+    assert_eq!(now(s.remove_many(&["a".into(), "zz".into()])).expect("rm"), 1);
+    assert!(now(s.remove(&"b".into())).expect("rm"));
+    let h = now(s.health());
+    assert_eq!(h.status, cache_core::HealthStatus::Healthy);
+    assert_eq!(h.entries, Some(0));
+}
