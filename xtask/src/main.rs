@@ -1,1 +1,285 @@
-fn main() {}
+//! Project automation. Run `cargo xtask help`.
+//!
+//! - `cargo xtask test` — every test of the workspace: unit, integration (against a
+//!   real `redis-server`, installed from Debian's packages when missing and we are
+//!   root), doctests, and the loom models.
+//! - `cargo xtask ci` — formatting, clippy, rustdoc (all with warnings denied), then
+//!   `test`, then `cargo deny check` when cargo-deny is installed.
+#![forbid(unsafe_code)]
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, rest)) => (c.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "test" => test(rest),
+        "ci" => ci(rest),
+        "help" | "-h" | "--help" => {
+            print_help();
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`; try `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask <command>\n\n\
+         commands:\n  \
+         test [--no-loom] [-- <test args>]   run every test (installs redis-server if missing and root)\n  \
+         ci                                  fmt + clippy + docs (-D warnings), test, cargo deny\n  \
+         help                                this text"
+    );
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        PathBuf::from,
+    );
+    manifest
+        .parent()
+        .map_or(manifest.clone(), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result {
+    println!("\n==> {step}");
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: could not start: {e}"))?;
+    println!(
+        "<== {step}: {status} in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes sure `redis-server` exists: installs Debian's package when we are root
+/// and apt-get is there, otherwise explains what to do.
+fn ensure_redis() -> Result {
+    if let Some(p) = env::var_os("REDIS_SERVER") {
+        return if Path::new(&p).is_file() {
+            Ok(())
+        } else {
+            Err(format!("REDIS_SERVER={p:?} is not a file"))
+        };
+    }
+    if on_path("redis-server").is_some() || Path::new("/usr/bin/redis-server").is_file() {
+        return Ok(());
+    }
+    if is_root() && on_path("apt-get").is_some() {
+        println!("redis-server is missing: installing Debian's redis-server package");
+        // A stale or missing package list makes the install fail; refresh it first.
+        run(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        )?;
+        run(
+            "apt-get install redis-server",
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "redis-server",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        if on_path("redis-server").is_some() || Path::new("/usr/bin/redis-server").is_file() {
+            return Ok(());
+        }
+        return Err("redis-server is still missing after apt-get install".into());
+    }
+    Err("the tests need redis-server and it is not installed.\n  \
+         Debian/Ubuntu: sudo apt-get install redis-server\n  \
+         macOS:         brew install redis\n  \
+         or set REDIS_SERVER=/path/to/redis-server"
+        .into())
+}
+
+/// Packages with loom models: crates whose `tests/` holds `loom_*.rs` files.
+fn loom_targets() -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(root().join("crates")) else {
+        return out;
+    };
+    let mut dirs: Vec<PathBuf> = dirs.filter_map(|d| d.ok().map(|d| d.path())).collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(tests) = std::fs::read_dir(dir.join("tests")) else {
+            continue;
+        };
+        let mut names: Vec<String> = tests
+            .filter_map(|t| t.ok())
+            .filter_map(|t| t.file_name().into_string().ok())
+            .filter(|n| n.starts_with("loom_") && n.ends_with(".rs"))
+            .map(|n| n.trim_end_matches(".rs").to_string())
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        names.sort();
+        if let Some(pkg) = package_name(&dir.join("Cargo.toml")) {
+            out.push((pkg, names));
+        }
+    }
+    out
+}
+
+fn package_name(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .map(str::to_string)
+}
+
+fn test(args: &[String]) -> Result {
+    let (flags, passthrough) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let mut loom = true;
+    for f in flags {
+        match f.as_str() {
+            "--no-loom" => loom = false,
+            other => return Err(format!("unknown flag for test: {other}")),
+        }
+    }
+    ensure_redis()?;
+
+    if succeeds(cargo().args(["nextest", "--version"])) {
+        run(
+            "tests (nextest)",
+            cargo()
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--all-features",
+                    "--no-fail-fast",
+                ])
+                .args(passthrough),
+        )?;
+    } else {
+        println!("(cargo-nextest not found: using cargo test)");
+        run(
+            "tests (cargo test)",
+            cargo()
+                .args([
+                    "test",
+                    "--workspace",
+                    "--all-features",
+                    "--lib",
+                    "--bins",
+                    "--tests",
+                ])
+                .args(passthrough),
+        )?;
+    }
+    run(
+        "doctests",
+        cargo().args(["test", "--workspace", "--all-features", "--doc"]),
+    )?;
+
+    if loom {
+        for (pkg, tests) in loom_targets() {
+            let mut cmd = cargo();
+            cmd.args(["test", "--release", "-p", &pkg]);
+            for t in &tests {
+                cmd.args(["--test", t]);
+            }
+            cmd.env("RUSTFLAGS", "--cfg cache_loom")
+                .env("CARGO_TARGET_DIR", root().join("target/loom"));
+            if env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+                cmd.env("LOOM_MAX_PREEMPTIONS", "3");
+            }
+            run(&format!("loom models of {pkg}"), &mut cmd)?;
+        }
+    }
+    Ok(())
+}
+
+fn ci(args: &[String]) -> Result {
+    if let Some(a) = args.first() {
+        return Err(format!("ci takes no arguments (got {a})"));
+    }
+    run("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run(
+        "rustdoc",
+        cargo()
+            .args(["doc", "--workspace", "--all-features", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    test(&[])?;
+    if succeeds(cargo().args(["deny", "--version"])) {
+        run("cargo deny", cargo().args(["deny", "check"]))?;
+    } else {
+        println!("\n(cargo-deny is not installed: skipping `cargo deny check`)");
+    }
+    println!("\nci: all steps passed");
+    Ok(())
+}

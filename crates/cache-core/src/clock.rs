@@ -152,7 +152,10 @@ mod tests {
             Timestamp::MAX.saturating_add(Duration::from_secs(1)),
             Timestamp::MAX
         );
-        assert_eq!(Timestamp::ZERO.saturating_add(Duration::MAX), Timestamp::MAX);
+        assert_eq!(
+            Timestamp::ZERO.saturating_add(Duration::MAX),
+            Timestamp::MAX
+        );
         assert_eq!(
             Timestamp::from_millis(5).saturating_sub(Duration::from_secs(1)),
             Timestamp::ZERO

@@ -49,7 +49,13 @@ impl<V> Entry<V> {
     /// A present value, fresh for `ttl` from `now`, with no stale window.
     #[must_use]
     pub fn new(value: V, now: Timestamp, ttl: Duration) -> Self {
-        Self::from_parts(Some(value), now, now.saturating_add(ttl), None, Tags::none())
+        Self::from_parts(
+            Some(value),
+            now,
+            now.saturating_add(ttl),
+            None,
+            Tags::none(),
+        )
     }
 
     /// An *absent* marker (negative cache entry), fresh for `ttl` from `now`.

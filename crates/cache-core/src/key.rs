@@ -315,7 +315,14 @@ mod tests {
         for ok in ["a", "A-z_0.9", &"x".repeat(MAX_NAMESPACE_LEN)] {
             assert!(Namespace::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a:b", "a b", "ü", "a*", &"x".repeat(MAX_NAMESPACE_LEN + 1)] {
+        for bad in [
+            "",
+            "a:b",
+            "a b",
+            "ü",
+            "a*",
+            &"x".repeat(MAX_NAMESPACE_LEN + 1),
+        ] {
             let err = Namespace::new(bad).expect_err(bad);
             assert!(matches!(err, InvalidInput::InvalidNamespace { .. }));
         }

@@ -46,7 +46,7 @@
 //!
 //! # Crate features
 //!
-//! - `json` — the [`Json`](crate::codec::Json) codec (adds `serde_json`).
+//! - `json` — the [`Json`] codec (adds `serde_json`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -173,13 +173,13 @@ impl<K, V> MemoryStoreBuilder<K, V> {
             return Err(ConfigError::new("max_ttl", "must be longer than zero"));
         }
         let max_weight = self.max_weight.unwrap_or(u64::MAX);
-        if let Some(entry) = self.max_entry_weight {
-            if entry > max_weight {
-                return Err(ConfigError::new(
-                    "max_entry_weight",
-                    format!("({entry}) must not exceed max_weight ({max_weight})"),
-                ));
-            }
+        if let Some(entry) = self.max_entry_weight
+            && entry > max_weight
+        {
+            return Err(ConfigError::new(
+                "max_entry_weight",
+                format!("({entry}) must not exceed max_weight ({max_weight})"),
+            ));
         }
         let shards = match self.shards {
             Some(n) => {
@@ -192,10 +192,7 @@ impl<K, V> MemoryStoreBuilder<K, V> {
                 if n > self.max_entries {
                     return Err(ConfigError::new(
                         "shards",
-                        format!(
-                            "({n}) must not exceed max_entries ({})",
-                            self.max_entries
-                        ),
+                        format!("({n}) must not exceed max_entries ({})", self.max_entries),
                     ));
                 }
                 n

@@ -21,6 +21,8 @@ use crate::stats::MemoryStats;
 #[repr(align(128))]
 struct Padded<T>(T);
 
+type ShardCell<K, V> = Padded<Mutex<Shard<K, V>>>;
+
 /// A bounded, sharded, in-process store with LRU eviction and TTL.
 ///
 /// - Bounded by entry count and by total weight; both bounds hold at every moment
@@ -35,7 +37,7 @@ struct Padded<T>(T);
 /// The synchronous methods (`get_sync`, `put_sync`, …) are the real work; the
 /// [`Store`] implementation wraps them in ready futures.
 pub struct MemoryStore<K, V> {
-    shards: Box<[Padded<Mutex<Shard<K, V>>>]>,
+    shards: Box<[ShardCell<K, V>]>,
     mask: usize,
     hasher: Hasher,
     clock: Arc<dyn Clock>,
@@ -78,8 +80,8 @@ where
             .map(|i| {
                 // Split both bounds exactly: the shares add up to the totals.
                 let entries = b.max_entries / n + usize::from(i < b.max_entries % n);
-                let weight = plan.max_weight / n as u64
-                    + u64::from((i as u64) < plan.max_weight % n as u64);
+                let weight =
+                    plan.max_weight / n as u64 + u64::from((i as u64) < plan.max_weight % n as u64);
                 Padded(Mutex::new(Shard::new(entries, weight, hasher.clone())))
             })
             .collect();
@@ -340,7 +342,10 @@ where
     }
 
     fn remove_many(&self, keys: &[K]) -> Ready<Result<u64, CacheError>> {
-        ready(Ok(keys.iter().map(|k| u64::from(self.remove_sync(k))).sum()))
+        ready(Ok(keys
+            .iter()
+            .map(|k| u64::from(self.remove_sync(k)))
+            .sum()))
     }
 
     fn invalidate_tag(&self, tag: &str) -> Ready<Result<u64, CacheError>> {

@@ -165,8 +165,11 @@ fn max_ttl_caps_every_entry() {
         .clock(clock.clone())
         .build()
         .expect("valid");
-    s.put_sync(1, Entry::new("v".into(), clock.now(), Duration::from_secs(3600)))
-        .expect("put");
+    s.put_sync(
+        1,
+        Entry::new("v".into(), clock.now(), Duration::from_secs(3600)),
+    )
+    .expect("put");
     clock.advance(Duration::from_secs(5));
     assert!(s.get_sync(&1).is_none());
 }
@@ -224,7 +227,8 @@ fn tag_and_prefix_invalidation() {
             .expect("tags")
     };
     s.put_sync(("user".into(), 1), e(&["t1"])).expect("put");
-    s.put_sync(("user".into(), 2), e(&["t1", "t2"])).expect("put");
+    s.put_sync(("user".into(), 2), e(&["t1", "t2"]))
+        .expect("put");
     s.put_sync(("users".into(), 3), e(&["t2"])).expect("put");
     s.put_sync(("order".into(), 1), e(&[])).expect("put");
     assert_eq!(s.invalidate_tag_sync("t2"), 2);
@@ -243,7 +247,10 @@ fn build_rejects_bad_configs() {
     let cases: Vec<(&str, B)> = vec![
         ("max_entries", MemoryStore::builder().max_entries(0)),
         ("max_weight", MemoryStore::builder().max_weight(0)),
-        ("max_entry_weight", MemoryStore::builder().max_entry_weight(0)),
+        (
+            "max_entry_weight",
+            MemoryStore::builder().max_entry_weight(0),
+        ),
         (
             "max_entry_weight",
             MemoryStore::builder().max_weight(10).max_entry_weight(11),
@@ -308,7 +315,10 @@ fn store_trait_contract() {
     let err = now(s.put_many(vec![("x".into(), e(1)), ("y".into(), e(9))])).expect_err("too big");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(s.peek_sync(&"x".into()).is_none());
-    assert_eq!(now(s.remove_many(&["a".into(), "zz".into()])).expect("rm"), 1);
+    assert_eq!(
+        now(s.remove_many(&["a".into(), "zz".into()])).expect("rm"),
+        1
+    );
     assert!(now(s.remove(&"b".into())).expect("rm"));
     let h = now(s.health());
     assert_eq!(h.status, cache_core::HealthStatus::Healthy);

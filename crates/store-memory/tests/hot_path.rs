@@ -32,7 +32,10 @@ fn a_hit_allocates_nothing() {
     // The counter does see allocations (the test can fail).
     let counts = allocation_counter::measure(|| {
         store
-            .put_sync((8, 1), Entry::new(Arc::clone(&value), clock.now(), Duration::from_secs(1)))
+            .put_sync(
+                (8, 1),
+                Entry::new(Arc::clone(&value), clock.now(), Duration::from_secs(1)),
+            )
             .expect("put");
     });
     assert!(counts.count_total > 0);

@@ -43,7 +43,10 @@ fn concurrent_mixed_workload_keeps_invariants() {
                             }
                         }
                         6..=8 => store
-                            .put_sync(key, Entry::new(key * 3, clock.now(), Duration::from_millis(500)))
+                            .put_sync(
+                                key,
+                                Entry::new(key * 3, clock.now(), Duration::from_millis(500)),
+                            )
                             .expect("fits"),
                         _ => {
                             store.remove_sync(&key);
@@ -57,7 +60,10 @@ fn concurrent_mixed_workload_keeps_invariants() {
             })
         })
         .collect();
-    let total_gets: u64 = handles.into_iter().map(|h| h.join().expect("no panic")).sum();
+    let total_gets: u64 = handles
+        .into_iter()
+        .map(|h| h.join().expect("no panic"))
+        .sum();
     let st = store.stats();
     assert!(store.len() <= 2_000);
     assert!(store.weight() <= 20_000);

@@ -52,7 +52,9 @@ impl RedisCluster {
             // A taken port makes the start fail; pick another one.
             match RedisServer::start_on(binary.clone(), port, args) {
                 Ok(node) => nodes.push(node),
-                Err(TestkitError::RedisServerMissing) => return Err(TestkitError::RedisServerMissing),
+                Err(TestkitError::RedisServerMissing) => {
+                    return Err(TestkitError::RedisServerMissing);
+                }
                 Err(_) => {}
             }
         }
@@ -90,15 +92,18 @@ impl RedisCluster {
     fn wait_ok(&self) -> Result<(), TestkitError> {
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
         loop {
-            let all_ok = self
-                .nodes
-                .iter()
-                .all(|n| n.cluster_info().map(|i| i.contains("cluster_state:ok")).unwrap_or(false));
+            let all_ok = self.nodes.iter().all(|n| {
+                n.cluster_info()
+                    .map(|i| i.contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
             if all_ok {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let info = self.nodes[0].cluster_info().unwrap_or_else(|e| e.to_string());
+                let info = self.nodes[0]
+                    .cluster_info()
+                    .unwrap_or_else(|e| e.to_string());
                 return Err(TestkitError::NotReady(format!(
                     "cluster not ok after {CLUSTER_TIMEOUT:?}:\n{info}"
                 )));
@@ -135,7 +140,9 @@ impl RedisServer {
     pub fn cluster_info(&self) -> Result<String, TestkitError> {
         match self.connect()?.cmd(&["CLUSTER", "INFO"])? {
             r @ (Reply::Bulk(_) | Reply::Status(_)) => Ok(r.as_text().unwrap_or_default()),
-            other => Err(TestkitError::Redis(format!("CLUSTER INFO answered {other:?}"))),
+            other => Err(TestkitError::Redis(format!(
+                "CLUSTER INFO answered {other:?}"
+            ))),
         }
     }
 }

@@ -127,15 +127,17 @@ impl RedisServer {
     fn wait_ready(&mut self) -> Result<(), TestkitError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(TestkitError::NotReady(format!(
-                        "exited with {status} on port {}\n{}",
-                        self.port,
-                        self.log_tail()
-                    )));
-                }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                return Err(TestkitError::NotReady(format!(
+                    "exited with {status} on port {}\n{}",
+                    self.port,
+                    self.log_tail()
+                )));
             }
             if self.ping().is_ok() {
                 return Ok(());

@@ -46,12 +46,16 @@ fn servers_get_distinct_ports_and_raw_commands_work() {
     let b = RedisServer::start().expect("b");
     assert_ne!(a.port(), b.port());
     let mut conn = a.connect().expect("connect");
-    conn.command(&[b"SET", b"raw", b"\xff\x00bytes"]).expect("set");
+    conn.command(&[b"SET", b"raw", b"\xff\x00bytes"])
+        .expect("set");
     assert_eq!(
         conn.command(&[b"GET", b"raw"]).expect("get"),
         Reply::Bulk(Some(b"\xff\x00bytes".to_vec()))
     );
-    assert!(matches!(conn.command(&[b"NOSUCHCMD"]).expect("reply"), Reply::Error(_)));
+    assert!(matches!(
+        conn.command(&[b"NOSUCHCMD"]).expect("reply"),
+        Reply::Error(_)
+    ));
     assert!(conn.cmd(&["NOSUCHCMD"]).is_err());
 }
 
