@@ -16,11 +16,10 @@ fn succeed(b: &CircuitBreaker) {
     b.try_acquire().expect("admitted").success();
 }
 
-fn events() -> (
-    Arc<Mutex<Vec<(State, State)>>>,
-    impl Fn(&Transition) + Send + Sync + 'static,
-) {
-    let log: Arc<Mutex<Vec<(State, State)>>> = Arc::default();
+type Log = Arc<Mutex<Vec<(State, State)>>>;
+
+fn events() -> (Log, impl Fn(&Transition) + Send + Sync + 'static) {
+    let log: Log = Arc::default();
     let sink = Arc::clone(&log);
     (log, move |t: &Transition| {
         sink.lock().expect("lock").push((t.from, t.to))
