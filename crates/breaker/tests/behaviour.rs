@@ -16,6 +16,20 @@ fn succeed(b: &CircuitBreaker) {
     b.try_acquire().expect("admitted").success();
 }
 
+/// A breaker that trips on one failure and admits one probe, already tripped.
+fn tripped_one_probe() -> (CircuitBreaker, MockClock) {
+    let clock = MockClock::new();
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .wait_in_open(WAIT)
+        .permitted_in_half_open(1)
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    fail(&b);
+    (b, clock)
+}
+
 type Log = Arc<Mutex<Vec<(State, State)>>>;
 
 fn events() -> (Log, impl Fn(&Transition) + Send + Sync + 'static) {
@@ -126,15 +140,7 @@ fn the_time_window_forgets_old_failures() {
 
 #[test]
 fn open_rejects_until_the_wait_has_passed_then_admits_a_probe() {
-    let clock = MockClock::new();
-    let b = CircuitBreaker::builder()
-        .consecutive_failures(1)
-        .wait_in_open(WAIT)
-        .permitted_in_half_open(1)
-        .clock(clock.clone())
-        .build()
-        .expect("valid");
-    fail(&b);
+    let (b, clock) = tripped_one_probe();
     let r = b.try_acquire().expect_err("open");
     assert_eq!(r.state(), State::Open);
     assert_eq!(r.retry_after(), Some(WAIT));
@@ -276,15 +282,7 @@ fn outcomes_from_an_older_generation_are_ignored() {
 
 #[test]
 fn a_dropped_permit_frees_its_probe_slot() {
-    let clock = MockClock::new();
-    let b = CircuitBreaker::builder()
-        .consecutive_failures(1)
-        .wait_in_open(WAIT)
-        .permitted_in_half_open(1)
-        .clock(clock.clone())
-        .build()
-        .expect("valid");
-    fail(&b);
+    let (b, clock) = tripped_one_probe();
     clock.advance(WAIT);
     let probe = b.try_acquire().expect("probe");
     assert!(b.try_acquire().is_err());
@@ -298,15 +296,7 @@ fn a_dropped_permit_frees_its_probe_slot() {
 
 #[tokio::test]
 async fn a_cancelled_call_never_wedges_half_open() {
-    let clock = MockClock::new();
-    let b = CircuitBreaker::builder()
-        .consecutive_failures(1)
-        .wait_in_open(WAIT)
-        .permitted_in_half_open(1)
-        .clock(clock.clone())
-        .build()
-        .expect("valid");
-    fail(&b);
+    let (b, clock) = tripped_one_probe();
     clock.advance(WAIT);
     {
         let call = b.call(std::future::pending::<Result<(), ()>>());

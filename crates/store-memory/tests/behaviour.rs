@@ -20,6 +20,20 @@ fn exact_lru(cap: usize, clock: &MockClock) -> MemoryStore<u32, String> {
         .expect("valid config")
 }
 
+/// One shard, weighed by string length.
+fn by_length(
+    max_entries: usize,
+    max_weight: u64,
+    clock: &MockClock,
+) -> cache_store_memory::MemoryStoreBuilder<u32, String> {
+    MemoryStore::builder()
+        .max_entries(max_entries)
+        .max_weight(max_weight)
+        .shards(1)
+        .weigher(|_, v: &String| v.len() as u64)
+        .clock(clock.clone())
+}
+
 fn entry(v: &str, clock: &MockClock) -> Entry<String> {
     Entry::new(v.to_string(), clock.now(), TTL)
 }
@@ -54,14 +68,7 @@ fn peek_does_not_promote() {
 #[test]
 fn replacing_a_key_keeps_one_entry_and_updates_weight() {
     let clock = MockClock::default();
-    let s: MemoryStore<u32, String> = MemoryStore::builder()
-        .max_entries(10)
-        .max_weight(100)
-        .shards(1)
-        .weigher(|_, v: &String| v.len() as u64)
-        .clock(clock.clone())
-        .build()
-        .expect("valid");
+    let s = by_length(10, 100, &clock).build().expect("valid");
     s.put_sync(1, entry("aaaa", &clock)).expect("put");
     s.put_sync(1, entry("bb", &clock)).expect("put");
     assert_eq!(s.len(), 1);
@@ -77,14 +84,7 @@ fn replacing_a_key_keeps_one_entry_and_updates_weight() {
 #[test]
 fn weight_bound_evicts_by_weight() {
     let clock = MockClock::default();
-    let s: MemoryStore<u32, String> = MemoryStore::builder()
-        .max_entries(100)
-        .max_weight(10)
-        .shards(1)
-        .weigher(|_, v: &String| v.len() as u64)
-        .clock(clock.clone())
-        .build()
-        .expect("valid");
+    let s = by_length(100, 10, &clock).build().expect("valid");
     s.put_sync(1, entry("aaaa", &clock)).expect("put");
     s.put_sync(2, entry("bbbb", &clock)).expect("put");
     s.put_sync(3, entry("cccc", &clock)).expect("put"); // 12 > 10: evict 1
@@ -96,13 +96,8 @@ fn weight_bound_evicts_by_weight() {
 #[test]
 fn oversized_value_is_refused_and_changes_nothing() {
     let clock = MockClock::default();
-    let s: MemoryStore<u32, String> = MemoryStore::builder()
-        .max_entries(100)
-        .max_weight(100)
+    let s = by_length(100, 100, &clock)
         .max_entry_weight(8)
-        .shards(1)
-        .weigher(|_, v: &String| v.len() as u64)
-        .clock(clock.clone())
         .build()
         .expect("valid");
     s.put_sync(1, entry("small", &clock)).expect("put");
