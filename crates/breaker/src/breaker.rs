@@ -272,7 +272,12 @@ impl CircuitBreaker {
             if w.state() != State::Closed || w.generation() != ticket.generation {
                 return; // the state moved on: a stale outcome
             }
-            let now = self.now_nanos();
+            // Only a time window needs the clock; the common success path skips it.
+            let now = if self.window.is_timed() {
+                self.now_nanos()
+            } else {
+                0
+            };
             let failure = verdict == Verdict::Failure;
             self.window.record(failure, now);
             if failure && self.should_trip(now) {

@@ -49,6 +49,11 @@ impl Window {
         }
     }
 
+    /// True for the time-based window (the only one that reads the clock).
+    pub(crate) fn is_timed(&self) -> bool {
+        matches!(self, Window::Time { .. })
+    }
+
     /// Records one outcome at `now` (nanoseconds since the breaker's origin).
     pub(crate) fn record(&self, failure: bool, now: u64) {
         match self {
