@@ -100,28 +100,26 @@ impl<V, E> Flight<V, E> {
     /// The leader finished: publish the outcome (only if someone waits for it)
     /// and wake every follower. Returns whether anyone shared the result.
     pub(crate) fn finish(&self, make: impl FnOnce() -> Done<V, E>) -> bool {
-        let mut st = self.state.lock();
-        st.leading = false;
-        if st.waiters.is_empty() {
-            return false;
-        }
-        st.outcome = Some(make());
-        for w in &mut st.waiters {
-            if let Some(waker) = w.waker.take() {
-                waker.wake();
-            }
-        }
-        true
+        self.step_down(Some(make))
     }
 
     /// The leader was dropped before finishing. Returns `true` when followers
     /// remain (they are all woken and the first to run takes over) and `false`
     /// when nobody waits, so the flight should leave the map.
     pub(crate) fn abandon(&self) -> bool {
+        self.step_down(None::<fn() -> Done<V, E>>)
+    }
+
+    /// The leader stops leading, publishing `outcome` if there is one and anyone
+    /// waits; every waiter is woken. Returns whether anyone was waiting.
+    fn step_down(&self, outcome: Option<impl FnOnce() -> Done<V, E>>) -> bool {
         let mut st = self.state.lock();
         st.leading = false;
         if st.waiters.is_empty() {
             return false;
+        }
+        if let Some(make) = outcome {
+            st.outcome = Some(make());
         }
         for w in &mut st.waiters {
             if let Some(waker) = w.waker.take() {

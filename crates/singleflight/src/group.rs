@@ -267,10 +267,7 @@ where
     /// Removes `key`'s flight from the map if it is still `flight` (after a
     /// [`forget`](Self::forget) a newer flight may stand there).
     fn remove_if_current(&self, key: &K, flight: &Arc<Flight<V, E>>) {
-        let mut map = self.map.lock();
-        if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
-            map.remove(key);
-        }
+        remove_if_current(&mut self.map.lock(), key, flight);
     }
 
     /// Forgets the flight in progress for `key`: the next call starts a new one.
@@ -279,6 +276,17 @@ where
     /// forgotten.
     pub fn forget(&self, key: &K) -> bool {
         self.map.lock().remove(key).is_some()
+    }
+}
+
+/// Removes `key` from the (locked) map if it still maps to `flight`.
+fn remove_if_current<K: Hash + Eq, V, E>(
+    map: &mut HashMap<K, Arc<Flight<V, E>>>,
+    key: &K,
+    flight: &Arc<Flight<V, E>>,
+) {
+    if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+        map.remove(key);
     }
 }
 
@@ -297,12 +305,8 @@ impl<K: Hash + Eq + Clone, V: Clone, E> Drop for LeaderGuard<'_, K, V, E> {
         }
         // Lock order everywhere: map, then flight.
         let mut map = self.group.map.lock();
-        if !self.flight.abandon()
-            && map
-                .get(self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, self.flight))
-        {
-            map.remove(self.key);
+        if !self.flight.abandon() {
+            remove_if_current(&mut map, self.key, self.flight);
         }
     }
 }
@@ -322,12 +326,8 @@ impl<K: Hash + Eq + Clone, V: Clone, E> Drop for FollowerGuard<'_, K, V, E> {
             return;
         }
         let mut map = self.group.map.lock();
-        if self.flight.leave(self.id)
-            && map
-                .get(self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, self.flight))
-        {
-            map.remove(self.key);
+        if self.flight.leave(self.id) {
+            remove_if_current(&mut map, self.key, self.flight);
         }
     }
 }
