@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,10 +196,12 @@ impl CircuitBreaker {
     /// permit (dropping it unreported frees its slot and records nothing).
     /// `Err(rejected)`: do not call the dependency.
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
-        self.admit().map(|ticket| Permit {
-            breaker: self,
-            ticket,
-            settled: false,
+        self.admit().map(|ticket| {
+            Permit(Held {
+                breaker: self,
+                ticket,
+                settled: false,
+            })
         })
     }
 
@@ -206,13 +209,7 @@ impl CircuitBreaker {
         loop {
             let w = self.load();
             match w.state() {
-                State::Closed => {
-                    return Ok(Ticket {
-                        generation: w.generation(),
-                        probe: false,
-                        started: self.slow_call_nanos.map(|_| self.now_nanos()),
-                    });
-                }
+                State::Closed => return Ok(self.ticket(w, false)),
                 State::Open => {
                     let until = self.open_until.load(Ordering::Acquire);
                     let now = self.now_nanos();
@@ -239,14 +236,27 @@ impl CircuitBreaker {
                         .compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
-                        return Ok(Ticket {
-                            generation: w.generation(),
-                            probe: true,
-                            started: self.slow_call_nanos.map(|_| self.now_nanos()),
-                        });
+                        return Ok(self.ticket(w, true));
                     }
                 }
             }
+        }
+    }
+
+    /// A ticket for a call admitted in `w`'s generation (timed only when slow
+    /// calls are detected).
+    fn ticket(&self, w: Word, probe: bool) -> Ticket {
+        Ticket {
+            generation: w.generation(),
+            probe,
+            started: self.slow_call_nanos.map(|_| self.now_nanos()),
+        }
+    }
+
+    /// Frees the probe slot of a call dropped without an outcome; records nothing.
+    fn release(&self, ticket: Ticket) {
+        if ticket.probe {
+            self.settle_probe(ticket.generation, Verdict::Ignore);
         }
     }
 
@@ -330,39 +340,38 @@ impl CircuitBreaker {
     /// first. Exactly one caller wins each transition; it fires the listener.
     fn transition(&self, seen: Word, from: State, to: State) {
         let mut level = self.transition_lock.lock();
+        // A failed probe grows the wait; opening from closed or closing starts over.
+        let new_level = match (from, to) {
+            (State::HalfOpen, State::Open) => level.saturating_add(1),
+            (_, State::Open | State::Closed) => 0,
+            (_, State::HalfOpen) => *level,
+        };
+        let open_until = (to == State::Open).then(|| {
+            let wait = self.wait_for(new_level);
+            self.now_nanos()
+                .saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX))
+        });
         loop {
             let w = self.load();
             if w.state() != from || w.generation() != seen.generation() {
                 return;
             }
-            let next = w.next(to);
-            let mut new_level = *level;
-            if to == State::Open {
-                // From half-open (a failed probe) the wait grows; from closed it starts over.
-                new_level = if from == State::HalfOpen {
-                    level.saturating_add(1)
-                } else {
-                    0
-                };
-                let wait = self.wait_for(new_level);
-                let until = self
-                    .now_nanos()
-                    .saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
+            // Published before the CAS, so whoever sees `Open` sees its deadline.
+            if let Some(until) = open_until {
                 self.open_until.store(until, Ordering::Release);
             }
             if self
                 .word
-                .compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(w.0, w.next(to).0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                if to == State::Closed {
-                    new_level = 0;
-                    self.window.reset();
-                }
-                *level = new_level;
                 break;
             }
         }
+        if to == State::Closed {
+            self.window.reset();
+        }
+        *level = new_level;
         drop(level);
         self.transitions.fetch_add(1, Ordering::Relaxed);
         if let Some(listener) = &self.listener {
@@ -463,47 +472,15 @@ impl CircuitBreaker {
     }
 }
 
-/// Permission for one call. Report its outcome with [`success`](Self::success),
-/// [`failure`](Self::failure) or [`ignore`](Self::ignore); dropping it unreported
-/// (a cancelled call) frees its slot and records nothing.
-#[must_use = "report the call's outcome on the permit"]
-pub struct Permit<'a> {
-    breaker: &'a CircuitBreaker,
+/// The shared part of [`Permit`] and the tower layer's owned permit: a ticket
+/// settled at most once, released (probe slot freed) if dropped unsettled.
+struct Held<B: Deref<Target = CircuitBreaker>> {
+    breaker: B,
     ticket: Ticket,
     settled: bool,
 }
 
-impl fmt::Debug for Permit<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("probe", &self.ticket.probe)
-            .field("generation", &self.ticket.generation)
-            .finish()
-    }
-}
-
-impl Permit<'_> {
-    /// True if this call is a half-open probe.
-    #[must_use]
-    pub fn is_probe(&self) -> bool {
-        self.ticket.probe
-    }
-
-    /// The call succeeded (a slow success counts as a failure).
-    pub fn success(mut self) {
-        self.settle(Verdict::Success);
-    }
-
-    /// The call failed.
-    pub fn failure(mut self) {
-        self.settle(Verdict::Failure);
-    }
-
-    /// The outcome says nothing about the dependency's health.
-    pub fn ignore(mut self) {
-        self.settle(Verdict::Ignore);
-    }
-
+impl<B: Deref<Target = CircuitBreaker>> Held<B> {
     fn settle(&mut self, verdict: Verdict) {
         if !self.settled {
             self.settled = true;
@@ -512,49 +489,70 @@ impl Permit<'_> {
     }
 }
 
-impl Drop for Permit<'_> {
+impl<B: Deref<Target = CircuitBreaker>> Drop for Held<B> {
     fn drop(&mut self) {
         if !self.settled {
             self.settled = true;
-            // Frees a probe slot; records no outcome and counts nothing.
-            if self.ticket.probe {
-                self.breaker
-                    .settle_probe(self.ticket.generation, Verdict::Ignore);
-            }
+            self.breaker.release(self.ticket);
         }
+    }
+}
+
+/// Permission for one call. Report its outcome with [`success`](Self::success),
+/// [`failure`](Self::failure) or [`ignore`](Self::ignore); dropping it unreported
+/// (a cancelled call) frees its slot and records nothing.
+#[must_use = "report the call's outcome on the permit"]
+pub struct Permit<'a>(Held<&'a CircuitBreaker>);
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("probe", &self.0.ticket.probe)
+            .field("generation", &self.0.ticket.generation)
+            .finish()
+    }
+}
+
+impl Permit<'_> {
+    /// True if this call is a half-open probe.
+    #[must_use]
+    pub fn is_probe(&self) -> bool {
+        self.0.ticket.probe
+    }
+
+    /// The call succeeded (a slow success counts as a failure).
+    pub fn success(mut self) {
+        self.0.settle(Verdict::Success);
+    }
+
+    /// The call failed.
+    pub fn failure(mut self) {
+        self.0.settle(Verdict::Failure);
+    }
+
+    /// The outcome says nothing about the dependency's health.
+    pub fn ignore(mut self) {
+        self.0.settle(Verdict::Ignore);
     }
 }
 
 /// An owned permit (holds an `Arc` of the breaker), for futures that must be `'static`.
 #[cfg(feature = "tower")]
-pub(crate) struct OwnedPermit {
-    breaker: Arc<CircuitBreaker>,
-    ticket: Ticket,
-    settled: bool,
-}
+pub(crate) struct OwnedPermit(Held<Arc<CircuitBreaker>>);
 
 #[cfg(feature = "tower")]
 impl OwnedPermit {
     pub(crate) fn acquire(breaker: &Arc<CircuitBreaker>) -> Result<Self, Rejected> {
-        breaker.admit().map(|ticket| OwnedPermit {
-            breaker: Arc::clone(breaker),
-            ticket,
-            settled: false,
+        breaker.admit().map(|ticket| {
+            OwnedPermit(Held {
+                breaker: Arc::clone(breaker),
+                ticket,
+                settled: false,
+            })
         })
     }
 
     pub(crate) fn settle(mut self, verdict: Verdict) {
-        self.settled = true;
-        self.breaker.settle(self.ticket, verdict);
-    }
-}
-
-#[cfg(feature = "tower")]
-impl Drop for OwnedPermit {
-    fn drop(&mut self) {
-        if !self.settled && self.ticket.probe {
-            self.breaker
-                .settle_probe(self.ticket.generation, Verdict::Ignore);
-        }
+        self.0.settle(verdict);
     }
 }
