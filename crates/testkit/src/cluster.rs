@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::TestkitError;
 use crate::resp::Reply;
-use crate::server::{RedisServer, free_port, redis_server_binary};
+use crate::server::{RedisServer, free_port};
 
 /// Redis Cluster's slot count.
 const SLOTS: u16 = 16_384;
@@ -29,35 +29,18 @@ impl RedisCluster {
 
     /// Starts a cluster of `masters` nodes (at least 1).
     pub fn start_masters(masters: usize) -> Result<Self, TestkitError> {
-        let binary = redis_server_binary()?;
-        let masters = masters.max(1);
-        let mut nodes = Vec::with_capacity(masters);
-        let mut attempts = 0;
-        while nodes.len() < masters {
-            attempts += 1;
-            if attempts > masters * 8 {
-                return Err(TestkitError::NotReady(
-                    "cluster nodes failed to start repeatedly".into(),
-                ));
-            }
-            let port = cluster_port()?;
-            let args = vec![
-                "--cluster-enabled".to_string(),
-                "yes".to_string(),
-                "--cluster-config-file".to_string(),
-                format!("nodes-{port}.conf"),
-                "--cluster-node-timeout".to_string(),
-                "5000".to_string(),
-            ];
-            // A taken port makes the start fail; pick another one.
-            match RedisServer::start_on(binary.clone(), port, args) {
-                Ok(node) => nodes.push(node),
-                Err(TestkitError::RedisServerMissing) => {
-                    return Err(TestkitError::RedisServerMissing);
-                }
-                Err(_) => {}
-            }
-        }
+        // Each node has its own directory, so one config file name serves all.
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+        ];
+        let nodes = (0..masters.max(1))
+            .map(|_| RedisServer::start_on_picked_port(cluster_port, &args))
+            .collect::<Result<Vec<_>, _>>()?;
         let cluster = RedisCluster { nodes };
         cluster.assign_slots()?;
         cluster.meet()?;

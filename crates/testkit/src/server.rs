@@ -73,26 +73,30 @@ impl RedisServer {
     /// Starts a server with extra `redis-server` arguments (for example
     /// `["--requirepass", "secret"]`).
     pub fn start_with_args(args: &[&str]) -> Result<Self, TestkitError> {
+        Self::start_on_picked_port(free_port, args)
+    }
+
+    /// Starts a server on a port chosen by `pick_port`, trying again with a new
+    /// port when the start fails (someone may have taken the port between probe
+    /// and bind). The cluster uses it with a picker that also checks the bus port.
+    pub(crate) fn start_on_picked_port(
+        pick_port: fn() -> Result<u16, TestkitError>,
+        args: &[&str],
+    ) -> Result<Self, TestkitError> {
         let binary = redis_server_binary()?;
         let extra_args: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
+            let port = pick_port()?;
             match Self::start_on(binary.clone(), port, extra_args.clone()) {
                 Ok(s) => return Ok(s),
-                // Someone may have taken the port between probe and bind: try another.
                 Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.unwrap_or(TestkitError::NotReady("no attempt made".into())))
     }
 
-    /// Starts a server on a given port (used by the cluster for its node ports).
-    pub(crate) fn start_on(
-        binary: PathBuf,
-        port: u16,
-        extra_args: Vec<String>,
-    ) -> Result<Self, TestkitError> {
+    fn start_on(binary: PathBuf, port: u16, extra_args: Vec<String>) -> Result<Self, TestkitError> {
         let dir = tempfile::Builder::new().prefix("cache-redis-").tempdir()?;
         let mut server = RedisServer {
             binary,
