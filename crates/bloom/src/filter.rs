@@ -196,11 +196,7 @@ impl AtomicBloomFilter {
 
     /// A filter with the given parameters.
     pub fn with_params(params: Params) -> Result<Self, BloomError> {
-        let params = Params::new(params.bits, params.hashes, params.seed)?;
-        Ok(AtomicBloomFilter {
-            params,
-            words: (0..params.words()).map(|_| AtomicU64::new(0)).collect(),
-        })
+        BloomFilter::with_params(params).map(Self::from)
     }
 
     /// The filter's parameters.
