@@ -213,20 +213,33 @@ where
     where
         K: CacheKey,
     {
+        let weight = self.check(&key, &entry)?;
+        self.insert_checked(key, entry, weight);
+        Ok(())
+    }
+
+    /// Validates a put before anything changes: the key length (when limited)
+    /// and the entry's weight. Returns the weight.
+    fn check(&self, key: &K, entry: &Entry<V>) -> Result<u64, CacheError>
+    where
+        K: CacheKey,
+    {
         if let Some(max) = self.max_key_len {
             let len = key.to_key_string().len();
             if len > max {
                 return Err(InvalidInput::KeyTooLong { len, max }.into());
             }
         }
-        let weight = self.weigh(&key, &entry);
-        if weight > self.max_entry_weight {
-            return Err(InvalidInput::ValueTooLarge {
-                size: weight,
-                max: self.max_entry_weight,
-            }
-            .into());
+        let size = self.weigh(key, entry);
+        if size > self.max_entry_weight {
+            let max = self.max_entry_weight;
+            return Err(InvalidInput::ValueTooLarge { size, max }.into());
         }
+        Ok(size)
+    }
+
+    /// Stores an entry that passed [`check`](Self::check).
+    fn insert_checked(&self, key: K, entry: Entry<V>, weight: u64) {
         let now = self.clock.now();
         let entry = match self.max_ttl {
             Some(ttl) => entry.capped_at(now.saturating_add(ttl)),
@@ -236,10 +249,9 @@ where
         if entry.is_expired(now) {
             // Storing it would only hide an older value; drop both.
             shard.remove(&key);
-            return Ok(());
+            return;
         }
         shard.put(key, entry, weight, now);
-        Ok(())
     }
 
     /// Removes `key`; `true` if it was there.
@@ -320,23 +332,16 @@ where
 
     fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Ready<Result<(), CacheError>> {
         // Validate all first, so a refused entry leaves the store untouched.
-        for (key, entry) in &entries {
-            if let Some(max) = self.max_key_len {
-                let len = key.to_key_string().len();
-                if len > max {
-                    return ready(Err(InvalidInput::KeyTooLong { len, max }.into()));
-                }
-            }
-            let size = self.weigh(key, entry);
-            if size > self.max_entry_weight {
-                let max = self.max_entry_weight;
-                return ready(Err(InvalidInput::ValueTooLarge { size, max }.into()));
-            }
-        }
-        for (key, entry) in entries {
-            if let Err(e) = self.put_sync(key, entry) {
-                return ready(Err(e));
-            }
+        let weights = match entries
+            .iter()
+            .map(|(key, entry)| self.check(key, entry))
+            .collect::<Result<Vec<u64>, _>>()
+        {
+            Ok(w) => w,
+            Err(e) => return ready(Err(e)),
+        };
+        for ((key, entry), weight) in entries.into_iter().zip(weights) {
+            self.insert_checked(key, entry, weight);
         }
         ready(Ok(()))
     }
