@@ -103,6 +103,11 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// `redis-server` on PATH or where Debian puts it (the same places the test kit looks).
+fn redis_installed() -> bool {
+    on_path("redis-server").is_some() || Path::new("/usr/bin/redis-server").is_file()
+}
+
 /// Makes sure `redis-server` exists: installs Debian's package when we are root
 /// and apt-get is there, otherwise explains what to do.
 fn ensure_redis() -> Result {
@@ -113,7 +118,7 @@ fn ensure_redis() -> Result {
             Err(format!("REDIS_SERVER={p:?} is not a file"))
         };
     }
-    if on_path("redis-server").is_some() || Path::new("/usr/bin/redis-server").is_file() {
+    if redis_installed() {
         return Ok(());
     }
     if is_root() && on_path("apt-get").is_some() {
@@ -135,7 +140,7 @@ fn ensure_redis() -> Result {
                 ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
-        if on_path("redis-server").is_some() || Path::new("/usr/bin/redis-server").is_file() {
+        if redis_installed() {
             return Ok(());
         }
         return Err("redis-server is still missing after apt-get install".into());
