@@ -1,0 +1,334 @@
+//! The builder: every option validated at [`build`](RedisStoreBuilder::build).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_core::{Clock, Codec, ConfigError, KeySpace, Namespace, Postcard, SystemClock};
+
+use crate::conn::{Connections, Target};
+use crate::store::{Inner, RedisStore, StoreCounters};
+
+/// Default per-operation timeout.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(100);
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default pause after a failed connect before the next attempt.
+pub const DEFAULT_RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Default largest encoded entry (envelope included) the store writes: 4 MiB.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 << 20;
+/// Largest value Redis itself accepts (512 MiB).
+pub const REDIS_MAX_VALUE_SIZE: usize = 512 << 20;
+/// Default `COUNT` hint of each `SCAN`/`SSCAN` step.
+pub const DEFAULT_SCAN_COUNT: usize = 1000;
+/// Default number of keys per `UNLINK` (and per batch chunk).
+pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// Largest connection pool.
+pub const MAX_POOL_SIZE: usize = 64;
+
+#[derive(Debug, Clone)]
+enum Endpoint {
+    None,
+    Standalone(String),
+    Cluster(Vec<String>),
+}
+
+/// Builder of a [`RedisStore`]; see [`RedisStore::builder`].
+///
+/// Nothing connects at build time: the first operation opens the connection (so a
+/// service can start while Redis is down), and [`RedisStore::connect`] is there for
+/// callers that want to fail fast instead.
+#[must_use = "a builder does nothing until `build()` is called"]
+#[derive(Debug, Clone)]
+pub struct RedisStoreBuilder<C = Postcard> {
+    endpoint: Endpoint,
+    name: String,
+    prefix: String,
+    namespace: String,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+    reconnect_backoff: Duration,
+    pool_size: usize,
+    max_key_len: usize,
+    max_value_size: usize,
+    scan_count: usize,
+    batch_size: usize,
+    clock: Arc<dyn Clock>,
+    codec: C,
+}
+
+impl Default for RedisStoreBuilder<Postcard> {
+    fn default() -> Self {
+        RedisStoreBuilder {
+            endpoint: Endpoint::None,
+            name: "default".to_owned(),
+            prefix: "cache".to_owned(),
+            namespace: "default".to_owned(),
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
+            pool_size: 1,
+            max_key_len: cache_core::key::DEFAULT_MAX_KEY_LEN,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            scan_count: DEFAULT_SCAN_COUNT,
+            batch_size: DEFAULT_BATCH_SIZE,
+            clock: Arc::new(SystemClock),
+            codec: Postcard,
+        }
+    }
+}
+
+impl<C: Codec> RedisStoreBuilder<C> {
+    /// A standalone server: `redis://[user[:password]@]host[:port][/db]`,
+    /// `rediss://…` for TLS (feature `tls`), or `redis+unix:///path`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Endpoint::Standalone(url.into());
+        self
+    }
+
+    /// A Redis Cluster, given one or more seed node URLs (the client discovers the
+    /// rest and follows `MOVED`/`ASK` redirections).
+    pub fn cluster<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoint = Endpoint::Cluster(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Name of this store in health reports (default `"default"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// First key segment, shared by every cache of an application (default `"cache"`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Second key segment: this cache's namespace (default `"default"`). Prefix and tag
+    /// invalidation never reach outside it.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Longest a single operation may take, connecting included (default 100 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Longest a connect may take (default 1 s). A connect outlives the operation
+    /// that started it, so later operations find the connection ready.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// After a failed connect, operations fail at once for this long before the next
+    /// attempt (default 100 ms).
+    pub fn reconnect_backoff(mut self, backoff: Duration) -> Self {
+        self.reconnect_backoff = backoff;
+        self
+    }
+
+    /// Number of connections, used round-robin (default 1: one multiplexed connection
+    /// already pipelines concurrent requests; more sockets help with large values).
+    /// Standalone only.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Longest full key (`{prefix}:{namespace}:{key}`) in bytes (default 1024).
+    pub fn max_key_len(mut self, max: usize) -> Self {
+        self.max_key_len = max;
+        self
+    }
+
+    /// Largest encoded entry, envelope included (default 4 MiB, at most 512 MiB).
+    pub fn max_value_size(mut self, max: usize) -> Self {
+        self.max_value_size = max;
+        self
+    }
+
+    /// `COUNT` hint of each incremental `SCAN`/`SSCAN` step (default 1000).
+    pub fn scan_count(mut self, count: usize) -> Self {
+        self.scan_count = count;
+        self
+    }
+
+    /// Keys per `UNLINK` and per chunk of a batch operation (default 500).
+    pub fn batch_size(mut self, size: usize) -> Self {
+        self.batch_size = size;
+        self
+    }
+
+    /// The clock entries are timed with (default [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The clock, shared.
+    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The value codec (default [`Postcard`]).
+    pub fn codec<C2: Codec>(self, codec: C2) -> RedisStoreBuilder<C2> {
+        RedisStoreBuilder {
+            endpoint: self.endpoint,
+            name: self.name,
+            prefix: self.prefix,
+            namespace: self.namespace,
+            op_timeout: self.op_timeout,
+            connect_timeout: self.connect_timeout,
+            reconnect_backoff: self.reconnect_backoff,
+            pool_size: self.pool_size,
+            max_key_len: self.max_key_len,
+            max_value_size: self.max_value_size,
+            scan_count: self.scan_count,
+            batch_size: self.batch_size,
+            clock: self.clock,
+            codec,
+        }
+    }
+
+    /// Validates the configuration and builds the store. Does not connect.
+    pub fn build(self) -> Result<RedisStore<C>, ConfigError> {
+        let prefix =
+            Namespace::new(&self.prefix).map_err(|e| ConfigError::new("prefix", e.to_string()))?;
+        let namespace = Namespace::new(&self.namespace)
+            .map_err(|e| ConfigError::new("namespace", e.to_string()))?;
+        if self.name.is_empty() {
+            return Err(ConfigError::new("name", "must not be empty"));
+        }
+        positive("op_timeout", self.op_timeout)?;
+        positive("connect_timeout", self.connect_timeout)?;
+        if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
+            return Err(ConfigError::new(
+                "pool_size",
+                format!(
+                    "must be between 1 and {MAX_POOL_SIZE}, got {}",
+                    self.pool_size
+                ),
+            ));
+        }
+        if self.max_value_size == 0 || self.max_value_size > REDIS_MAX_VALUE_SIZE {
+            return Err(ConfigError::new(
+                "max_value_size",
+                format!("must be between 1 and {REDIS_MAX_VALUE_SIZE} bytes"),
+            ));
+        }
+        if self.scan_count == 0 {
+            return Err(ConfigError::new("scan_count", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(ConfigError::new("batch_size", "must be at least 1"));
+        }
+        let space = KeySpace::new(prefix, namespace).with_max_key_len(self.max_key_len);
+        if self.max_key_len <= space.namespace_prefix().len() {
+            return Err(ConfigError::new(
+                "max_key_len",
+                format!(
+                    "must be longer than the key head {:?}",
+                    space.namespace_prefix()
+                ),
+            ));
+        }
+        let target = match self.endpoint {
+            Endpoint::None => {
+                return Err(ConfigError::new(
+                    "url",
+                    "no Redis given: call .url(\"redis://host:6379\") or .cluster([...])",
+                ));
+            }
+            Endpoint::Standalone(url) => {
+                check_scheme(&url)?;
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| ConfigError::new("url", e.to_string()))?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.op_timeout));
+                Target::Standalone { client, config }
+            }
+            Endpoint::Cluster(urls) => {
+                if urls.is_empty() {
+                    return Err(ConfigError::new("cluster", "needs at least one seed URL"));
+                }
+                if self.pool_size != 1 {
+                    return Err(ConfigError::new(
+                        "pool_size",
+                        "a cluster connection manages its own per-node connections; leave pool_size at 1",
+                    ));
+                }
+                for (i, url) in urls.iter().enumerate() {
+                    check_scheme(url)?;
+                    redis::Client::open(url.as_str())
+                        .map_err(|e| ConfigError::new("cluster", format!("seed URL #{i}: {e}")))?;
+                }
+                let client =
+                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                        .connection_timeout(self.connect_timeout)
+                        .response_timeout(self.op_timeout)
+                        .retries(2)
+                        .build()
+                        .map_err(|e| ConfigError::new("cluster", e.to_string()))?;
+                Target::Cluster {
+                    client,
+                    urls: urls.into(),
+                }
+            }
+        };
+        let conns = Connections::new(
+            target,
+            self.pool_size,
+            self.connect_timeout,
+            self.reconnect_backoff,
+        );
+        Ok(RedisStore::from_inner(
+            Arc::new(Inner {
+                name: self.name.into(),
+                space,
+                conns,
+                op_timeout: self.op_timeout,
+                max_value_size: self.max_value_size,
+                scan_count: self.scan_count,
+                batch_size: self.batch_size,
+                clock: self.clock,
+                counters: StoreCounters::default(),
+            }),
+            self.codec,
+        ))
+    }
+}
+
+fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::new(field, "must be greater than zero"))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_scheme(url: &str) -> Result<(), ConfigError> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("redis" | "redis+unix" | "unix") => Ok(()),
+        Some("rediss") if cfg!(feature = "tls") => Ok(()),
+        Some("rediss") => Err(ConfigError::new(
+            "url",
+            "rediss:// (TLS) needs the `tls` feature of cache-store-redis",
+        )),
+        _ => Err(ConfigError::new(
+            "url",
+            // The URL is not echoed: it may carry a password.
+            "is not a redis://, rediss:// or redis+unix:// URL",
+        )),
+    }
+}

@@ -1,0 +1,278 @@
+//! Connections: lazily opened, shared, re-opened after they break.
+//!
+//! A [`Slot`] holds one connection handle (a multiplexed standalone connection or a
+//! cluster connection; both pipeline concurrent requests on their sockets). The first
+//! caller that finds a slot empty starts one background connect task; everyone else
+//! waits for that task, each bounded by their own operation timeout. The connect itself
+//! is bounded by the connect timeout and is *not* cancelled when an impatient caller
+//! gives up, so a connect that needs longer than one operation still completes. After a
+//! failed connect the slot refuses immediately for `reconnect_backoff`, so an outage costs
+//! callers nothing and Redis no connect storm.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_core::CacheError;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
+use tokio::sync::Notify;
+
+pub(crate) const BACKEND: &str = "redis";
+
+/// One open connection: standalone (multiplexed) or cluster.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Handle {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Handle::Single(c) => c.req_packed_command(cmd),
+            Handle::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Handle::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Handle::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Handle::Single(c) => c.get_db(),
+            Handle::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where connections go.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Standalone {
+        client: redis::Client,
+        config: redis::AsyncConnectionConfig,
+    },
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        /// The seed URLs (the bus subscribes through one of them).
+        urls: Arc<[String]>,
+    },
+}
+
+impl Target {
+    async fn open(&self) -> RedisResult<Handle> {
+        match self {
+            Target::Standalone { client, config } => client
+                .get_multiplexed_async_connection_with_config(config)
+                .await
+                .map(Handle::Single),
+            Target::Cluster { client, .. } => {
+                client.get_async_connection().await.map(Handle::Cluster)
+            }
+        }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Target::Cluster { .. })
+    }
+}
+
+enum SlotState {
+    Idle {
+        /// When the last connect failed, and why.
+        failed: Option<(Instant, String)>,
+    },
+    Connecting,
+    Ready {
+        handle: Handle,
+        generation: u64,
+    },
+}
+
+/// One connection and the state machine around it.
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    notify: Notify,
+}
+
+/// Counters about connections, shared with the store's stats.
+#[derive(Default, Debug)]
+pub(crate) struct ConnCounters {
+    pub(crate) connects: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
+}
+
+/// The connection pool (one slot by default) and its settings.
+pub(crate) struct Connections {
+    pub(crate) target: Target,
+    slots: Box<[Arc<Slot>]>,
+    next: AtomicUsize,
+    generation: AtomicU64,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_backoff: Duration,
+    pub(crate) counters: Arc<ConnCounters>,
+}
+
+impl Connections {
+    pub(crate) fn new(
+        target: Target,
+        pool_size: usize,
+        connect_timeout: Duration,
+        reconnect_backoff: Duration,
+    ) -> Self {
+        let slots = (0..pool_size.max(1))
+            .map(|_| {
+                Arc::new(Slot {
+                    state: Mutex::new(SlotState::Idle { failed: None }),
+                    notify: Notify::new(),
+                })
+            })
+            .collect();
+        Connections {
+            target,
+            slots,
+            next: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            connect_timeout,
+            reconnect_backoff,
+            counters: Arc::new(ConnCounters::default()),
+        }
+    }
+
+    /// Number of connection slots.
+    pub(crate) fn pool_size(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Slots that currently hold an open connection.
+    pub(crate) fn connected(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(*s.state.lock(), SlotState::Ready { .. }))
+            .count()
+    }
+
+    /// A connection handle, opening one if needed. Not bounded in time by itself:
+    /// callers wrap it in their operation timeout.
+    pub(crate) async fn handle(&self) -> Result<Lease, CacheError> {
+        let index = if self.slots.len() == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()
+        };
+        let slot = &self.slots[index];
+        loop {
+            let notified = slot.notify.notified();
+            tokio::pin!(notified);
+            {
+                let mut state = slot.state.lock();
+                match &*state {
+                    SlotState::Ready { handle, generation } => {
+                        return Ok(Lease {
+                            handle: handle.clone(),
+                            slot: index,
+                            generation: *generation,
+                        });
+                    }
+                    SlotState::Idle {
+                        failed: Some((at, why)),
+                    } if at.elapsed() < self.reconnect_backoff => {
+                        return Err(CacheError::Unavailable {
+                            backend: BACKEND,
+                            message: format!("not connected (last connect attempt failed: {why})"),
+                            source: None,
+                        });
+                    }
+                    SlotState::Idle { .. } => {
+                        *state = SlotState::Connecting;
+                        self.spawn_connect(slot.clone());
+                    }
+                    SlotState::Connecting => {}
+                }
+                // Register for the wake-up before the lock is released.
+                notified.as_mut().enable();
+            }
+            notified.await;
+        }
+    }
+
+    fn spawn_connect(&self, slot: Arc<Slot>) {
+        let target = self.target.clone();
+        let timeout = self.connect_timeout;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let counters = self.counters.clone();
+        tokio::spawn(async move {
+            let outcome = match tokio::time::timeout(timeout, target.open()).await {
+                Ok(Ok(handle)) => Ok(handle),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("connect timed out after {timeout:?}")),
+            };
+            let mut state = slot.state.lock();
+            *state = match outcome {
+                Ok(handle) => {
+                    counters.connects.fetch_add(1, Ordering::Relaxed);
+                    SlotState::Ready { handle, generation }
+                }
+                Err(why) => {
+                    counters.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    SlotState::Idle {
+                        failed: Some((Instant::now(), why)),
+                    }
+                }
+            };
+            drop(state);
+            slot.notify.notify_waiters();
+        });
+    }
+
+    /// Drops the connection a failed request used, if it is still the current one,
+    /// so the next request opens a fresh one.
+    pub(crate) fn discard(&self, lease: &Lease) {
+        let slot = &self.slots[lease.slot];
+        let mut state = slot.state.lock();
+        if let SlotState::Ready { generation, .. } = &*state
+            && *generation == lease.generation
+        {
+            *state = SlotState::Idle { failed: None };
+            self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection handle borrowed from a slot.
+pub(crate) struct Lease {
+    pub(crate) handle: Handle,
+    slot: usize,
+    generation: u64,
+}
+
+/// Whether an error means the connection itself is broken (as opposed to a command
+/// error on a healthy connection).
+pub(crate) fn breaks_connection(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+}
+
+/// Maps a client error to the store's error type.
+pub(crate) fn map_error(op: &'static str, after: Duration, e: RedisError) -> CacheError {
+    if e.is_timeout() {
+        CacheError::Timeout { op, after }
+    } else {
+        CacheError::unavailable(BACKEND, format!("{op} failed: {e}"), e)
+    }
+}

@@ -1,0 +1,103 @@
+//! The Redis L2 of the resilient cache: a [`Store`](cache_core::Store) over a standalone
+//! Redis or a Redis Cluster, with one API for both.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_core::{Clock, Entry, Store, SystemClock};
+//! use cache_store_redis::RedisStore;
+//!
+//! # let server = cache_testkit::RedisServer::start()?;
+//! # let url = server.url();
+//! # tokio::runtime::Runtime::new()?.block_on(async move {
+//! // Connect (every option is validated by `build()`; nothing connects until used).
+//! let store = RedisStore::builder()
+//!     .url(&url) // e.g. "redis://:password@cache.internal:6379/0"
+//!     .prefix("shop")
+//!     .namespace("products")
+//!     .op_timeout(Duration::from_millis(100))
+//!     .build()?;
+//!
+//! // A typed put and get: keys are any `CacheKey`, values any serde type.
+//! let now = SystemClock.now();
+//! let entry = Entry::new("red shoes".to_owned(), now, Duration::from_secs(60))
+//!     .with_tags(["catalog"])?;
+//! store.put(("sku", 42u32), entry).await?;
+//! let hit: Option<Entry<String>> = store.get(&("sku", 42u32)).await?;
+//! assert_eq!(hit.and_then(Entry::into_value).as_deref(), Some("red shoes"));
+//!
+//! // A batch in one round trip (MGET; split per slot in a cluster).
+//! let got: Vec<Option<Entry<String>>> =
+//!     store.get_many(&[("sku", 42u32), ("sku", 7u32)]).await?;
+//! assert!(got[0].is_some() && got[1].is_none());
+//!
+//! // Tag invalidation: every entry tagged "catalog" is gone.
+//! assert_eq!(Store::<(&str, u32), String>::invalidate_tag(&store, "catalog").await?, 1);
+//! let gone: Option<Entry<String>> = store.get(&("sku", 42u32)).await?;
+//! assert!(gone.is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).map_err(|e| e.to_string())?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! (The example starts a real `redis-server` through the workspace's test kit.)
+//!
+//! # How entries are stored
+//!
+//! - **Keys** are `{prefix}:{namespace}:{key}`, the key part being the
+//!   [`CacheKey`](cache_core::CacheKey) encoding; over-long keys are refused before
+//!   anything is sent.
+//! - **Values** are a versioned [`envelope`]: a fixed header (magic, version, codec id,
+//!   flags, created / fresh-until / stale-until times), the tags, then the codec's
+//!   payload. The Redis TTL is the entry's physical expiry (`stale_until`), set in
+//!   milliseconds with `PX`. Bytes that fail to decode — foreign data, an older
+//!   version, another codec, truncation — are a miss: the key is deleted (only if it
+//!   still holds those bytes) and [`RedisStats::decode_errors`] counts it.
+//! - **Tags** are sets: `{prefix}:{namespace}#tag:{tag}` lists the keys carrying the
+//!   tag and lives as long as its longest-lived member. A put adds the memberships
+//!   *before* writing the value, so an invalidation that starts after a put returned
+//!   always finds the key. `invalidate_tag` walks the set with `SSCAN` in steps and
+//!   `UNLINK`s members in batches, removing from the set only what it handled (a key
+//!   tagged meanwhile stays listed). No command spans two slots, so this works in a
+//!   cluster; reads cost nothing extra. Needs Redis 7.0 or newer (`PEXPIRE … NX|GT`).
+//! - **Prefix invalidation** runs `SCAN MATCH {prefix}:{namespace}:{escaped}* COUNT n`
+//!   step by step on every master and `UNLINK`s what it finds in batches — never
+//!   `KEYS`, never one giant command; glob metacharacters in the prefix are escaped.
+//!
+//! # Failure behaviour
+//!
+//! Every operation, getting a connection included, is bounded by the operation timeout
+//! (default 100 ms) and fails with [`CacheError::Timeout`](cache_core::CacheError) or
+//! [`CacheError::Unavailable`](cache_core::CacheError). A broken connection is dropped
+//! and reopened by the next operation; after a failed connect, operations fail at once
+//! for the reconnect backoff. Nothing here retries or falls back: that is the tiered
+//! store's job (breaker, fail-open).
+//!
+//! # The invalidation bus
+//!
+//! [`RedisStore::bus`] publishes and subscribes [`Invalidation`]s on the namespace's
+//! pub/sub channel; a [`Subscription`] resubscribes by itself after a reconnect and then
+//! yields [`BusEvent::Gap`], so an L1 can distrust what it holds.
+//!
+//! # Crate features
+//!
+//! - `tls` — `rediss://` URLs (rustls with the ring provider, webpki roots).
+//! - `json` — the JSON codec from `cache-core`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod bus;
+mod config;
+mod conn;
+pub mod envelope;
+mod store;
+
+pub use bus::{Action, BusEvent, GapReason, Invalidation, InvalidationBus, Subscription};
+pub use config::{
+    DEFAULT_BATCH_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
+    DEFAULT_RECONNECT_BACKOFF, DEFAULT_SCAN_COUNT, MAX_POOL_SIZE, REDIS_MAX_VALUE_SIZE,
+    RedisStoreBuilder,
+};
+pub use store::{RedisHealth, RedisStats, RedisStore, escape_glob};

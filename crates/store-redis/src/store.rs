@@ -1,0 +1,791 @@
+//! [`RedisStore`]: the [`Store`] implementation over Redis.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_core::{
+    CacheError, CacheKey, Clock, Codec, Entry, HealthStatus, InvalidInput, KeySpace, Postcard,
+    Store, StoreHealth, Timestamp,
+};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::RedisStoreBuilder;
+use crate::conn::{Connections, Handle, breaks_connection, map_error};
+use crate::envelope;
+
+/// TTLs above this (about 142 years) are stored without an expiry.
+const PERSISTENT_TTL_MS: u128 = 1 << 52;
+
+/// Deletes a key only if it still holds the bytes that failed to decode, so a value
+/// written in the meantime by someone else survives.
+const DELETE_IF_SAME: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end return 0";
+
+#[derive(Debug, Default)]
+pub(crate) struct StoreCounters {
+    ops: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    decode_errors: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) name: Box<str>,
+    pub(crate) space: KeySpace,
+    pub(crate) conns: Connections,
+    pub(crate) op_timeout: Duration,
+    pub(crate) max_value_size: usize,
+    pub(crate) scan_count: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) counters: StoreCounters,
+}
+
+/// The Redis L2 store: entries in versioned envelopes under `{prefix}:{namespace}:{key}`,
+/// for any key type that implements [`CacheKey`] and any serde value type.
+///
+/// Cloning is cheap and clones share the connection. See the [crate docs](crate) for
+/// an example and for how tags and prefix invalidation are laid out.
+pub struct RedisStore<C = Postcard> {
+    inner: Arc<Inner>,
+    codec: C,
+}
+
+impl<C: Clone> Clone for RedisStore<C> {
+    fn clone(&self) -> Self {
+        RedisStore {
+            inner: self.inner.clone(),
+            codec: self.codec.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for RedisStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("name", &self.inner.name)
+            .field("namespace", &self.inner.space.namespace_prefix())
+            .field("cluster", &self.inner.conns.target.is_cluster())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of a [`RedisStore`] since it was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Operations sent (a batch chunk or a scan step counts once).
+    pub ops: u64,
+    /// Operations that failed (not counting timeouts).
+    pub errors: u64,
+    /// Operations that hit the per-operation timeout.
+    pub timeouts: u64,
+    /// Values that failed to decode (each was treated as a miss and deleted).
+    pub decode_errors: u64,
+    /// Connections opened.
+    pub connects: u64,
+    /// Connect attempts that failed or timed out.
+    pub connect_failures: u64,
+    /// Connections dropped after they broke.
+    pub disconnects: u64,
+}
+
+/// What a health check of Redis found; see [`RedisStore::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisHealth {
+    /// `"standalone"` or `"cluster"`.
+    pub mode: &'static str,
+    /// Open connections out of the pool size.
+    pub connected: usize,
+    /// Pool size.
+    pub pool_size: usize,
+    /// `PING` round trip, when it answered.
+    pub latency: Option<Duration>,
+    /// `redis_version` from `INFO`.
+    pub version: Option<String>,
+    /// `role` from `INFO` (`master` or `slave`).
+    pub role: Option<String>,
+    /// Why the check failed, if it did.
+    pub error: Option<String>,
+}
+
+impl RedisHealth {
+    /// Healthy when `PING` answered within half the operation timeout, degraded when
+    /// it answered slower, unhealthy when it did not answer.
+    #[must_use]
+    pub fn status(&self, op_timeout: Duration) -> HealthStatus {
+        match self.latency {
+            Some(l) if self.error.is_none() && l <= op_timeout / 2 => HealthStatus::Healthy,
+            Some(_) => HealthStatus::Degraded,
+            None => HealthStatus::Unhealthy,
+        }
+    }
+}
+
+impl RedisStore<Postcard> {
+    /// A builder with the defaults (postcard codec, 100 ms operation timeout).
+    pub fn builder() -> RedisStoreBuilder<Postcard> {
+        RedisStoreBuilder::default()
+    }
+
+    /// Builds a store for `url` with the defaults and opens its connection, failing if
+    /// Redis cannot be reached within the connect timeout.
+    pub async fn connect(url: &str) -> Result<Self, CacheError> {
+        let store = Self::builder().url(url).build()?;
+        store.ping().await?;
+        Ok(store)
+    }
+}
+
+impl<C: Codec> RedisStore<C> {
+    pub(crate) fn from_inner(inner: Arc<Inner>, codec: C) -> Self {
+        RedisStore { inner, codec }
+    }
+
+    /// The key space (`{prefix}:{namespace}:`) of this store.
+    #[must_use]
+    pub fn key_space(&self) -> &KeySpace {
+        &self.inner.space
+    }
+
+    /// The full Redis key for `key`.
+    pub fn redis_key<K: CacheKey + ?Sized>(&self, key: &K) -> Result<String, InvalidInput> {
+        self.inner.space.full_key(key)
+    }
+
+    /// The Redis key of the set that lists the keys carrying `tag`.
+    #[must_use]
+    pub fn tag_key(&self, tag: &str) -> String {
+        let space = &self.inner.space;
+        format!("{}:{}#tag:{tag}", space.prefix(), space.namespace())
+    }
+
+    /// The per-operation timeout.
+    #[must_use]
+    pub fn op_timeout(&self) -> Duration {
+        self.inner.op_timeout
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        self.inner.conns.target.is_cluster()
+    }
+
+    /// The store's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Counters since the store was built.
+    #[must_use]
+    pub fn stats(&self) -> RedisStats {
+        let c = &self.inner.counters;
+        let k = &self.inner.conns.counters;
+        RedisStats {
+            ops: c.ops.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            decode_errors: c.decode_errors.load(Ordering::Relaxed),
+            connects: k.connects.load(Ordering::Relaxed),
+            connect_failures: k.connect_failures.load(Ordering::Relaxed),
+            disconnects: k.disconnects.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Runs one operation on a connection, bounded by the operation timeout (getting
+    /// the connection included). A broken connection is dropped so the next operation
+    /// reconnects.
+    pub(crate) async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, CacheError>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let inner = &self.inner;
+        inner.counters.ops.fetch_add(1, Ordering::Relaxed);
+        let attempt = async {
+            let lease = inner.conns.handle().await?;
+            f(lease.handle.clone()).await.map_err(|e| {
+                if breaks_connection(&e) {
+                    inner.conns.discard(&lease);
+                }
+                map_error(op, inner.op_timeout, e)
+            })
+        };
+        let result = match tokio::time::timeout(inner.op_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(CacheError::Timeout {
+                op,
+                after: inner.op_timeout,
+            }),
+        };
+        if let Err(e) = &result {
+            let counter = if matches!(e, CacheError::Timeout { .. }) {
+                &inner.counters.timeouts
+            } else {
+                &inner.counters.errors
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T, CacheError> {
+        self.run(op, |mut h| async move { cmd.query_async(&mut h).await })
+            .await
+    }
+
+    /// Sends `PING`; `Ok` when Redis answered.
+    pub async fn ping(&self) -> Result<Duration, CacheError> {
+        let started = Instant::now();
+        let _: String = self.query("ping", &redis::cmd("PING")).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Checks Redis: `PING` latency, server version and role, connection state.
+    pub async fn check(&self) -> RedisHealth {
+        let conns = &self.inner.conns;
+        let mut health = RedisHealth {
+            mode: if self.is_cluster() {
+                "cluster"
+            } else {
+                "standalone"
+            },
+            connected: 0,
+            pool_size: conns.pool_size(),
+            latency: None,
+            version: None,
+            role: None,
+            error: None,
+        };
+        match self.ping().await {
+            Ok(latency) => {
+                health.latency = Some(latency);
+                match self.info().await {
+                    Ok(info) => {
+                        health.version = info_field(&info, "redis_version");
+                        health.role = info_field(&info, "role");
+                    }
+                    Err(e) => health.error = Some(e.to_string()),
+                }
+            }
+            Err(e) => health.error = Some(e.to_string()),
+        }
+        health.connected = conns.connected();
+        health
+    }
+
+    /// `INFO` from one server (a random node in a cluster).
+    async fn info(&self) -> Result<String, CacheError> {
+        let cmd = redis::cmd("INFO");
+        self.run("info", |h| async move {
+            match h {
+                Handle::Single(mut c) => cmd.query_async(&mut c).await,
+                Handle::Cluster(mut c) => {
+                    let v = c
+                        .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                        .await?;
+                    Ok(redis::from_redis_value(v)?)
+                }
+            }
+        })
+        .await
+    }
+
+    fn encode_entry<V: Serialize>(&self, entry: &Entry<V>) -> Result<Vec<u8>, CacheError> {
+        let mut bytes = Vec::with_capacity(64);
+        envelope::encode(&self.codec, entry, &mut bytes)?;
+        if bytes.len() > self.inner.max_value_size {
+            return Err(InvalidInput::ValueTooLarge {
+                size: bytes.len() as u64,
+                max: self.inner.max_value_size as u64,
+            }
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// Turns bytes read from Redis into an entry; anything that fails to decode is a
+    /// miss, counted and deleted (only if the key still holds those bytes).
+    async fn decode_or_evict<V: DeserializeOwned>(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> Option<Entry<V>> {
+        match envelope::decode::<V, C>(&self.codec, &bytes) {
+            Ok(entry) if entry.is_expired(self.inner.clock.now()) => None,
+            Ok(entry) => Some(entry),
+            Err(_why) => {
+                self.inner
+                    .counters
+                    .decode_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(DELETE_IF_SAME).arg(1).arg(key).arg(bytes);
+                // Best effort: a failed delete leaves a value that will be a miss again.
+                let _ = self.query::<i64>("delete_corrupt", &cmd).await;
+                None
+            }
+        }
+    }
+
+    /// Adds the commands that store one encoded entry to `writes` (tag memberships in
+    /// their own phase, sent first). An entry already past its physical expiry becomes
+    /// a delete.
+    fn write_commands<V>(
+        &self,
+        full: String,
+        entry: &Entry<V>,
+        bytes: Vec<u8>,
+        now: Timestamp,
+        writes: &mut Writes,
+    ) {
+        let ttl = entry.physical_ttl(now).as_millis();
+        if ttl == 0 {
+            let mut unlink = redis::cmd("UNLINK");
+            unlink.arg(&full);
+            writes.values.push((full, unlink));
+            return;
+        }
+        for tag in entry.tags().iter() {
+            let tag_key = self.tag_key(tag);
+            let mut sadd = redis::cmd("SADD");
+            sadd.arg(&tag_key).arg(&full);
+            writes.tags.push((tag_key.clone(), sadd));
+            if ttl < PERSISTENT_TTL_MS {
+                // The set lives as long as its longest-lived member (NX: first TTL;
+                // GT: only ever extended). Needs Redis 7.0.
+                for mode in ["NX", "GT"] {
+                    let mut expire = redis::cmd("PEXPIRE");
+                    expire.arg(&tag_key).arg(ttl as u64).arg(mode);
+                    writes.tags.push((tag_key.clone(), expire));
+                }
+            } else {
+                let mut persist = redis::cmd("PERSIST");
+                persist.arg(&tag_key);
+                writes.tags.push((tag_key, persist));
+            }
+        }
+        let mut set = redis::cmd("SET");
+        set.arg(&full).arg(bytes);
+        if ttl < PERSISTENT_TTL_MS {
+            set.arg("PX").arg(ttl as u64);
+        }
+        writes.values.push((full, set));
+    }
+
+    /// Sends prepared writes: tag memberships strictly before the values they list, so
+    /// an invalidation that starts after a put returned always finds its key.
+    async fn send_writes(&self, writes: Writes) -> Result<(), CacheError> {
+        if self.is_cluster() {
+            // Different nodes: no ordering between them, so two phases.
+            if !writes.tags.is_empty() {
+                self.send_keyed("put_tags", writes.tags).await?;
+            }
+            self.send_keyed("put", writes.values).await
+        } else {
+            let mut all = writes.tags;
+            all.extend(writes.values);
+            self.send_keyed("put", all).await
+        }
+    }
+
+    /// Sends keyed commands without waiting for each: one pipeline on a standalone
+    /// server; in a cluster one pipeline per hash slot (a cluster pipeline may not
+    /// cross slots), all in flight at once. Commands on the same key keep their order.
+    async fn send_keyed(
+        &self,
+        op: &'static str,
+        cmds: Vec<(String, Cmd)>,
+    ) -> Result<(), CacheError> {
+        if cmds.is_empty() {
+            return Ok(());
+        }
+        let cluster = self.is_cluster();
+        self.run(op, |h| async move {
+            match h {
+                Handle::Cluster(c) if cluster => {
+                    let mut by_slot: HashMap<Slot, Pipeline> = HashMap::new();
+                    for (key, cmd) in cmds {
+                        by_slot
+                            .entry(Slot::for_key(key.as_bytes()))
+                            .or_default()
+                            .add_command(cmd)
+                            .ignore();
+                    }
+                    let sends = by_slot.into_values().map(|pipe| {
+                        let mut c = c.clone();
+                        async move { pipe.query_async::<()>(&mut c).await }
+                    });
+                    futures_util::future::try_join_all(sends).await.map(|_| ())
+                }
+                mut h => {
+                    let mut pipe = redis::pipe();
+                    for (_, cmd) in cmds {
+                        pipe.add_command(cmd).ignore();
+                    }
+                    pipe.query_async::<()>(&mut h).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// Deletes full keys in chunks of the batch size; returns how many existed.
+    async fn unlink_all(&self, keys: &[Vec<u8>]) -> Result<u64, CacheError> {
+        let mut removed = 0;
+        for chunk in keys.chunks(self.inner.batch_size) {
+            let mut cmd = redis::cmd("UNLINK");
+            for key in chunk {
+                cmd.arg(key.as_slice());
+            }
+            removed += self.query::<u64>("unlink", &cmd).await?;
+        }
+        Ok(removed)
+    }
+
+    /// The masters to scan: `None` for a standalone server, else the address of every
+    /// master that is not marked failed.
+    async fn masters(&self) -> Result<Option<Vec<(String, u16)>>, CacheError> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let cmd = {
+            let mut c = redis::cmd("CLUSTER");
+            c.arg("NODES");
+            c
+        };
+        let text: String = self
+            .run("cluster_nodes", |h| async move {
+                match h {
+                    Handle::Single(mut c) => cmd.query_async(&mut c).await,
+                    Handle::Cluster(mut c) => {
+                        let v = c
+                            .route_command(
+                                cmd,
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                            )
+                            .await?;
+                        Ok(redis::from_redis_value(v)?)
+                    }
+                }
+            })
+            .await?;
+        Ok(Some(parse_masters(&text)))
+    }
+
+    /// One `SCAN` step on one server (a given master in a cluster).
+    async fn scan_step(
+        &self,
+        node: Option<&(String, u16)>,
+        cursor: u64,
+        pattern: &str,
+    ) -> Result<(u64, Vec<Vec<u8>>), CacheError> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(self.inner.scan_count);
+        let route = node.map(|(host, port)| {
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port: *port,
+            })
+        });
+        self.run("scan", |h| async move {
+            match (h, route) {
+                (Handle::Cluster(mut c), Some(route)) => {
+                    let v = c.route_command(cmd, route).await?;
+                    Ok(redis::from_redis_value(v)?)
+                }
+                (mut h, _) => cmd.query_async(&mut h).await,
+            }
+        })
+        .await
+    }
+
+    /// Scans one server for `pattern` and unlinks what it finds, batch by batch.
+    async fn scan_and_unlink(
+        &self,
+        node: Option<&(String, u16)>,
+        pattern: &str,
+    ) -> Result<u64, CacheError> {
+        let mut removed = 0;
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_step(node, cursor, pattern).await?;
+            pending.extend(keys);
+            if pending.len() >= self.inner.batch_size {
+                removed += self.unlink_all(&pending).await?;
+                pending.clear();
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        removed += self.unlink_all(&pending).await?;
+        Ok(removed)
+    }
+}
+
+/// Writes prepared by a put: tag memberships (sent first), then the values.
+#[derive(Default)]
+struct Writes {
+    tags: Vec<(String, Cmd)>,
+    values: Vec<(String, Cmd)>,
+}
+
+/// Parses `CLUSTER NODES` output into the addresses of healthy masters.
+fn parse_masters(text: &str) -> Vec<(String, u16)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let _id = fields.next()?;
+            let addr = fields.next()?;
+            let flags = fields.next()?;
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            if !is_master || failed {
+                return None;
+            }
+            let host_port = addr.split('@').next()?;
+            let (host, port) = host_port.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A field of `INFO` output.
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        (k == name).then(|| v.trim().to_owned())
+    })
+}
+
+/// Escapes the glob metacharacters of `SCAN MATCH` (`*`, `?`, `[`, `]`, `\`).
+#[must_use]
+pub fn escape_glob(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl<K, V, C> Store<K, V> for RedisStore<C>
+where
+    K: CacheKey + Send + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+    C: Codec,
+{
+    async fn get(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
+        let full = self.inner.space.full_key(key)?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&full);
+        match self.query::<Option<Vec<u8>>>("get", &cmd).await? {
+            None => Ok(None),
+            Some(bytes) => Ok(self.decode_or_evict(&full, bytes).await),
+        }
+    }
+
+    async fn put(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        let full = self.inner.space.full_key(&key)?;
+        let bytes = self.encode_entry(&entry)?;
+        let mut writes = Writes::default();
+        self.write_commands(full, &entry, bytes, self.inner.clock.now(), &mut writes);
+        self.send_writes(writes).await
+    }
+
+    async fn remove(&self, key: &K) -> Result<bool, CacheError> {
+        let full = self.inner.space.full_key(key)?;
+        let mut cmd = redis::cmd("UNLINK");
+        cmd.arg(&full);
+        Ok(self.query::<u64>("remove", &cmd).await? > 0)
+    }
+
+    async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<Entry<V>>>, CacheError> {
+        let full: Vec<String> = keys
+            .iter()
+            .map(|k| self.inner.space.full_key(k))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(full.len());
+        for chunk in full.chunks(self.inner.batch_size) {
+            let mut cmd = redis::cmd("MGET");
+            for key in chunk {
+                cmd.arg(key);
+            }
+            let values: Vec<Option<Vec<u8>>> = self.query("get_many", &cmd).await?;
+            if values.len() != chunk.len() {
+                return Err(CacheError::unavailable(
+                    crate::conn::BACKEND,
+                    "MGET answered with the wrong number of values",
+                    format!("{} values for {} keys", values.len(), chunk.len()),
+                ));
+            }
+            for (key, value) in chunk.iter().zip(values) {
+                out.push(match value {
+                    None => None,
+                    Some(bytes) => self.decode_or_evict(key, bytes).await,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
+        // Validate and encode everything before the first write.
+        let prepared: Vec<(String, Entry<V>, Vec<u8>)> = entries
+            .into_iter()
+            .map(|(k, e)| {
+                let full = self.inner.space.full_key(&k)?;
+                let bytes = self.encode_entry(&e)?;
+                Ok((full, e, bytes))
+            })
+            .collect::<Result<_, CacheError>>()?;
+        let now = self.inner.clock.now();
+        let mut prepared = prepared.into_iter().peekable();
+        while prepared.peek().is_some() {
+            let mut writes = Writes::default();
+            for (full, entry, bytes) in prepared.by_ref().take(self.inner.batch_size) {
+                self.write_commands(full, &entry, bytes, now, &mut writes);
+            }
+            self.send_writes(writes).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_many(&self, keys: &[K]) -> Result<u64, CacheError> {
+        let full: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| self.inner.space.full_key(k).map(String::into_bytes))
+            .collect::<Result<_, _>>()?;
+        self.unlink_all(&full).await
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
+        cache_core::entry::validate_tag(tag)?;
+        let tag_key = self.tag_key(tag);
+        let mut removed = 0;
+        let mut cursor = 0u64;
+        loop {
+            let mut cmd = redis::cmd("SSCAN");
+            cmd.arg(&tag_key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(self.inner.scan_count);
+            let (next, members): (u64, Vec<Vec<u8>>) = self.query("sscan", &cmd).await?;
+            for chunk in members.chunks(self.inner.batch_size) {
+                removed += self.unlink_all(chunk).await?;
+                // Forget exactly the members handled; a key tagged meanwhile stays listed.
+                let mut srem = redis::cmd("SREM");
+                srem.arg(&tag_key);
+                for member in chunk {
+                    srem.arg(member.as_slice());
+                }
+                let _: u64 = self.query("srem", &srem).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(removed)
+    }
+
+    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, CacheError> {
+        let head = self.inner.space.namespace_prefix();
+        let pattern = format!("{}*", escape_glob(&format!("{head}{prefix}")));
+        match self.masters().await? {
+            None => self.scan_and_unlink(None, &pattern).await,
+            Some(masters) => {
+                let mut removed = 0;
+                for node in &masters {
+                    removed += self.scan_and_unlink(Some(node), &pattern).await?;
+                }
+                Ok(removed)
+            }
+        }
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let h = self.check().await;
+        let status = h.status(self.inner.op_timeout);
+        let mut detail = format!(
+            "{} `{}`, {}/{} connected",
+            h.mode, self.inner.name, h.connected, h.pool_size
+        );
+        if let Some(v) = &h.version {
+            detail.push_str(&format!(", redis {v}"));
+        }
+        if let Some(r) = &h.role {
+            detail.push_str(&format!(", role {r}"));
+        }
+        if let Some(e) = &h.error {
+            detail.push_str(&format!(", error: {e}"));
+        }
+        let mut report = StoreHealth::new("l2", status).with_detail(detail);
+        if let Some(l) = h.latency {
+            report = report.with_latency(l);
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_metacharacters_are_escaped() {
+        assert_eq!(escape_glob(r"a*b?c[d]e\f"), r"a\*b\?c\[d\]e\\f");
+        assert_eq!(escape_glob("plain:key"), "plain:key");
+    }
+
+    #[test]
+    fn cluster_nodes_output_yields_live_masters() {
+        let text = "\
+07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@40003 master,fail - 0 1426238318243 3 connected
+e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(
+            parse_masters(text),
+            vec![
+                ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30001)
+            ]
+        );
+    }
+
+    #[test]
+    fn info_fields_are_found() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrole:master\r\n";
+        assert_eq!(info_field(info, "redis_version").as_deref(), Some("7.0.15"));
+        assert_eq!(info_field(info, "role").as_deref(), Some("master"));
+        assert_eq!(info_field(info, "missing"), None);
+    }
+}
