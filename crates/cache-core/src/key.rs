@@ -138,6 +138,98 @@ tuple_keys! {
     (A, B, C, D, E, F)
 }
 
+/// A key type whose [`CacheKey`] encoding can be turned back into the key.
+///
+/// Used where only the encoded form travels, e.g. an invalidation message from another
+/// instance that must find the typed key in an in-process cache. Implemented for the
+/// same types as [`CacheKey`]; `decode_key(&k.to_key_string()) == Some(k)`.
+///
+/// ```
+/// use cache_core::{CacheKey, DecodeKey};
+/// let key = ("a:b".to_owned(), 7u32);
+/// assert_eq!(<(String, u32)>::decode_key(&key.to_key_string()), Some(key));
+/// assert_eq!(<(String, u32)>::decode_key("only-one-part"), None);
+/// ```
+pub trait DecodeKey: CacheKey + Sized {
+    /// The key whose encoding is `encoded`, or `None` if no key encodes to it.
+    fn decode_key(encoded: &str) -> Option<Self>;
+}
+
+/// Splits a tuple encoding at unescaped `:` and unescapes each part.
+fn split_components(s: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let (Some(next), Some(p)) = (chars.next(), parts.last_mut()) {
+                    p.push(next);
+                }
+            }
+            ':' => parts.push(String::new()),
+            c => {
+                if let Some(p) = parts.last_mut() {
+                    p.push(c);
+                }
+            }
+        }
+    }
+    parts
+}
+
+macro_rules! decode_string_keys {
+    ($($t:ty),*) => {$(
+        impl DecodeKey for $t {
+            fn decode_key(encoded: &str) -> Option<Self> {
+                Some(encoded.into())
+            }
+        }
+    )*};
+}
+decode_string_keys!(String, Box<str>, Arc<str>);
+
+macro_rules! decode_parsed_keys {
+    ($($t:ty),*) => {$(
+        impl DecodeKey for $t {
+            fn decode_key(encoded: &str) -> Option<Self> {
+                encoded.parse().ok()
+            }
+        }
+    )*};
+}
+decode_parsed_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool);
+
+impl DecodeKey for char {
+    fn decode_key(encoded: &str) -> Option<Self> {
+        let mut chars = encoded.chars();
+        let c = chars.next()?;
+        chars.next().is_none().then_some(c)
+    }
+}
+
+macro_rules! decode_tuple_keys {
+    ($( ($n:expr; $($name:ident),+ ) )+) => {$(
+        impl<$($name: DecodeKey),+> DecodeKey for ($($name,)+) {
+            fn decode_key(encoded: &str) -> Option<Self> {
+                let parts = split_components(encoded);
+                if parts.len() != $n {
+                    return None;
+                }
+                let mut parts = parts.into_iter();
+                Some(($($name::decode_key(&parts.next()?)?,)+))
+            }
+        }
+    )+};
+}
+decode_tuple_keys! {
+    (1; A)
+    (2; A, B)
+    (3; A, B, C)
+    (4; A, B, C, D)
+    (5; A, B, C, D, E)
+    (6; A, B, C, D, E, F)
+}
+
 /// A validated namespace (or key prefix): 1 to [`MAX_NAMESPACE_LEN`] characters
 /// from `[A-Za-z0-9_.-]`.
 ///
@@ -374,6 +466,20 @@ mod tests {
             let x = (a.as_str(), b.as_str()).to_key_string();
             let y = (c.as_str(), d.as_str()).to_key_string();
             prop_assert_eq!(x == y, a == c && b == d);
+        }
+
+        #[test]
+        fn decode_inverts_encode(
+            a in ".{0,8}",
+            n in any::<i64>(),
+            inner in (".{0,6}", any::<u8>()),
+            c in any::<char>(),
+        ) {
+            let key = (a.clone(), n, inner.clone(), c);
+            let decoded = <(String, i64, (String, u8), char)>::decode_key(&key.to_key_string());
+            prop_assert_eq!(decoded, Some(key));
+            prop_assert_eq!(String::decode_key(&a.to_key_string()), Some(a));
+            prop_assert_eq!(i64::decode_key(&n.to_key_string()), Some(n));
         }
 
         #[test]

@@ -66,5 +66,5 @@ pub use codec::{Codec, Postcard};
 pub use entry::{Entry, Tags};
 pub use error::{BoxError, CacheError, ConfigError, ErrorKind, InvalidInput};
 pub use health::{HealthStatus, StoreHealth};
-pub use key::{CacheKey, KeySpace, Namespace};
+pub use key::{CacheKey, DecodeKey, KeySpace, Namespace};
 pub use store::Store;
