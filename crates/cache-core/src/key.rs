@@ -197,7 +197,9 @@ macro_rules! decode_parsed_keys {
         }
     )*};
 }
-decode_parsed_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool);
+decode_parsed_keys!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool
+);
 
 impl DecodeKey for char {
     fn decode_key(encoded: &str) -> Option<Self> {

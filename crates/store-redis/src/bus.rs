@@ -177,6 +177,26 @@ impl Subscription {
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
     }
+
+    /// A cheap handle that tells whether this subscription is connected, usable
+    /// after the subscription has moved into another task.
+    #[must_use]
+    pub fn connection_status(&self) -> ConnectionStatus {
+        ConnectionStatus(self.connected.clone())
+    }
+}
+
+/// Whether a [`Subscription`] is currently subscribed; see
+/// [`Subscription::connection_status`].
+#[derive(Debug, Clone)]
+pub struct ConnectionStatus(Arc<AtomicBool>);
+
+impl ConnectionStatus {
+    /// `true` while subscribed.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Subscription {

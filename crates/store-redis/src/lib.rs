@@ -94,7 +94,9 @@ mod conn;
 pub mod envelope;
 mod store;
 
-pub use bus::{Action, BusEvent, GapReason, Invalidation, InvalidationBus, Subscription};
+pub use bus::{
+    Action, BusEvent, ConnectionStatus, GapReason, Invalidation, InvalidationBus, Subscription,
+};
 pub use config::{
     DEFAULT_BATCH_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
     DEFAULT_RECONNECT_BACKOFF, DEFAULT_SCAN_COUNT, MAX_POOL_SIZE, REDIS_MAX_VALUE_SIZE,

@@ -1,0 +1,598 @@
+//! The tiered store.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use cache_breaker::{CircuitBreaker, State};
+use cache_core::{
+    CacheError, CacheKey, Codec, ConfigError, DecodeKey, Entry, HealthStatus, Postcard, Store,
+    StoreHealth,
+};
+use cache_store_memory::MemoryStore;
+use cache_store_redis::{Action, BusEvent, ConnectionStatus, InvalidationBus, RedisStore};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What an L2 fault does to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Degrade to L1 (and the loader): reads miss, writes are counted, not thrown.
+    #[default]
+    Open,
+    /// Return the fault to the caller.
+    Closed,
+}
+
+/// Counters of a [`TieredStore`] since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TieredStats {
+    /// Reads answered by L1 with a fresh entry.
+    pub l1_hits: u64,
+    /// Reads answered by L2 (and backfilled into L1).
+    pub l2_hits: u64,
+    /// Reads that found nothing usable in either tier.
+    pub misses: u64,
+    /// L2 calls that failed with a backend fault (including timeouts).
+    pub l2_errors: u64,
+    /// Of those, timeouts.
+    pub l2_timeouts: u64,
+    /// L2 calls skipped because the breaker was open.
+    pub l2_rejected: u64,
+    /// Faults absorbed by fail-open (reads degraded to a miss, writes not thrown).
+    pub fail_open: u64,
+    /// Invalidation messages from other instances applied to L1.
+    pub bus_messages: u64,
+    /// Gaps on the bus (each cleared L1).
+    pub bus_gaps: u64,
+    /// Publishes that failed (other instances may keep a stale L1 copy until expiry).
+    pub publish_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    l1_hits: AtomicU64,
+    l2_hits: AtomicU64,
+    misses: AtomicU64,
+    l2_errors: AtomicU64,
+    l2_timeouts: AtomicU64,
+    l2_rejected: AtomicU64,
+    fail_open: AtomicU64,
+    bus_messages: AtomicU64,
+    bus_gaps: AtomicU64,
+    publish_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+struct L2<C> {
+    store: RedisStore<C>,
+    breaker: Arc<CircuitBreaker>,
+    bus: Option<InvalidationBus<C>>,
+}
+
+struct Inner<K, V, C> {
+    l1: MemoryStore<K, V>,
+    l2: Option<L2<C>>,
+    mode: FailMode,
+    counters: Counters,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    bus_status: Mutex<Option<ConnectionStatus>>,
+}
+
+impl<K, V, C> Drop for Inner<K, V, C> {
+    fn drop(&mut self) {
+        if let Some(task) = self.listener.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+/// L1 + optional L2 as one store; see the [crate docs](crate). Cheap to clone.
+pub struct TieredStore<K, V, C = Postcard> {
+    inner: Arc<Inner<K, V, C>>,
+}
+
+impl<K, V, C> Clone for TieredStore<K, V, C> {
+    fn clone(&self) -> Self {
+        TieredStore {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V, C> std::fmt::Debug for TieredStore<K, V, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("l2", &self.inner.l2.is_some())
+            .field("mode", &self.inner.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder of a [`TieredStore`]; see [`TieredStore::builder`].
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct TieredBuilder<K, V, C = Postcard> {
+    l1: MemoryStore<K, V>,
+    l2: Option<RedisStore<C>>,
+    breaker: Option<CircuitBreaker>,
+    mode: FailMode,
+    bus: bool,
+}
+
+impl<K, V> TieredStore<K, V, Postcard> {
+    /// Starts a builder around an L1.
+    pub fn builder(l1: MemoryStore<K, V>) -> TieredBuilder<K, V, Postcard> {
+        TieredBuilder {
+            l1,
+            l2: None,
+            breaker: None,
+            mode: FailMode::Open,
+            bus: true,
+        }
+    }
+}
+
+impl<K, V, C> TieredBuilder<K, V, C> {
+    /// The L2 (without one, the store is the L1 alone — a complete configuration).
+    pub fn l2<C2>(self, l2: RedisStore<C2>) -> TieredBuilder<K, V, C2> {
+        TieredBuilder {
+            l1: self.l1,
+            l2: Some(l2),
+            breaker: self.breaker,
+            mode: self.mode,
+            bus: self.bus,
+        }
+    }
+
+    /// The breaker guarding L2 (default: open after 5 consecutive failures, probe
+    /// after 5 s).
+    pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Fail-open (default) or fail-closed.
+    pub fn fail_mode(mut self, mode: FailMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Whether to publish and listen on the invalidation bus (default `true` when
+    /// there is an L2). Listening needs a tokio runtime at build time.
+    pub fn invalidation_bus(mut self, enabled: bool) -> Self {
+        self.bus = enabled;
+        self
+    }
+}
+
+impl<K, V, C> TieredBuilder<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    /// Validates and builds; starts the bus listener when there is an L2 and the bus
+    /// is enabled.
+    pub fn build(self) -> Result<TieredStore<K, V, C>, ConfigError> {
+        let breaker = match self.breaker {
+            Some(b) => b,
+            None => CircuitBreaker::builder()
+                .name("l2")
+                .consecutive_failures(5)
+                .build()
+                .map_err(|e| ConfigError::new("breaker", e.to_string()))?,
+        };
+        let listen = self.l2.is_some() && self.bus;
+        if listen && tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new(
+                "invalidation_bus",
+                "listening needs a running tokio runtime: build inside one, or disable the bus",
+            ));
+        }
+        let l2 = self.l2.map(|store| L2 {
+            bus: self.bus.then(|| store.bus()),
+            store,
+            breaker: Arc::new(breaker),
+        });
+        let store = TieredStore {
+            inner: Arc::new(Inner {
+                l1: self.l1,
+                l2,
+                mode: self.mode,
+                counters: Counters::default(),
+                listener: Mutex::new(None),
+                bus_status: Mutex::new(None),
+            }),
+        };
+        if listen {
+            store.start_listener();
+        }
+        Ok(store)
+    }
+}
+
+impl<K, V, C> TieredStore<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    /// The L1.
+    #[must_use]
+    pub fn l1(&self) -> &MemoryStore<K, V> {
+        &self.inner.l1
+    }
+
+    /// The L2, if configured.
+    #[must_use]
+    pub fn l2(&self) -> Option<&RedisStore<C>> {
+        self.inner.l2.as_ref().map(|l2| &l2.store)
+    }
+
+    /// The breaker guarding L2, if there is one.
+    #[must_use]
+    pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.inner.l2.as_ref().map(|l2| &l2.breaker)
+    }
+
+    /// The fail mode.
+    #[must_use]
+    pub fn fail_mode(&self) -> FailMode {
+        self.inner.mode
+    }
+
+    /// Whether the bus listener is currently subscribed (`false` without a bus).
+    #[must_use]
+    pub fn bus_connected(&self) -> bool {
+        self.inner
+            .bus_status
+            .lock()
+            .as_ref()
+            .is_some_and(ConnectionStatus::is_connected)
+    }
+
+    /// Counters since the store was built.
+    #[must_use]
+    pub fn stats(&self) -> TieredStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TieredStats {
+            l1_hits: get(&c.l1_hits),
+            l2_hits: get(&c.l2_hits),
+            misses: get(&c.misses),
+            l2_errors: get(&c.l2_errors),
+            l2_timeouts: get(&c.l2_timeouts),
+            l2_rejected: get(&c.l2_rejected),
+            fail_open: get(&c.fail_open),
+            bus_messages: get(&c.bus_messages),
+            bus_gaps: get(&c.bus_gaps),
+            publish_errors: get(&c.publish_errors),
+        }
+    }
+
+    fn start_listener(&self) {
+        let Some(bus) = self.inner.l2.as_ref().and_then(|l2| l2.bus.clone()) else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let task = tokio::spawn(async move {
+            let mut sub = bus.subscribe().await;
+            match Weak::upgrade(&weak) {
+                Some(inner) => *inner.bus_status.lock() = Some(sub.connection_status()),
+                None => return,
+            }
+            while let Some(event) = sub.recv().await {
+                let Some(inner) = Weak::upgrade(&weak) else {
+                    return;
+                };
+                apply_event(&inner, event);
+            }
+        });
+        *self.inner.listener.lock() = Some(task);
+    }
+
+    /// A fresh L1 entry, if any (counted as an L1 hit).
+    pub fn get_l1_fresh(&self, key: &K, now: cache_core::Timestamp) -> Option<Entry<V>> {
+        let e = self.inner.l1.get_sync(key)?;
+        if e.is_fresh(now) {
+            bump(&self.inner.counters.l1_hits);
+            Some(e)
+        } else {
+            None
+        }
+    }
+
+    /// Reads L2 through the breaker; a hit backfills L1 (capped by L1's maximum TTL).
+    /// `Ok(None)` for a miss, no L2, an open breaker or (fail-open) a fault.
+    pub async fn get_l2(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
+        let got = self
+            .guarded(|l2| async move { Store::<K, V>::get(l2, key).await })
+            .await?
+            .flatten();
+        if let Some(entry) = &got {
+            bump(&self.inner.counters.l2_hits);
+            // A refused backfill (e.g. too heavy for L1) only costs a later L2 read.
+            let _ = self.inner.l1.put_sync(key.clone(), entry.clone());
+        }
+        Ok(got)
+    }
+
+    /// Writes both tiers without publishing (for values loaded from the source,
+    /// which no other instance can hold a newer copy of).
+    pub async fn fill(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        let l2_entry = entry.clone();
+        let l2_key = key.clone();
+        self.guarded(|l2| async move { l2.put(l2_key, l2_entry).await })
+            .await?;
+        self.inner.l1.put_sync(key, entry)
+    }
+
+    /// Runs `f` on L2 through the breaker. `Ok(None)`: no L2, or a fault absorbed by
+    /// fail-open.
+    async fn guarded<'a, T, F, Fut>(&'a self, f: F) -> Result<Option<T>, CacheError>
+    where
+        F: FnOnce(&'a RedisStore<C>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CacheError>>,
+    {
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(None);
+        };
+        let counters = &self.inner.counters;
+        let Ok(permit) = l2.breaker.try_acquire() else {
+            bump(&counters.l2_rejected);
+            return self.degrade(CacheError::Unavailable {
+                backend: "redis",
+                message: "skipped: the circuit breaker is open".into(),
+                source: None,
+            });
+        };
+        match f(&l2.store).await {
+            Ok(v) => {
+                permit.success();
+                Ok(Some(v))
+            }
+            Err(e) if e.is_backend_fault() => {
+                permit.failure();
+                bump(&counters.l2_errors);
+                if matches!(e, CacheError::Timeout { .. }) {
+                    bump(&counters.l2_timeouts);
+                }
+                self.degrade(e)
+            }
+            Err(e) => {
+                permit.ignore();
+                Err(e)
+            }
+        }
+    }
+
+    fn degrade<T>(&self, e: CacheError) -> Result<Option<T>, CacheError> {
+        match self.inner.mode {
+            FailMode::Open => {
+                bump(&self.inner.counters.fail_open);
+                Ok(None)
+            }
+            FailMode::Closed => Err(e),
+        }
+    }
+
+    /// Tells other instances to drop their L1 copies. Failures are counted (and
+    /// returned in fail-closed mode).
+    async fn publish(&self, action: Action) -> Result<(), CacheError> {
+        let Some(bus) = self.inner.l2.as_ref().and_then(|l2| l2.bus.as_ref()) else {
+            return Ok(());
+        };
+        let published = self
+            .guarded(|_| async move { bus.publish(action).await })
+            .await;
+        match published {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                bump(&self.inner.counters.publish_errors);
+                Ok(())
+            }
+            Err(e) => {
+                bump(&self.inner.counters.publish_errors);
+                Err(e)
+            }
+        }
+    }
+
+    fn keys_action(keys: &[K]) -> Action {
+        Action::Keys(keys.iter().map(CacheKey::to_key_string).collect())
+    }
+}
+
+fn apply_event<K, V, C>(inner: &Inner<K, V, C>, event: BusEvent)
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone,
+    V: Clone,
+{
+    match event {
+        BusEvent::Message(m) => {
+            bump(&inner.counters.bus_messages);
+            match m.action {
+                Action::Keys(keys) => {
+                    for k in keys {
+                        if let Some(key) = K::decode_key(&k) {
+                            inner.l1.remove_sync(&key);
+                        }
+                    }
+                }
+                Action::Tag(tag) => {
+                    inner.l1.invalidate_tag_sync(&tag);
+                }
+                Action::Prefix(prefix) => {
+                    inner.l1.invalidate_prefix_sync(&prefix);
+                }
+                // Unknown future actions are treated like Clear: distrust.
+                _ => inner.l1.clear(),
+            }
+        }
+        BusEvent::Gap(_) => {
+            bump(&inner.counters.bus_gaps);
+            inner.l1.clear();
+        }
+    }
+}
+
+impl<K, V, C> Store<K, V> for TieredStore<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    async fn get(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
+        let l1 = self.inner.l1.get_sync(key);
+        let now = self.inner.l1.clock().now();
+        if let Some(e) = &l1
+            && e.is_fresh(now)
+        {
+            bump(&self.inner.counters.l1_hits);
+            return Ok(l1);
+        }
+        match self.get_l2(key).await? {
+            // Prefer whichever copy is usable longer.
+            Some(e2)
+                if l1
+                    .as_ref()
+                    .is_none_or(|e1| e2.stale_until() >= e1.stale_until()) =>
+            {
+                Ok(Some(e2))
+            }
+            _ if l1.is_some() => Ok(l1),
+            _ => {
+                bump(&self.inner.counters.misses);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn put(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        let action = Self::keys_action(std::slice::from_ref(&key));
+        self.fill(key, entry).await?;
+        self.publish(action).await
+    }
+
+    async fn remove(&self, key: &K) -> Result<bool, CacheError> {
+        let in_l1 = self.inner.l1.remove_sync(key);
+        let in_l2 = self
+            .guarded(|l2| async move { Store::<K, V>::remove(l2, key).await })
+            .await?
+            .unwrap_or(false);
+        self.publish(Self::keys_action(std::slice::from_ref(key)))
+            .await?;
+        Ok(in_l1 || in_l2)
+    }
+
+    async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<Entry<V>>>, CacheError> {
+        let now = self.inner.l1.clock().now();
+        let mut out: Vec<Option<Entry<V>>> = keys
+            .iter()
+            .map(|k| self.inner.l1.get_sync(k).filter(|e| e.is_fresh(now)))
+            .collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        let hits = (keys.len() - missing.len()) as u64;
+        self.inner
+            .counters
+            .l1_hits
+            .fetch_add(hits, Ordering::Relaxed);
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let wanted: Vec<K> = missing.iter().map(|&i| keys[i].clone()).collect();
+        let wanted_ref = &wanted;
+        let found = self
+            .guarded(|l2| async move { Store::<K, V>::get_many(l2, wanted_ref).await })
+            .await?
+            .unwrap_or_default();
+        for (slot, entry) in missing.iter().zip(found) {
+            match entry {
+                Some(e) => {
+                    bump(&self.inner.counters.l2_hits);
+                    let _ = self.inner.l1.put_sync(keys[*slot].clone(), e.clone());
+                    out[*slot] = Some(e);
+                }
+                None => bump(&self.inner.counters.misses),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
+        let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+        let l2_entries = entries.clone();
+        self.guarded(|l2| async move { l2.put_many(l2_entries).await })
+            .await?;
+        for (k, e) in entries {
+            self.inner.l1.put_sync(k, e)?;
+        }
+        self.publish(Self::keys_action(&keys)).await
+    }
+
+    async fn remove_many(&self, keys: &[K]) -> Result<u64, CacheError> {
+        let mut removed = 0;
+        for k in keys {
+            removed += u64::from(self.inner.l1.remove_sync(k));
+        }
+        let in_l2 = self
+            .guarded(|l2| async move { Store::<K, V>::remove_many(l2, keys).await })
+            .await?
+            .unwrap_or(0);
+        self.publish(Self::keys_action(keys)).await?;
+        Ok(removed.max(in_l2))
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
+        cache_core::entry::validate_tag(tag)?;
+        let in_l1 = self.inner.l1.invalidate_tag_sync(tag);
+        let in_l2 = self
+            .guarded(|l2| async move { Store::<K, V>::invalidate_tag(l2, tag).await })
+            .await?
+            .unwrap_or(0);
+        self.publish(Action::Tag(tag.to_owned())).await?;
+        Ok(in_l1.max(in_l2))
+    }
+
+    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, CacheError> {
+        let in_l1 = self.inner.l1.invalidate_prefix_sync(prefix);
+        let in_l2 = self
+            .guarded(|l2| async move { Store::<K, V>::invalidate_prefix(l2, prefix).await })
+            .await?
+            .unwrap_or(0);
+        self.publish(Action::Prefix(prefix.to_owned())).await?;
+        Ok(in_l1.max(in_l2))
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let entries = self.inner.l1.len() as u64;
+        let Some(l2) = &self.inner.l2 else {
+            return StoreHealth::new("tiered", HealthStatus::Healthy)
+                .with_entries(entries)
+                .with_detail("L1 only");
+        };
+        let l2_health = Store::<K, V>::health(&l2.store).await;
+        let breaker = l2.breaker.state();
+        let status = match (l2_health.status, breaker, self.inner.mode) {
+            (HealthStatus::Healthy, State::Closed, _) => HealthStatus::Healthy,
+            (HealthStatus::Unhealthy, _, FailMode::Closed) => HealthStatus::Unhealthy,
+            _ => HealthStatus::Degraded,
+        };
+        let mut report = StoreHealth::new("tiered", status)
+            .with_entries(entries)
+            .with_detail(format!(
+                "breaker {}, L2: {}",
+                breaker.as_str(),
+                l2_health.detail.as_deref().unwrap_or("-")
+            ));
+        if let Some(l) = l2_health.latency {
+            report = report.with_latency(l);
+        }
+        report
+    }
+}

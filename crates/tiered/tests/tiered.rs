@@ -1,0 +1,273 @@
+//! The tiered store against a real redis-server: backfill, fail-open / fail-closed,
+//! breaker recovery, and L1 coherence across two instances over the bus.
+
+use std::time::{Duration, Instant};
+
+use cache_breaker::{CircuitBreaker, MockClock as BreakerClock, State};
+use cache_core::{Clock, Entry, ErrorKind, Store, SystemClock};
+use cache_store_memory::MemoryStore;
+use cache_store_redis::RedisStore;
+use cache_testkit::RedisServer;
+use cache_tiered::{FailMode, TieredStore};
+
+type Tiered = TieredStore<String, u32>;
+
+fn l1() -> MemoryStore<String, u32> {
+    MemoryStore::builder()
+        .max_entries(1_000)
+        .build()
+        .expect("l1")
+}
+
+fn l2(server: &RedisServer) -> RedisStore {
+    RedisStore::builder()
+        .url(server.url())
+        .namespace("tiered")
+        .reconnect_backoff(Duration::from_millis(10))
+        .build()
+        .expect("l2")
+}
+
+fn entry(v: u32) -> Entry<u32> {
+    Entry::new(v, SystemClock.now(), Duration::from_secs(60))
+}
+
+async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn wait_for_bus(store: &Tiered) {
+    eventually("the bus listener subscribes", || store.bus_connected()).await;
+}
+
+#[tokio::test]
+async fn an_l2_hit_backfills_l1_and_writes_reach_both_tiers() {
+    let server = RedisServer::start().expect("redis");
+    let store: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .build()
+        .expect("build");
+    store.put("a".into(), entry(1)).await.expect("put");
+    assert_eq!(store.l1().len(), 1);
+    let in_l2: Option<Entry<u32>> = store
+        .l2()
+        .expect("l2")
+        .get(&"a".to_owned())
+        .await
+        .expect("l2 get");
+    assert!(in_l2.is_some(), "written through to Redis");
+
+    store.l1().clear();
+    let got = store.get(&"a".to_owned()).await.expect("get");
+    assert_eq!(got.and_then(Entry::into_value), Some(1));
+    assert_eq!(store.stats().l2_hits, 1);
+    assert_eq!(store.l1().len(), 1, "backfilled");
+    let again = store.get(&"a".to_owned()).await.expect("get");
+    assert!(again.is_some());
+    assert_eq!(store.stats().l1_hits, 1);
+
+    assert!(store.remove(&"a".to_owned()).await.expect("remove"));
+    assert!(store.get(&"a".to_owned()).await.expect("get").is_none());
+    let many = store
+        .get_many(&["x".to_owned(), "y".to_owned()])
+        .await
+        .expect("get_many");
+    assert_eq!(many, vec![None, None]);
+}
+
+#[tokio::test]
+async fn redis_down_is_a_miss_in_fail_open_mode_and_the_breaker_recovers() {
+    let mut server = RedisServer::start().expect("redis");
+    let clock = BreakerClock::new();
+    let breaker = CircuitBreaker::builder()
+        .consecutive_failures(3)
+        .wait_in_open(Duration::from_secs(5))
+        .permitted_in_half_open(1)
+        .clock(clock.clone())
+        .build()
+        .expect("breaker");
+    let store: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .breaker(breaker)
+        .build()
+        .expect("build");
+    store.put("kept".into(), entry(1)).await.expect("put");
+    server.kill();
+
+    for i in 0..10u32 {
+        let miss = store
+            .get(&format!("cold{i}"))
+            .await
+            .expect("fail-open: no error");
+        assert_eq!(miss, None);
+    }
+    store
+        .put("during".into(), entry(2))
+        .await
+        .expect("writes are not thrown");
+    let kept = store
+        .get(&"kept".to_owned())
+        .await
+        .expect("L1 still serves");
+    assert_eq!(kept.and_then(Entry::into_value), Some(1));
+    let breaker = store.breaker().expect("breaker");
+    assert_eq!(breaker.state(), State::Open);
+    let stats = store.stats();
+    assert_eq!(
+        stats.l2_errors, 3,
+        "the breaker opened after 3 failures: {stats:?}"
+    );
+    assert!(stats.l2_rejected >= 8, "then L2 was skipped: {stats:?}");
+    assert!(stats.fail_open >= 11, "{stats:?}");
+    let report = Store::<String, u32>::health(&store).await;
+    assert_eq!(report.status, cache_core::HealthStatus::Degraded);
+
+    server.restart().expect("restart");
+    clock.advance(Duration::from_secs(5));
+    // The first call after the wait is the probe; it reaches the restarted Redis.
+    let mut recovered = false;
+    for _ in 0..200 {
+        let _ = store.get(&"probe".to_owned()).await.expect("get");
+        if breaker.state() == State::Closed {
+            recovered = true;
+            break;
+        }
+        clock.advance(Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(recovered, "the breaker closed again once Redis was back");
+    store.put("after".into(), entry(3)).await.expect("put");
+    store.l1().clear();
+    let after = store.get(&"after".to_owned()).await.expect("get");
+    assert_eq!(
+        after.and_then(Entry::into_value),
+        Some(3),
+        "L2 is used again"
+    );
+}
+
+#[tokio::test]
+async fn fail_closed_mode_surfaces_the_fault() {
+    let mut server = RedisServer::start().expect("redis");
+    let store: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .fail_mode(FailMode::Closed)
+        .build()
+        .expect("build");
+    server.kill();
+    let err = store
+        .get(&"k".to_owned())
+        .await
+        .expect_err("fault surfaces");
+    assert!(err.is_backend_fault(), "{err}");
+    let err = store
+        .put("k".into(), entry(1))
+        .await
+        .expect_err("write fault surfaces");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+}
+
+#[tokio::test]
+async fn without_l2_the_store_is_a_complete_l1_cache() {
+    let store: Tiered = TieredStore::builder(l1())
+        .build()
+        .expect("build without a runtime need");
+    store.put("a".into(), entry(1)).await.expect("put");
+    assert_eq!(
+        store
+            .get(&"a".to_owned())
+            .await
+            .expect("get")
+            .and_then(Entry::into_value),
+        Some(1)
+    );
+    assert_eq!(
+        Store::<String, u32>::invalidate_prefix(&store, "a")
+            .await
+            .expect("prefix"),
+        1
+    );
+    assert_eq!(
+        Store::<String, u32>::health(&store).await.status,
+        cache_core::HealthStatus::Healthy
+    );
+}
+
+#[tokio::test]
+async fn other_instances_drop_their_l1_copies() {
+    let server = RedisServer::start().expect("redis");
+    let a: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .build()
+        .expect("a");
+    let b: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .build()
+        .expect("b");
+    wait_for_bus(&a).await;
+    wait_for_bus(&b).await;
+
+    let tagged = |v| entry(v).with_tags(["group"]).expect("tag");
+    a.put("k1".into(), tagged(1)).await.expect("put");
+    a.put("k2".into(), tagged(2)).await.expect("put");
+    a.put("p:1".into(), entry(3)).await.expect("put");
+    for k in ["k1", "k2", "p:1"] {
+        assert!(
+            b.get(&k.to_owned()).await.expect("get").is_some(),
+            "b reads {k} via L2"
+        );
+    }
+    assert_eq!(b.l1().len(), 3);
+
+    a.remove(&"k1".to_owned()).await.expect("remove");
+    eventually("b drops k1", || {
+        b.l1().peek_sync(&"k1".to_owned()).is_none()
+    })
+    .await;
+    Store::<String, u32>::invalidate_tag(&a, "group")
+        .await
+        .expect("tag");
+    eventually("b drops the tagged k2", || {
+        b.l1().peek_sync(&"k2".to_owned()).is_none()
+    })
+    .await;
+    Store::<String, u32>::invalidate_prefix(&a, "p:")
+        .await
+        .expect("prefix");
+    eventually("b drops p:1", || b.l1().is_empty()).await;
+    // An overwrite on A is not served from B's old copy either.
+    a.put("k3".into(), entry(30)).await.expect("put");
+    assert!(b.get(&"k3".to_owned()).await.expect("get").is_some());
+    a.put("k3".into(), entry(31)).await.expect("overwrite");
+    eventually("b drops the old k3", || {
+        b.l1().peek_sync(&"k3".to_owned()).is_none()
+    })
+    .await;
+    let fresh = b.get(&"k3".to_owned()).await.expect("get");
+    assert_eq!(fresh.and_then(Entry::into_value), Some(31));
+    assert!(b.stats().bus_messages >= 4);
+    assert_eq!(a.l1().len(), 1, "a's own messages do not clear its own L1");
+}
+
+#[tokio::test]
+async fn a_bus_gap_clears_l1() {
+    let mut server = RedisServer::start().expect("redis");
+    let b: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .build()
+        .expect("b");
+    wait_for_bus(&b).await;
+    b.put("k".into(), entry(1)).await.expect("put");
+    assert_eq!(b.l1().len(), 1);
+    server.kill();
+    server.restart().expect("restart");
+    eventually("the listener reports the gap", || b.stats().bus_gaps >= 1).await;
+    assert!(b.l1().is_empty(), "L1 is distrusted after a gap");
+}
