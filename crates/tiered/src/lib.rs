@@ -48,4 +48,4 @@
 
 mod tiered;
 
-pub use tiered::{FailMode, TieredBuilder, TieredStats, TieredStore};
+pub use tiered::{FailMode, TieredBuilder, TieredStats, TieredStore, metric_names};

@@ -15,6 +15,17 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Names of the L2 metrics this crate emits through the `metrics` facade.
+pub mod metric_names {
+    /// Histogram `{cache, op}`: L2 operation time in seconds.
+    pub const L2_OP_DURATION: &str = "cache_l2_op_duration_seconds";
+    /// Counter `{cache, kind}`: L2 faults (`timeout`, `unavailable`, `rejected` by an
+    /// open breaker).
+    pub const L2_ERRORS: &str = "cache_l2_errors_total";
+    /// Counter `{cache}`: L2 faults absorbed by fail-open.
+    pub const FAIL_OPEN: &str = "cache_fail_open_total";
+}
+
 /// What an L2 fault does to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailMode {
@@ -76,6 +87,7 @@ struct L2<C> {
 }
 
 struct Inner<K, V, C> {
+    name: Arc<str>,
     l1: MemoryStore<K, V>,
     l2: Option<L2<C>>,
     mode: FailMode,
@@ -117,6 +129,7 @@ impl<K, V, C> std::fmt::Debug for TieredStore<K, V, C> {
 /// Builder of a [`TieredStore`]; see [`TieredStore::builder`].
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct TieredBuilder<K, V, C = Postcard> {
+    name: String,
     l1: MemoryStore<K, V>,
     l2: Option<RedisStore<C>>,
     breaker: Option<CircuitBreaker>,
@@ -128,6 +141,7 @@ impl<K, V> TieredStore<K, V, Postcard> {
     /// Starts a builder around an L1.
     pub fn builder(l1: MemoryStore<K, V>) -> TieredBuilder<K, V, Postcard> {
         TieredBuilder {
+            name: "default".to_owned(),
             l1,
             l2: None,
             breaker: None,
@@ -141,8 +155,28 @@ impl<K, V, C> TieredBuilder<K, V, C> {
     /// The L2 (without one, the store is the L1 alone — a complete configuration).
     pub fn l2<C2>(self, l2: RedisStore<C2>) -> TieredBuilder<K, V, C2> {
         TieredBuilder {
+            name: self.name,
             l1: self.l1,
             l2: Some(l2),
+            breaker: self.breaker,
+            mode: self.mode,
+            bus: self.bus,
+        }
+    }
+
+    /// The cache name used as the `cache` label of the L2 metrics (default `"default"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the codec type parameter without adding an L2 — for an L1-only store
+    /// that must have the same type as stores with a non-default codec.
+    pub fn codec_type<C2>(self) -> TieredBuilder<K, V, C2> {
+        TieredBuilder {
+            name: self.name,
+            l1: self.l1,
+            l2: None,
             breaker: self.breaker,
             mode: self.mode,
             bus: self.bus,
@@ -201,6 +235,7 @@ where
         });
         let store = TieredStore {
             inner: Arc::new(Inner {
+                name: self.name.into(),
                 l1: self.l1,
                 l2,
                 mode: self.mode,
@@ -311,7 +346,7 @@ where
     /// `Ok(None)` for a miss, no L2, an open breaker or (fail-open) a fault.
     pub async fn get_l2(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
         let got = self
-            .guarded(|l2| async move { Store::<K, V>::get(l2, key).await })
+            .guarded("get", |l2| async move { Store::<K, V>::get(l2, key).await })
             .await?
             .flatten();
         if let Some(entry) = &got {
@@ -327,14 +362,18 @@ where
     pub async fn fill(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
         let l2_entry = entry.clone();
         let l2_key = key.clone();
-        self.guarded(|l2| async move { l2.put(l2_key, l2_entry).await })
+        self.guarded("put", |l2| async move { l2.put(l2_key, l2_entry).await })
             .await?;
         self.inner.l1.put_sync(key, entry)
     }
 
     /// Runs `f` on L2 through the breaker. `Ok(None)`: no L2, or a fault absorbed by
     /// fail-open.
-    async fn guarded<'a, T, F, Fut>(&'a self, f: F) -> Result<Option<T>, CacheError>
+    async fn guarded<'a, T, F, Fut>(
+        &'a self,
+        op: &'static str,
+        f: F,
+    ) -> Result<Option<T>, CacheError>
     where
         F: FnOnce(&'a RedisStore<C>) -> Fut,
         Fut: std::future::Future<Output = Result<T, CacheError>>,
@@ -345,13 +384,22 @@ where
         let counters = &self.inner.counters;
         let Ok(permit) = l2.breaker.try_acquire() else {
             bump(&counters.l2_rejected);
+            self.l2_error_metric("rejected");
             return self.degrade(CacheError::Unavailable {
                 backend: "redis",
                 message: "skipped: the circuit breaker is open".into(),
                 source: None,
             });
         };
-        match f(&l2.store).await {
+        let started = std::time::Instant::now();
+        let result = f(&l2.store).await;
+        metrics::histogram!(
+            metric_names::L2_OP_DURATION,
+            "cache" => self.inner.name.clone(),
+            "op" => op
+        )
+        .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(v) => {
                 permit.success();
                 Ok(Some(v))
@@ -362,6 +410,7 @@ where
                 if matches!(e, CacheError::Timeout { .. }) {
                     bump(&counters.l2_timeouts);
                 }
+                self.l2_error_metric(e.kind().as_str());
                 self.degrade(e)
             }
             Err(e) => {
@@ -371,10 +420,21 @@ where
         }
     }
 
+    fn l2_error_metric(&self, kind: &'static str) {
+        metrics::counter!(
+            metric_names::L2_ERRORS,
+            "cache" => self.inner.name.clone(),
+            "kind" => kind
+        )
+        .increment(1);
+    }
+
     fn degrade<T>(&self, e: CacheError) -> Result<Option<T>, CacheError> {
         match self.inner.mode {
             FailMode::Open => {
                 bump(&self.inner.counters.fail_open);
+                metrics::counter!(metric_names::FAIL_OPEN, "cache" => self.inner.name.clone())
+                    .increment(1);
                 Ok(None)
             }
             FailMode::Closed => Err(e),
@@ -388,7 +448,7 @@ where
             return Ok(());
         };
         let published = self
-            .guarded(|_| async move { bus.publish(action).await })
+            .guarded("publish", |_| async move { bus.publish(action).await })
             .await;
         match published {
             Ok(Some(_)) => Ok(()),
@@ -482,7 +542,9 @@ where
     async fn remove(&self, key: &K) -> Result<bool, CacheError> {
         let in_l1 = self.inner.l1.remove_sync(key);
         let in_l2 = self
-            .guarded(|l2| async move { Store::<K, V>::remove(l2, key).await })
+            .guarded("remove", |l2| async move {
+                Store::<K, V>::remove(l2, key).await
+            })
             .await?
             .unwrap_or(false);
         self.publish(Self::keys_action(std::slice::from_ref(key)))
@@ -508,7 +570,9 @@ where
         let wanted: Vec<K> = missing.iter().map(|&i| keys[i].clone()).collect();
         let wanted_ref = &wanted;
         let found = self
-            .guarded(|l2| async move { Store::<K, V>::get_many(l2, wanted_ref).await })
+            .guarded("get_many", |l2| async move {
+                Store::<K, V>::get_many(l2, wanted_ref).await
+            })
             .await?
             .unwrap_or_default();
         for (slot, entry) in missing.iter().zip(found) {
@@ -527,8 +591,11 @@ where
     async fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
         let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
         let l2_entries = entries.clone();
-        self.guarded(|l2| async move { l2.put_many(l2_entries).await })
-            .await?;
+        self.guarded(
+            "put_many",
+            |l2| async move { l2.put_many(l2_entries).await },
+        )
+        .await?;
         for (k, e) in entries {
             self.inner.l1.put_sync(k, e)?;
         }
@@ -541,7 +608,9 @@ where
             removed += u64::from(self.inner.l1.remove_sync(k));
         }
         let in_l2 = self
-            .guarded(|l2| async move { Store::<K, V>::remove_many(l2, keys).await })
+            .guarded("remove_many", |l2| async move {
+                Store::<K, V>::remove_many(l2, keys).await
+            })
             .await?
             .unwrap_or(0);
         self.publish(Self::keys_action(keys)).await?;
@@ -552,7 +621,9 @@ where
         cache_core::entry::validate_tag(tag)?;
         let in_l1 = self.inner.l1.invalidate_tag_sync(tag);
         let in_l2 = self
-            .guarded(|l2| async move { Store::<K, V>::invalidate_tag(l2, tag).await })
+            .guarded("invalidate_tag", |l2| async move {
+                Store::<K, V>::invalidate_tag(l2, tag).await
+            })
             .await?
             .unwrap_or(0);
         self.publish(Action::Tag(tag.to_owned())).await?;
@@ -562,7 +633,9 @@ where
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, CacheError> {
         let in_l1 = self.inner.l1.invalidate_prefix_sync(prefix);
         let in_l2 = self
-            .guarded(|l2| async move { Store::<K, V>::invalidate_prefix(l2, prefix).await })
+            .guarded("invalidate_prefix", |l2| async move {
+                Store::<K, V>::invalidate_prefix(l2, prefix).await
+            })
             .await?
             .unwrap_or(0);
         self.publish(Action::Prefix(prefix.to_owned())).await?;

@@ -1,0 +1,361 @@
+//! [`CacheBuilder`]: every option of a cache, validated at [`build`](CacheBuilder::build).
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_bloom::AtomicBloomFilter;
+use cache_breaker::CircuitBreaker;
+use cache_core::{
+    CacheError, CacheKey, Clock, Codec, ConfigError, DecodeKey, Namespace, Postcard, SystemClock,
+};
+use cache_singleflight::Group;
+use cache_store_memory::MemoryStore;
+use cache_store_redis::RedisStore;
+use cache_tiered::{FailMode, TieredStore};
+use cache_ttl_jitter::Jitter;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::{Cache, CacheInner, Settings};
+use crate::report::{Counters, Meters, metric_names};
+
+/// Default TTL of a cached value (5 minutes).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Default TTL of a cached *absent* marker (10 seconds).
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+/// Default L1 entry bound.
+pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Clone)]
+enum Redis {
+    None,
+    Url(String),
+    Cluster(Vec<String>),
+}
+
+/// Builder of a [`Cache`]; see [`Cache::builder`].
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct CacheBuilder<C = Postcard> {
+    name: String,
+    prefix: String,
+    max_entries: usize,
+    max_weight: Option<u64>,
+    l1_max_ttl: Option<Duration>,
+    redis: Redis,
+    default_ttl: Duration,
+    negative_ttl: Duration,
+    jitter: Jitter,
+    stale_window: Duration,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+    soft_timeout: Option<Duration>,
+    hard_timeout: Option<Duration>,
+    breaker: Option<cache_breaker::Builder>,
+    fail_mode: FailMode,
+    bus: bool,
+    codec: C,
+    clock: Arc<dyn Clock>,
+    bloom: Option<Arc<AtomicBloomFilter>>,
+}
+
+impl CacheBuilder<Postcard> {
+    pub(crate) fn new(name: impl Into<String>) -> Self {
+        CacheBuilder {
+            name: name.into(),
+            prefix: "cache".to_owned(),
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_weight: None,
+            l1_max_ttl: None,
+            redis: Redis::None,
+            default_ttl: DEFAULT_TTL,
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+            jitter: Jitter::DEFAULT,
+            stale_window: DEFAULT_TTL,
+            op_timeout: cache_store_redis::DEFAULT_OP_TIMEOUT,
+            connect_timeout: cache_store_redis::DEFAULT_CONNECT_TIMEOUT,
+            soft_timeout: None,
+            hard_timeout: None,
+            breaker: None,
+            fail_mode: FailMode::Open,
+            bus: true,
+            codec: Postcard,
+            clock: Arc::new(SystemClock),
+            bloom: None,
+        }
+    }
+}
+
+impl<C: Codec + Clone> CacheBuilder<C> {
+    /// First segment of every Redis key (default `"cache"`); the cache name is the
+    /// second (the namespace).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// L1 entry bound (default 10,000).
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// L1 weight bound (weights come from the values' encoded size estimate:
+    /// one unit per entry unless a weigher is set on a custom L1).
+    pub fn max_weight(mut self, w: u64) -> Self {
+        self.max_weight = Some(w);
+        self
+    }
+
+    /// Longest an entry stays in L1 whatever its TTL (L2 backfills are capped too).
+    pub fn l1_max_ttl(mut self, ttl: Duration) -> Self {
+        self.l1_max_ttl = Some(ttl);
+        self
+    }
+
+    /// A standalone Redis as L2 (`redis://…`, `rediss://…` with the `tls` feature of
+    /// `cache-store-redis`). Without this or [`redis_cluster`](Self::redis_cluster)
+    /// the cache is L1 only — a complete configuration.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis = Redis::Url(url.into());
+        self
+    }
+
+    /// A Redis Cluster as L2, given seed node URLs.
+    pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redis = Redis::Cluster(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// TTL of values (default 5 minutes), jittered on every write.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// TTL of *absent* markers — a loader that returned `None` (default 10 s);
+    /// zero disables negative caching.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// TTL jitter (default ±20%, [`Jitter::DEFAULT`]); [`Jitter::None`] disables it.
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// How long past its TTL a value may still be served when the loader fails or
+    /// is slow (fail-safe; default: one default TTL). Zero disables stale serving.
+    pub fn stale_window(mut self, window: Duration) -> Self {
+        self.stale_window = window;
+        self
+    }
+
+    /// Per-operation timeout of every Redis call (default 100 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Redis connect timeout (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Soft loader timeout: when a stale value exists, it is served after this
+    /// long and the load finishes in the background (default: none).
+    pub fn load_soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(timeout);
+        self
+    }
+
+    /// Hard loader timeout: the load is abandoned after this long (default: none).
+    pub fn load_hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(timeout);
+        self
+    }
+
+    /// The breaker policy guarding L2 (default: open after 5 consecutive failures,
+    /// probe after 5 s). Its name and transition listener are set by the cache.
+    pub fn breaker(mut self, breaker: cache_breaker::Builder) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Fail-open (default: L2 faults degrade to L1 + loader) or fail-closed.
+    pub fn fail_mode(mut self, mode: FailMode) -> Self {
+        self.fail_mode = mode;
+        self
+    }
+
+    /// Cross-instance L1 invalidation over Redis pub/sub (default on with an L2).
+    pub fn invalidation_bus(mut self, enabled: bool) -> Self {
+        self.bus = enabled;
+        self
+    }
+
+    /// The clock entries are timed with (default [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// A bloom filter of every key that can exist: lookups of keys it has never seen
+    /// answer `None` without touching L1, L2 or the loader (penetration guard).
+    /// Keys are hashed as the cache's key type; values set or loaded are added.
+    pub fn bloom_guard(mut self, filter: AtomicBloomFilter) -> Self {
+        self.bloom = Some(Arc::new(filter));
+        self
+    }
+
+    /// The L2 value codec (default postcard).
+    pub fn codec<C2: Codec + Clone>(self, codec: C2) -> CacheBuilder<C2> {
+        CacheBuilder {
+            name: self.name,
+            prefix: self.prefix,
+            max_entries: self.max_entries,
+            max_weight: self.max_weight,
+            l1_max_ttl: self.l1_max_ttl,
+            redis: self.redis,
+            default_ttl: self.default_ttl,
+            negative_ttl: self.negative_ttl,
+            jitter: self.jitter,
+            stale_window: self.stale_window,
+            op_timeout: self.op_timeout,
+            connect_timeout: self.connect_timeout,
+            soft_timeout: self.soft_timeout,
+            hard_timeout: self.hard_timeout,
+            breaker: self.breaker,
+            fail_mode: self.fail_mode,
+            bus: self.bus,
+            codec,
+            clock: self.clock,
+            bloom: self.bloom,
+        }
+    }
+
+    /// Validates everything and builds the cache. Does not connect to Redis (the
+    /// first call does; a service can start while Redis is down). With an L2 and
+    /// the bus enabled, must be called inside a tokio runtime.
+    pub fn build<K, V>(mut self) -> Result<Cache<K, V, C>, ConfigError>
+    where
+        K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let namespace =
+            Namespace::new(&self.name).map_err(|e| ConfigError::new("name", e.to_string()))?;
+        if self.default_ttl.is_zero() {
+            return Err(ConfigError::new("default_ttl", "must be greater than zero"));
+        }
+        for (field, t) in [
+            ("load_soft_timeout", self.soft_timeout),
+            ("load_hard_timeout", self.hard_timeout),
+        ] {
+            if t.is_some_and(|t| t.is_zero()) {
+                return Err(ConfigError::new(field, "must be greater than zero"));
+            }
+        }
+        if let (Some(soft), Some(hard)) = (self.soft_timeout, self.hard_timeout)
+            && soft >= hard
+        {
+            return Err(ConfigError::new(
+                "load_soft_timeout",
+                format!("must be shorter than the hard timeout ({hard:?})"),
+            ));
+        }
+        let mut l1 = MemoryStore::<K, V>::builder()
+            .name(self.name.clone())
+            .max_entries(self.max_entries)
+            .shared_clock(self.clock.clone());
+        if let Some(w) = self.max_weight {
+            l1 = l1.max_weight(w);
+        }
+        if let Some(ttl) = self.l1_max_ttl {
+            l1 = l1.max_ttl(ttl);
+        }
+        let l1 = l1.build().map_err(|e| match e {
+            CacheError::Config(c) => c,
+            other => ConfigError::new("l1", other.to_string()),
+        })?;
+
+        let name = namespace.as_str().to_owned();
+        let mut tiered = TieredStore::builder(l1).name(name.clone());
+        let tiered = match &self.redis {
+            Redis::None => tiered.codec_type::<C>().fail_mode(self.fail_mode).build()?,
+            target => {
+                let redis = RedisStore::builder()
+                    .prefix(self.prefix.clone())
+                    .namespace(name.clone())
+                    .name(name.clone())
+                    .op_timeout(self.op_timeout)
+                    .connect_timeout(self.connect_timeout)
+                    .shared_clock(self.clock.clone());
+                let redis = match target {
+                    Redis::Url(url) => redis.url(url.clone()),
+                    Redis::Cluster(urls) => redis.cluster(urls.clone()),
+                    Redis::None => redis,
+                };
+                let redis = redis.codec(self.codec.clone()).build()?;
+                let breaker = breaker_for(self.breaker.take(), &name)?;
+                tiered = tiered.breaker(breaker);
+                tiered
+                    .l2(redis)
+                    .fail_mode(self.fail_mode)
+                    .invalidation_bus(self.bus)
+                    .build()?
+            }
+        };
+        Ok(Cache::from_inner(Arc::new(CacheInner {
+            meters: Meters::new(&name),
+            name,
+            tiered,
+            flights: Group::new(),
+            settings: Settings {
+                default_ttl: self.default_ttl,
+                negative_ttl: self.negative_ttl,
+                jitter: self.jitter,
+                stale_window: self.stale_window,
+                soft_timeout: self.soft_timeout,
+                hard_timeout: self.hard_timeout,
+            },
+            clock: self.clock,
+            bloom: self.bloom,
+            counters: Counters::default(),
+        })))
+    }
+}
+
+/// The L2 breaker, reporting its state and transitions as metrics.
+fn breaker_for(
+    configured: Option<cache_breaker::Builder>,
+    name: &str,
+) -> Result<CircuitBreaker, ConfigError> {
+    {
+        let builder =
+            configured.unwrap_or_else(|| CircuitBreaker::builder().consecutive_failures(5));
+        let label = name.to_owned();
+        let gauge = metrics::gauge!(metric_names::BREAKER_STATE, "cache" => label.clone());
+        gauge.set(0.0);
+        builder
+            .name(format!("{name}-l2"))
+            .on_transition(move |t| {
+                gauge.set(f64::from(t.to.as_gauge()));
+                metrics::counter!(
+                    metric_names::BREAKER_TRANSITIONS,
+                    "cache" => label.clone(),
+                    "from" => t.from.as_str(),
+                    "to" => t.to.as_str()
+                )
+                .increment(1);
+            })
+            .build()
+            .map_err(|e| ConfigError::new("breaker", e.to_string()))
+    }
+}

@@ -1,0 +1,553 @@
+//! [`Cache`]: the typed handle and the read path.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_bloom::AtomicBloomFilter;
+use cache_core::{CacheKey, Clock, Codec, DecodeKey, Entry, HealthStatus, Postcard, Store};
+use cache_singleflight::{FlightError, Group, Role};
+use cache_tiered::{FailMode, TieredStore};
+use cache_ttl_jitter::Jitter;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::builder::CacheBuilder;
+use crate::error::Error;
+use crate::report::{CacheStats, Counters, HealthReport, L1Report, L2Report, Meters, bump};
+
+pub(crate) struct Settings {
+    pub(crate) default_ttl: Duration,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) jitter: Jitter,
+    pub(crate) stale_window: Duration,
+    pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) hard_timeout: Option<Duration>,
+}
+
+pub(crate) struct CacheInner<K, V, C> {
+    pub(crate) name: String,
+    pub(crate) tiered: TieredStore<K, V, C>,
+    pub(crate) flights: Group<K, Option<V>, Error>,
+    pub(crate) settings: Settings,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) bloom: Option<Arc<AtomicBloomFilter>>,
+    pub(crate) counters: Counters,
+    pub(crate) meters: Meters,
+}
+
+/// A typed cache handle: L1, optional Redis L2 and every protection, behind
+/// `get_or_load`. Cheap to clone (clones share everything).
+pub struct Cache<K, V, C = Postcard> {
+    inner: Arc<CacheInner<K, V, C>>,
+}
+
+impl<K, V, C> Clone for Cache<K, V, C> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V, C> std::fmt::Debug for Cache<K, V, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("name", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of one write: TTL and tags.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    ttl: Option<Duration>,
+    tags: Vec<String>,
+}
+
+impl WriteOptions {
+    /// The defaults (the cache's default TTL, no tags).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// This write's TTL (still jittered).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Tags for [`Cache::invalidate_tag`].
+    #[must_use]
+    pub fn tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+impl Cache<(), ()> {
+    /// A builder for a cache named `name` (also its Redis namespace).
+    pub fn builder(name: impl Into<String>) -> CacheBuilder<Postcard> {
+        CacheBuilder::new(name)
+    }
+}
+
+/// How a load ended, as seen by the flight's leader.
+enum Waited<T> {
+    Done(T),
+    TimedOut(Duration),
+}
+
+impl<K, V, C> Cache<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    pub(crate) fn from_inner(inner: Arc<CacheInner<K, V, C>>) -> Self {
+        Cache { inner }
+    }
+
+    /// The cache's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The tiered store underneath (L1, L2, breaker).
+    #[must_use]
+    pub fn tiered(&self) -> &TieredStore<K, V, C> {
+        &self.inner.tiered
+    }
+
+    /// Counters since the cache was built (no metrics recorder needed).
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        self.inner.counters.snapshot()
+    }
+
+    fn bloom_rejects(&self, key: &K) -> bool {
+        match &self.inner.bloom {
+            Some(bloom) if !bloom.contains(key) => {
+                bump(&self.inner.counters.bloom_rejections);
+                self.inner.meters.bloom_rejections.increment(1);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn l1_hit(&self) {
+        bump(&self.inner.counters.l1_hits);
+        self.inner.meters.l1_hit.increment(1);
+    }
+
+    fn l2_hit(&self) {
+        bump(&self.inner.counters.l2_hits);
+        self.inner.meters.l2_hit.increment(1);
+    }
+
+    fn miss(&self) {
+        bump(&self.inner.counters.misses);
+        self.inner.meters.miss.increment(1);
+    }
+
+    fn failed(&self, e: Error) -> Error {
+        bump(&self.inner.counters.errors);
+        e
+    }
+
+    /// The value for `key` if the cache holds a fresh one (L1, then L2); never loads.
+    pub async fn get(&self, key: &K) -> Result<Option<V>, Error> {
+        if self.bloom_rejects(key) {
+            return Ok(None);
+        }
+        let now = self.inner.clock.now();
+        if let Some(e) = self.inner.tiered.l1().get_sync(key)
+            && e.is_fresh(now)
+        {
+            self.l1_hit();
+            return Ok(e.into_value());
+        }
+        match self.inner.tiered.get_l2(key).await {
+            Ok(Some(e)) if e.is_fresh(now) => {
+                self.l2_hit();
+                Ok(e.into_value())
+            }
+            Ok(_) => {
+                self.miss();
+                Ok(None)
+            }
+            Err(e) => Err(self.failed(e.into())),
+        }
+    }
+
+    /// The value for `key`: from L1, else L2, else `loader` — run once however many
+    /// callers ask at the same time. `None` from the loader is cached as *absent* for
+    /// the negative TTL. See the [crate docs](crate) for the whole read path.
+    pub async fn get_or_load<F, Fut>(&self, key: K, loader: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Option<V>> + Send + 'static,
+    {
+        self.try_get_or_load(key, move |k| {
+            let load = loader(k);
+            async move { Ok::<_, std::convert::Infallible>(load.await) }
+        })
+        .await
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load) for a fallible loader. When the loader
+    /// fails, a stale value within the stale window is served instead; without one,
+    /// every coalesced caller gets the same [`Error::Load`].
+    pub async fn try_get_or_load<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if self.bloom_rejects(&key) {
+            return Ok(None);
+        }
+        let now = self.inner.clock.now();
+        let l1 = self.inner.tiered.l1().get_sync(&key);
+        if let Some(e) = &l1
+            && e.is_fresh(now)
+        {
+            self.l1_hit();
+            return Ok(e.value().cloned());
+        }
+        let this = self.clone();
+        let flight_key = key.clone();
+        let outcome = self
+            .inner
+            .flights
+            .work(flight_key, move || this.lead(key, l1, loader))
+            .await;
+        if outcome.role() == Role::Follower {
+            bump(&self.inner.counters.coalesced);
+            self.inner.meters.coalesced.increment(1);
+        }
+        match outcome.into_result() {
+            Ok(v) => Ok(v),
+            Err(FlightError::Failed(e)) => Err(self.failed((*e).clone())),
+            Err(_) => Err(self.failed(Error::LoaderPanicked)),
+        }
+    }
+
+    /// The flight leader's part of the read path: L1 again, L2, then the loader.
+    async fn lead<F, Fut, E>(
+        self,
+        key: K,
+        l1: Option<Entry<V>>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        // A flight that just finished may have filled L1.
+        let mut stale = l1;
+        if let Some(e) = inner.tiered.l1().get_sync(&key) {
+            if e.is_fresh(now) {
+                self.l1_hit();
+                return Ok(e.into_value());
+            }
+            stale = Some(e);
+        }
+        match inner.tiered.get_l2(&key).await {
+            Ok(Some(e)) if e.is_fresh(now) => {
+                self.l2_hit();
+                return Ok(e.into_value());
+            }
+            Ok(Some(e)) => {
+                if stale
+                    .as_ref()
+                    .is_none_or(|s| e.stale_until() > s.stale_until())
+                {
+                    stale = Some(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.miss();
+        self.load(key, stale, loader).await
+    }
+
+    /// Runs the loader as a task that also writes its result, so neither a
+    /// cancelled caller nor a soft timeout loses the load.
+    async fn load<F, Fut, E>(
+        &self,
+        key: K,
+        stale: Option<Entry<V>>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        bump(&inner.counters.loads);
+        let started = Instant::now();
+        let fut = loader(key.clone());
+        let writer = self.clone();
+        let mut task = tokio::spawn(async move {
+            let result = fut.await;
+            let written = match &result {
+                Ok(value) => writer.store_loaded(key, value.clone()).await,
+                Err(_) => Ok(()),
+            };
+            (result, written)
+        });
+        let soft = inner.settings.soft_timeout.filter(|_| stale.is_some());
+        let limit = soft.or(inner.settings.hard_timeout);
+        let waited = match limit {
+            Some(limit) => match tokio::time::timeout(limit, &mut task).await {
+                Ok(done) => Waited::Done(done),
+                Err(_) => Waited::TimedOut(limit),
+            },
+            None => Waited::Done((&mut task).await),
+        };
+        inner
+            .meters
+            .load_duration
+            .record(started.elapsed().as_secs_f64());
+        match waited {
+            Waited::Done(Ok((Ok(value), written))) => {
+                let meter = if value.is_some() {
+                    &inner.meters.load_ok
+                } else {
+                    &inner.meters.load_absent
+                };
+                meter.increment(1);
+                match written {
+                    Err(e) if e.is_backend_fault() => Err(e.into()),
+                    // A value the cache refuses (too large, …) is still the answer.
+                    _ => Ok(value),
+                }
+            }
+            Waited::Done(Ok((Err(e), _))) => {
+                bump(&inner.counters.load_errors);
+                inner.meters.load_error.increment(1);
+                self.stale_or(stale, Error::Load(Arc::new(e)))
+            }
+            Waited::Done(Err(_panicked)) => {
+                bump(&inner.counters.load_errors);
+                inner.meters.load_panic.increment(1);
+                self.stale_or(stale, Error::LoaderPanicked)
+            }
+            Waited::TimedOut(after) => {
+                bump(&inner.counters.load_timeouts);
+                inner.meters.load_timeout.increment(1);
+                if soft.is_some() {
+                    // Serve stale now; the load goes on (bounded by the hard timeout).
+                    if let Some(hard) = inner.settings.hard_timeout {
+                        let abort = task.abort_handle();
+                        tokio::spawn(async move {
+                            if tokio::time::timeout(hard, task).await.is_err() {
+                                abort.abort();
+                            }
+                        });
+                    }
+                } else {
+                    task.abort();
+                }
+                self.stale_or(stale, Error::LoadTimeout(after))
+            }
+        }
+    }
+
+    fn stale_or(&self, stale: Option<Entry<V>>, error: Error) -> Result<Option<V>, Error> {
+        let now = self.inner.clock.now();
+        match stale {
+            Some(e) if !e.is_expired(now) => {
+                bump(&self.inner.counters.stale_served);
+                self.inner.meters.stale_served.increment(1);
+                Ok(e.into_value())
+            }
+            _ => Err(error),
+        }
+    }
+
+    fn make_entry(&self, value: Option<V>, ttl: Duration) -> Option<Entry<V>> {
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now();
+        match value {
+            Some(v) => {
+                Some(Entry::new(v, now, s.jitter.apply(ttl)).with_stale_window(s.stale_window))
+            }
+            None if s.negative_ttl.is_zero() => None,
+            None => Some(Entry::absent(now, s.jitter.apply(s.negative_ttl))),
+        }
+    }
+
+    async fn store_loaded(&self, key: K, value: Option<V>) -> Result<(), cache_core::CacheError> {
+        if value.is_some()
+            && let Some(bloom) = &self.inner.bloom
+        {
+            bloom.insert(&key);
+        }
+        match self.make_entry(value, self.inner.settings.default_ttl) {
+            Some(entry) => self.inner.tiered.fill(key, entry).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stores `value` with the default TTL (jittered) in both tiers and tells other
+    /// instances to drop their copies.
+    pub async fn set(&self, key: K, value: V) -> Result<(), Error> {
+        self.set_with(key, value, WriteOptions::new()).await
+    }
+
+    /// Stores `value` with this write's TTL and tags.
+    pub async fn set_with(&self, key: K, value: V, options: WriteOptions) -> Result<(), Error> {
+        let ttl = options.ttl.unwrap_or(self.inner.settings.default_ttl);
+        let Some(entry) = self.make_entry(Some(value), ttl) else {
+            return Ok(());
+        };
+        let entry = if options.tags.is_empty() {
+            entry
+        } else {
+            entry
+                .with_tags(options.tags)
+                .map_err(|e| self.failed(cache_core::CacheError::from(e).into()))?
+        };
+        if let Some(bloom) = &self.inner.bloom {
+            bloom.insert(&key);
+        }
+        self.inner
+            .tiered
+            .put(key, entry)
+            .await
+            .map_err(|e| self.failed(e.into()))
+    }
+
+    /// Stores several values with the default TTL (one pipelined L2 round trip).
+    pub async fn set_many(&self, values: Vec<(K, V)>) -> Result<(), Error> {
+        let ttl = self.inner.settings.default_ttl;
+        let entries: Vec<(K, Entry<V>)> = values
+            .into_iter()
+            .filter_map(|(k, v)| {
+                if let Some(bloom) = &self.inner.bloom {
+                    bloom.insert(&k);
+                }
+                self.make_entry(Some(v), ttl).map(|e| (k, e))
+            })
+            .collect();
+        self.inner
+            .tiered
+            .put_many(entries)
+            .await
+            .map_err(|e| self.failed(e.into()))
+    }
+
+    /// Fresh values for several keys (L1, then one L2 round trip for the rest).
+    pub async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>, Error> {
+        let now = self.inner.clock.now();
+        let entries = self
+            .inner
+            .tiered
+            .get_many(keys)
+            .await
+            .map_err(|e| self.failed(e.into()))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| e.filter(|e| e.is_fresh(now)).and_then(Entry::into_value))
+            .collect())
+    }
+
+    /// Removes `key` from both tiers and from other instances' L1.
+    pub async fn remove(&self, key: &K) -> Result<bool, Error> {
+        self.inner
+            .tiered
+            .remove(key)
+            .await
+            .map_err(|e| self.failed(e.into()))
+    }
+
+    /// Removes every entry tagged `tag`, in both tiers and on other instances.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, Error> {
+        self.inner
+            .tiered
+            .invalidate_tag(tag)
+            .await
+            .map_err(|e| self.failed(e.into()))
+    }
+
+    /// Removes every key whose encoding starts with `prefix` (e.g. `"user:42:"` for
+    /// all `("user", 42, _)` keys), in both tiers and on other instances.
+    pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        self.inner
+            .tiered
+            .invalidate_prefix(prefix)
+            .await
+            .map_err(|e| self.failed(e.into()))
+    }
+
+    /// The cache's health: tiers, breaker, hit ratio. Pings Redis.
+    pub async fn health(&self) -> HealthReport {
+        let tiered = &self.inner.tiered;
+        let l1 = tiered.l1();
+        self.inner.meters.l1_entries.set(l1.len() as f64);
+        let stats = self.stats();
+        let l2 = match (tiered.l2(), tiered.breaker()) {
+            (Some(store), Some(breaker)) => {
+                let h = store.check().await;
+                Some(L2Report {
+                    status: h.status(store.op_timeout()),
+                    reachable: h.latency.is_some() && h.error.is_none(),
+                    latency_ms: h.latency.map(|l| l.as_secs_f64() * 1_000.0),
+                    breaker: breaker.state().as_str(),
+                    bus_connected: tiered.bus_connected(),
+                    detail: Some(format!(
+                        "{} {}/{} connected{}{}",
+                        h.mode,
+                        h.connected,
+                        h.pool_size,
+                        h.version
+                            .map(|v| format!(", redis {v}"))
+                            .unwrap_or_default(),
+                        h.error.map(|e| format!(", error: {e}")).unwrap_or_default()
+                    )),
+                })
+            }
+            _ => None,
+        };
+        let status = match &l2 {
+            None => HealthStatus::Healthy,
+            Some(r) if r.reachable && r.breaker == "closed" => HealthStatus::Healthy,
+            Some(r) if !r.reachable && tiered.fail_mode() == FailMode::Closed => {
+                HealthStatus::Unhealthy
+            }
+            Some(_) => HealthStatus::Degraded,
+        };
+        HealthReport {
+            cache: self.inner.name.clone(),
+            status,
+            fail_mode: match tiered.fail_mode() {
+                FailMode::Open => "open",
+                FailMode::Closed => "closed",
+            },
+            l1: L1Report {
+                entries: l1.len() as u64,
+                max_entries: l1.max_entries() as u64,
+                weight: l1.weight(),
+            },
+            l2,
+            hit_ratio: stats.hit_ratio(),
+            stats,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The resilient cache's front door: one builder, typed handles, and
+//! [`get_or_load`](Cache::get_or_load) with every protection wired in.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_facade::Cache;
+//!
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let users: Cache<u64, String> = Cache::builder("users")
+//!     // .redis_url("redis://cache.internal:6379")  // optional L2; fail-open by default
+//!     .default_ttl(Duration::from_secs(300))        // jittered ±20% on every write
+//!     .negative_ttl(Duration::from_secs(10))        // `None` is cached this long
+//!     .max_entries(100_000)
+//!     .build()?;
+//!
+//! // However many callers ask at once, the loader runs once per key.
+//! let name = users
+//!     .get_or_load(42, |id| async move { Some(format!("user {id}")) })
+//!     .await?;
+//! assert_eq!(name.as_deref(), Some("user 42"));
+//! assert_eq!(users.get(&42).await?.as_deref(), Some("user 42"));
+//! assert_eq!(users.stats().loads, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The read path
+//!
+//! `get_or_load(key, loader)`:
+//! 1. **Bloom guard** (optional): a key the filter has never seen is `None` at once.
+//! 2. **L1**: a fresh entry is returned without any await.
+//! 3. **Singleflight** on the key: one caller (the leader) goes on, the others wait
+//!    for its result (a cancelled leader hands over to a waiter).
+//! 4. **L2** through the circuit breaker and the per-operation timeout. A fault or an
+//!    open breaker is a miss (fail-open, counted) unless the cache is fail-closed.
+//! 5. A **fresh L2 hit** backfills L1 and is returned.
+//! 6. Otherwise the **loader** runs as a task that writes its own result: `Some(v)`
+//!    with the jittered TTL, `None` as *absent* with the negative TTL, to both tiers.
+//!    A soft timeout serves a stale value and lets the load finish in the
+//!    background; a hard timeout gives up.
+//! 7. A **failed load** serves a stale value within the stale window (fail-safe);
+//!    without one, every coalesced caller gets the same [`Error::Load`].
+//!
+//! Writes (`set`, `remove`, `invalidate_tag`, `invalidate_prefix`) go to both tiers
+//! and are published so other instances drop their L1 copies.
+//!
+//! # Observability
+//!
+//! [`Cache::stats`] and [`Cache::health`] work without any metrics recorder; the
+//! metrics in [`metric_names`] go through the `metrics` facade (install the recorder
+//! before building caches).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod builder;
+mod cache;
+mod error;
+mod report;
+
+pub use builder::{CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
+pub use cache::{Cache, WriteOptions};
+pub use error::Error;
+pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
+
+pub use cache_bloom::AtomicBloomFilter;
+pub use cache_breaker::Builder as BreakerBuilder;
+pub use cache_core::{CacheKey, DecodeKey, HealthStatus};
+pub use cache_tiered::FailMode;
+pub use cache_ttl_jitter::Jitter;

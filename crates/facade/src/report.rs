@@ -1,0 +1,207 @@
+//! In-process statistics, the health report and the metric names.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cache_core::HealthStatus;
+use metrics::{Counter, Gauge, Histogram};
+use serde::Serialize;
+
+/// Names of the metrics the cache emits through the `metrics` facade. Labels are
+/// low-cardinality only: `cache` (the cache name), `tier`, `result`, `outcome`,
+/// `kind`, `op`, `from`, `to` — never a key.
+pub mod metric_names {
+    /// Counter `{cache, tier, result}`: lookups by where they were answered
+    /// (`l1`/`l2` × `hit`, `source` × `miss`).
+    pub const REQUESTS: &str = "cache_requests_total";
+    /// Counter `{cache, outcome}`: loader runs (`ok`, `absent`, `error`, `timeout`, `panic`).
+    pub const LOADS: &str = "cache_loads_total";
+    /// Histogram `{cache}`: loader run time in seconds.
+    pub const LOAD_DURATION: &str = "cache_load_duration_seconds";
+    /// Counter `{cache}`: callers that joined another caller's load.
+    pub const COALESCED: &str = "cache_coalesced_total";
+    /// Counter `{cache}`: stale values served because the loader failed or was slow.
+    pub const STALE_SERVED: &str = "cache_stale_served_total";
+    /// Counter `{cache}`: lookups refused by the bloom guard.
+    pub const BLOOM_REJECTIONS: &str = "cache_bloom_rejections_total";
+    pub use cache_tiered::metric_names::{FAIL_OPEN, L2_ERRORS, L2_OP_DURATION};
+    /// Gauge `{cache}`: breaker state (0 closed, 1 half-open, 2 open).
+    pub const BREAKER_STATE: &str = "cache_breaker_state";
+    /// Counter `{cache, from, to}`: breaker transitions.
+    pub const BREAKER_TRANSITIONS: &str = "cache_breaker_transitions_total";
+    /// Counter `{cache, reason}`: L1 evictions (`capacity`, `weight`, `expired`, `removed`).
+    pub const EVICTIONS: &str = "cache_evictions_total";
+    /// Gauge `{cache}`: entries in L1.
+    pub const L1_ENTRIES: &str = "cache_l1_entries";
+    /// Counter `{cache, kind}`: background refreshes (`threshold`, `xfetch`, `error`).
+    pub const REFRESHES: &str = "cache_refreshes_total";
+}
+
+/// Counters of one cache, readable without any metrics recorder installed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups answered from L1 with a fresh value.
+    pub l1_hits: u64,
+    /// Lookups answered from L2.
+    pub l2_hits: u64,
+    /// Lookups that had to go to the source (or found nothing, for `get`).
+    pub misses: u64,
+    /// Stale values served in place of a failed or slow load.
+    pub stale_served: u64,
+    /// Loader runs.
+    pub loads: u64,
+    /// Loader runs that failed (error or panic).
+    pub load_errors: u64,
+    /// Loads that hit the hard (or, with a stale value, the soft) timeout.
+    pub load_timeouts: u64,
+    /// Callers that joined another caller's load instead of loading.
+    pub coalesced: u64,
+    /// Errors returned to callers.
+    pub errors: u64,
+    /// Lookups refused by the bloom guard.
+    pub bloom_rejections: u64,
+}
+
+impl CacheStats {
+    /// Hits (L1 + L2) over hits plus misses; 0 when nothing was looked up.
+    #[must_use]
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.l1_hits + self.l2_hits;
+        let total = hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            hits as f64 / total as f64
+        }
+    }
+}
+
+/// L1 part of a [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct L1Report {
+    /// Entries held.
+    pub entries: u64,
+    /// The entry bound.
+    pub max_entries: u64,
+    /// Total weight held.
+    pub weight: u64,
+}
+
+/// L2 part of a [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct L2Report {
+    /// The L2's own health.
+    pub status: HealthStatus,
+    /// Whether `PING` answered.
+    pub reachable: bool,
+    /// `PING` round trip in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Breaker state: `closed`, `half_open` or `open`.
+    pub breaker: &'static str,
+    /// Whether the invalidation bus is subscribed.
+    pub bus_connected: bool,
+    /// Human-readable details (mode, version, role, error).
+    pub detail: Option<String>,
+}
+
+/// The cache's health: what `/health/cache` serves as JSON.
+///
+/// `healthy`: every configured tier works. `degraded`: the cache answers (from L1
+/// and the loader) but L2 is unreachable or its breaker is not closed.
+/// `unhealthy`: the cache cannot answer as configured (fail-closed with L2 down).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// Cache name.
+    pub cache: String,
+    /// Overall status.
+    pub status: HealthStatus,
+    /// `open` or `closed`.
+    pub fail_mode: &'static str,
+    /// L1 state.
+    pub l1: L1Report,
+    /// L2 state, if an L2 is configured.
+    pub l2: Option<L2Report>,
+    /// Hit ratio since start.
+    pub hit_ratio: f64,
+    /// Counters since start.
+    pub stats: CacheStats,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) l1_hits: AtomicU64,
+    pub(crate) l2_hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+    pub(crate) loads: AtomicU64,
+    pub(crate) load_errors: AtomicU64,
+    pub(crate) load_timeouts: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) bloom_rejections: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            l1_hits: g(&self.l1_hits),
+            l2_hits: g(&self.l2_hits),
+            misses: g(&self.misses),
+            stale_served: g(&self.stale_served),
+            loads: g(&self.loads),
+            load_errors: g(&self.load_errors),
+            load_timeouts: g(&self.load_timeouts),
+            coalesced: g(&self.coalesced),
+            errors: g(&self.errors),
+            bloom_rejections: g(&self.bloom_rejections),
+        }
+    }
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Metric handles registered once at build time (a hit costs an atomic add when a
+/// recorder is installed, nothing otherwise). Install the recorder before building
+/// caches.
+pub(crate) struct Meters {
+    pub(crate) l1_hit: Counter,
+    pub(crate) l2_hit: Counter,
+    pub(crate) miss: Counter,
+    pub(crate) stale_served: Counter,
+    pub(crate) coalesced: Counter,
+    pub(crate) bloom_rejections: Counter,
+    pub(crate) load_ok: Counter,
+    pub(crate) load_absent: Counter,
+    pub(crate) load_error: Counter,
+    pub(crate) load_timeout: Counter,
+    pub(crate) load_panic: Counter,
+    pub(crate) load_duration: Histogram,
+    pub(crate) l1_entries: Gauge,
+}
+
+impl Meters {
+    pub(crate) fn new(cache: &str) -> Self {
+        use metric_names as n;
+        let c = cache.to_owned();
+        let req = |tier: &'static str, result: &'static str| metrics::counter!(n::REQUESTS, "cache" => c.clone(), "tier" => tier, "result" => result);
+        let load = |outcome: &'static str| metrics::counter!(n::LOADS, "cache" => c.clone(), "outcome" => outcome);
+        Meters {
+            l1_hit: req("l1", "hit"),
+            l2_hit: req("l2", "hit"),
+            miss: req("source", "miss"),
+            stale_served: metrics::counter!(n::STALE_SERVED, "cache" => c.clone()),
+            coalesced: metrics::counter!(n::COALESCED, "cache" => c.clone()),
+            bloom_rejections: metrics::counter!(n::BLOOM_REJECTIONS, "cache" => c.clone()),
+            load_ok: load("ok"),
+            load_absent: load("absent"),
+            load_error: load("error"),
+            load_timeout: load("timeout"),
+            load_panic: load("panic"),
+            load_duration: metrics::histogram!(n::LOAD_DURATION, "cache" => c.clone()),
+            l1_entries: metrics::gauge!(n::L1_ENTRIES, "cache" => c.clone()),
+        }
+    }
+}
