@@ -286,7 +286,9 @@ where
     }
 
     /// Runs the loader as a task that also writes its result, so neither a
-    /// cancelled caller nor a soft timeout loses the load.
+    /// cancelled caller nor a soft timeout loses the load. The answer is handed over
+    /// as soon as L1 holds it; the L2 write finishes in the task (fail-open), so a
+    /// slow Redis does not delay the caller a second time.
     async fn load<F, Fut, E>(
         &self,
         key: K,
@@ -303,29 +305,52 @@ where
         let started = Instant::now();
         let fut = loader(key.clone());
         let writer = self.clone();
-        let mut task = tokio::spawn(async move {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
             let result = fut.await;
-            let written = match &result {
-                Ok(value) => writer.store_loaded(key, value.clone()).await,
-                Err(_) => Ok(()),
+            let value = match result {
+                Ok(value) => value,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
             };
-            (result, written)
+            if value.is_some()
+                && let Some(bloom) = &writer.inner.bloom
+            {
+                bloom.insert(&key);
+            }
+            let tiered = &writer.inner.tiered;
+            let Some(entry) = writer.make_entry(value.clone(), writer.inner.settings.default_ttl)
+            else {
+                let _ = tx.send(Ok((value, Ok(()))));
+                return;
+            };
+            if tiered.fail_mode() == FailMode::Closed {
+                let written = tiered.fill(key, entry).await;
+                let _ = tx.send(Ok((value, written)));
+            } else {
+                let in_l1 = tiered.fill_l1(key.clone(), entry.clone());
+                let _ = tx.send(Ok((value, in_l1)));
+                // Faults are counted by the tiered store; nobody waits for this.
+                let _ = tiered.fill_l2(key, entry).await;
+            }
         });
         let soft = inner.settings.soft_timeout.filter(|_| stale.is_some());
         let limit = soft.or(inner.settings.hard_timeout);
         let waited = match limit {
-            Some(limit) => match tokio::time::timeout(limit, &mut task).await {
+            Some(limit) => match tokio::time::timeout(limit, rx).await {
                 Ok(done) => Waited::Done(done),
                 Err(_) => Waited::TimedOut(limit),
             },
-            None => Waited::Done((&mut task).await),
+            None => Waited::Done(rx.await),
         };
         inner
             .meters
             .load_duration
             .record(started.elapsed().as_secs_f64());
         match waited {
-            Waited::Done(Ok((Ok(value), written))) => {
+            Waited::Done(Ok(Ok((value, written)))) => {
                 let meter = if value.is_some() {
                     &inner.meters.load_ok
                 } else {
@@ -338,7 +363,7 @@ where
                     _ => Ok(value),
                 }
             }
-            Waited::Done(Ok((Err(e), _))) => {
+            Waited::Done(Ok(Err(e))) => {
                 bump(&inner.counters.load_errors);
                 inner.meters.load_error.increment(1);
                 self.stale_or(stale, Error::Load(Arc::new(e)))
@@ -351,18 +376,19 @@ where
             Waited::TimedOut(after) => {
                 bump(&inner.counters.load_timeouts);
                 inner.meters.load_timeout.increment(1);
-                if soft.is_some() {
-                    // Serve stale now; the load goes on (bounded by the hard timeout).
-                    if let Some(hard) = inner.settings.hard_timeout {
+                match (soft, inner.settings.hard_timeout) {
+                    // Serve stale now; the load goes on, bounded by the hard timeout.
+                    (Some(soft), Some(hard)) => {
                         let abort = task.abort_handle();
                         tokio::spawn(async move {
-                            if tokio::time::timeout(hard, task).await.is_err() {
+                            let rest = hard.saturating_sub(soft);
+                            if tokio::time::timeout(rest, task).await.is_err() {
                                 abort.abort();
                             }
                         });
                     }
-                } else {
-                    task.abort();
+                    (Some(_), None) => {}
+                    (None, _) => task.abort(),
                 }
                 self.stale_or(stale, Error::LoadTimeout(after))
             }
@@ -390,18 +416,6 @@ where
             }
             None if s.negative_ttl.is_zero() => None,
             None => Some(Entry::absent(now, s.jitter.apply(s.negative_ttl))),
-        }
-    }
-
-    async fn store_loaded(&self, key: K, value: Option<V>) -> Result<(), cache_core::CacheError> {
-        if value.is_some()
-            && let Some(bloom) = &self.inner.bloom
-        {
-            bloom.insert(&key);
-        }
-        match self.make_entry(value, self.inner.settings.default_ttl) {
-            Some(entry) => self.inner.tiered.fill(key, entry).await,
-            None => Ok(()),
         }
     }
 

@@ -357,6 +357,18 @@ where
         Ok(got)
     }
 
+    /// Writes L1 only (no publishing).
+    pub fn fill_l1(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        self.inner.l1.put_sync(key, entry)
+    }
+
+    /// Writes L2 only, through the breaker (no publishing).
+    pub async fn fill_l2(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        self.guarded("put", |l2| async move { l2.put(key, entry).await })
+            .await
+            .map(|_| ())
+    }
+
     /// Writes both tiers without publishing (for values loaded from the source,
     /// which no other instance can hold a newer copy of).
     pub async fn fill(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
