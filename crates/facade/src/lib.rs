@@ -66,6 +66,11 @@ pub use cache::{Cache, WriteOptions};
 pub use error::Error;
 pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub use cache_bloom::AtomicBloomFilter;
 pub use cache_breaker::Builder as BreakerBuilder;
 pub use cache_core::{CacheKey, DecodeKey, HealthStatus};

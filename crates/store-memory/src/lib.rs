@@ -51,7 +51,3 @@ pub use config::{MemoryStoreBuilder, Weigher};
 pub use stats::{EvictionReason, MemoryStats};
 pub use store::MemoryStore;
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
