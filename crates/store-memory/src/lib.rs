@@ -50,4 +50,3 @@ mod store;
 pub use config::{MemoryStoreBuilder, Weigher};
 pub use stats::{EvictionReason, MemoryStats};
 pub use store::MemoryStore;
-
