@@ -1,5 +1,7 @@
-//! L1 + L2 as one [`Store`]: an in-process [`MemoryStore`] in front of a
-//! [`RedisStore`], every L2 call behind a [`CircuitBreaker`], fail-open by default,
+//! L1 + L2 as one [`Store`](cache_core::Store): an in-process
+//! [`MemoryStore`](cache_store_memory::MemoryStore) in front of a
+//! [`RedisStore`](cache_store_redis::RedisStore), every L2 call behind a
+//! [`CircuitBreaker`](cache_breaker::CircuitBreaker), fail-open by default,
 //! and L1 copies on other instances dropped through the Redis invalidation bus.
 //!
 //! # Example
