@@ -337,25 +337,24 @@ fn breaker_for(
     configured: Option<cache_breaker::Builder>,
     name: &str,
 ) -> Result<CircuitBreaker, ConfigError> {
-    {
-        let builder =
-            configured.unwrap_or_else(|| CircuitBreaker::builder().consecutive_failures(5));
-        let label = name.to_owned();
-        let gauge = metrics::gauge!(metric_names::BREAKER_STATE, "cache" => label.clone());
-        gauge.set(0.0);
-        builder
-            .name(format!("{name}-l2"))
-            .on_transition(move |t| {
-                gauge.set(f64::from(t.to.as_gauge()));
-                metrics::counter!(
-                    metric_names::BREAKER_TRANSITIONS,
-                    "cache" => label.clone(),
-                    "from" => t.from.as_str(),
-                    "to" => t.to.as_str()
-                )
-                .increment(1);
-            })
-            .build()
-            .map_err(|e| ConfigError::new("breaker", e.to_string()))
-    }
+    let builder = configured.unwrap_or_else(|| {
+        CircuitBreaker::builder().consecutive_failures(cache_tiered::DEFAULT_BREAKER_FAILURES)
+    });
+    let label = name.to_owned();
+    let gauge = metrics::gauge!(metric_names::BREAKER_STATE, "cache" => label.clone());
+    gauge.set(0.0);
+    builder
+        .name(format!("{name}-l2"))
+        .on_transition(move |t| {
+            gauge.set(f64::from(t.to.as_gauge()));
+            metrics::counter!(
+                metric_names::BREAKER_TRANSITIONS,
+                "cache" => label.clone(),
+                "from" => t.from.as_str(),
+                "to" => t.to.as_str()
+            )
+            .increment(1);
+        })
+        .build()
+        .map_err(|e| ConfigError::new("breaker", e.to_string()))
 }

@@ -159,9 +159,10 @@ where
         self.inner.meters.miss.increment(1);
     }
 
-    fn failed(&self, e: Error) -> Error {
+    /// Counts an error returned to a caller.
+    fn failed(&self, e: impl Into<Error>) -> Error {
         bump(&self.inner.counters.errors);
-        e
+        e.into()
     }
 
     /// The value for `key` if the cache holds a fresh one (L1, then L2); never loads.
@@ -185,7 +186,7 @@ where
                 self.miss();
                 Ok(None)
             }
-            Err(e) => Err(self.failed(e.into())),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -436,7 +437,7 @@ where
         } else {
             entry
                 .with_tags(options.tags)
-                .map_err(|e| self.failed(cache_core::CacheError::from(e).into()))?
+                .map_err(|e| self.failed(cache_core::CacheError::from(e)))?
         };
         if let Some(bloom) = &self.inner.bloom {
             bloom.insert(&key);
@@ -445,7 +446,7 @@ where
             .tiered
             .put(key, entry)
             .await
-            .map_err(|e| self.failed(e.into()))
+            .map_err(|e| self.failed(e))
     }
 
     /// Stores several values with the default TTL (one pipelined L2 round trip).
@@ -464,7 +465,7 @@ where
             .tiered
             .put_many(entries)
             .await
-            .map_err(|e| self.failed(e.into()))
+            .map_err(|e| self.failed(e))
     }
 
     /// Fresh values for several keys (L1, then one L2 round trip for the rest).
@@ -475,7 +476,7 @@ where
             .tiered
             .get_many(keys)
             .await
-            .map_err(|e| self.failed(e.into()))?;
+            .map_err(|e| self.failed(e))?;
         Ok(entries
             .into_iter()
             .map(|e| e.filter(|e| e.is_fresh(now)).and_then(Entry::into_value))
@@ -488,7 +489,7 @@ where
             .tiered
             .remove(key)
             .await
-            .map_err(|e| self.failed(e.into()))
+            .map_err(|e| self.failed(e))
     }
 
     /// Removes every entry tagged `tag`, in both tiers and on other instances.
@@ -497,7 +498,7 @@ where
             .tiered
             .invalidate_tag(tag)
             .await
-            .map_err(|e| self.failed(e.into()))
+            .map_err(|e| self.failed(e))
     }
 
     /// Removes every key whose encoding starts with `prefix` (e.g. `"user:42:"` for
@@ -507,7 +508,7 @@ where
             .tiered
             .invalidate_prefix(prefix)
             .await
-            .map_err(|e| self.failed(e.into()))
+            .map_err(|e| self.failed(e))
     }
 
     /// The cache's health: tiers, breaker, hit ratio. Pings Redis.
@@ -525,16 +526,7 @@ where
                     latency_ms: h.latency.map(|l| l.as_secs_f64() * 1_000.0),
                     breaker: breaker.state().as_str(),
                     bus_connected: tiered.bus_connected(),
-                    detail: Some(format!(
-                        "{} {}/{} connected{}{}",
-                        h.mode,
-                        h.connected,
-                        h.pool_size,
-                        h.version
-                            .map(|v| format!(", redis {v}"))
-                            .unwrap_or_default(),
-                        h.error.map(|e| format!(", error: {e}")).unwrap_or_default()
-                    )),
+                    detail: Some(h.summary()),
                 })
             }
             _ => None,

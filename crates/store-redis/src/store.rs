@@ -116,6 +116,27 @@ pub struct RedisHealth {
 }
 
 impl RedisHealth {
+    /// One line for people: mode, connections, version, role, error.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{}, {}/{} connected",
+            self.mode, self.connected, self.pool_size
+        );
+        for (label, value) in [
+            ("redis ", &self.version),
+            ("role ", &self.role),
+            ("error: ", &self.error),
+        ] {
+            if let Some(v) = value {
+                out.push_str(", ");
+                out.push_str(label);
+                out.push_str(v);
+            }
+        }
+        out
+    }
+
     /// Healthy when `PING` answered within half the operation timeout, degraded when
     /// it answered slower, unhealthy when it did not answer.
     #[must_use]
@@ -293,14 +314,23 @@ impl<C: Codec> RedisStore<C> {
 
     /// `INFO` from one server (a random node in a cluster).
     async fn info(&self) -> Result<String, CacheError> {
-        let cmd = redis::cmd("INFO");
-        self.run("info", |h| async move {
+        self.query_node("info", redis::cmd("INFO"), SingleNodeRoutingInfo::Random)
+            .await
+    }
+
+    /// Runs `cmd` on one node: the server itself when standalone, the node `route`
+    /// picks in a cluster (commands without a key are not routed by the client).
+    async fn query_node<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: Cmd,
+        route: SingleNodeRoutingInfo,
+    ) -> Result<T, CacheError> {
+        self.run(op, |h| async move {
             match h {
                 Handle::Single(mut c) => cmd.query_async(&mut c).await,
                 Handle::Cluster(mut c) => {
-                    let v = c
-                        .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
-                        .await?;
+                    let v = c.route_command(cmd, RoutingInfo::SingleNode(route)).await?;
                     Ok(redis::from_redis_value(v)?)
                 }
             }
@@ -466,26 +496,10 @@ impl<C: Codec> RedisStore<C> {
         if !self.is_cluster() {
             return Ok(None);
         }
-        let cmd = {
-            let mut c = redis::cmd("CLUSTER");
-            c.arg("NODES");
-            c
-        };
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("NODES");
         let text: String = self
-            .run("cluster_nodes", |h| async move {
-                match h {
-                    Handle::Single(mut c) => cmd.query_async(&mut c).await,
-                    Handle::Cluster(mut c) => {
-                        let v = c
-                            .route_command(
-                                cmd,
-                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-                            )
-                            .await?;
-                        Ok(redis::from_redis_value(v)?)
-                    }
-                }
-            })
+            .query_node("cluster_nodes", cmd, SingleNodeRoutingInfo::Random)
             .await?;
         Ok(Some(parse_masters(&text)))
     }
@@ -503,22 +517,15 @@ impl<C: Codec> RedisStore<C> {
             .arg(pattern)
             .arg("COUNT")
             .arg(self.inner.scan_count);
-        let route = node.map(|(host, port)| {
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+        let route = match node {
+            Some((host, port)) => SingleNodeRoutingInfo::ByAddress {
                 host: host.clone(),
                 port: *port,
-            })
-        });
-        self.run("scan", |h| async move {
-            match (h, route) {
-                (Handle::Cluster(mut c), Some(route)) => {
-                    let v = c.route_command(cmd, route).await?;
-                    Ok(redis::from_redis_value(v)?)
-                }
-                (mut h, _) => cmd.query_async(&mut h).await,
-            }
-        })
-        .await
+            },
+            // Standalone: the route is not used.
+            None => SingleNodeRoutingInfo::Random,
+        };
+        self.query_node("scan", cmd, route).await
     }
 
     /// Scans one server for `pattern` and unlinks what it finds, batch by batch.
@@ -733,19 +740,7 @@ where
     async fn health(&self) -> StoreHealth {
         let h = self.check().await;
         let status = h.status(self.inner.op_timeout);
-        let mut detail = format!(
-            "{} `{}`, {}/{} connected",
-            h.mode, self.inner.name, h.connected, h.pool_size
-        );
-        if let Some(v) = &h.version {
-            detail.push_str(&format!(", redis {v}"));
-        }
-        if let Some(r) = &h.role {
-            detail.push_str(&format!(", role {r}"));
-        }
-        if let Some(e) = &h.error {
-            detail.push_str(&format!(", error: {e}"));
-        }
+        let detail = format!("`{}`: {}", self.inner.name, h.summary());
         let mut report = StoreHealth::new("l2", status).with_detail(detail);
         if let Some(l) = h.latency {
             report = report.with_latency(l);

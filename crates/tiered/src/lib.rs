@@ -50,4 +50,6 @@
 
 mod tiered;
 
-pub use tiered::{FailMode, TieredBuilder, TieredStats, TieredStore, metric_names};
+pub use tiered::{
+    DEFAULT_BREAKER_FAILURES, FailMode, TieredBuilder, TieredStats, TieredStore, metric_names,
+};

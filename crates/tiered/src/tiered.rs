@@ -26,6 +26,9 @@ pub mod metric_names {
     pub const FAIL_OPEN: &str = "cache_fail_open_total";
 }
 
+/// Consecutive L2 failures that open the default breaker.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+
 /// What an L2 fault does to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailMode {
@@ -217,7 +220,7 @@ where
             Some(b) => b,
             None => CircuitBreaker::builder()
                 .name("l2")
-                .consecutive_failures(5)
+                .consecutive_failures(DEFAULT_BREAKER_FAILURES)
                 .build()
                 .map_err(|e| ConfigError::new("breaker", e.to_string()))?,
         };
@@ -331,17 +334,6 @@ where
         *self.inner.listener.lock() = Some(task);
     }
 
-    /// A fresh L1 entry, if any (counted as an L1 hit).
-    pub fn get_l1_fresh(&self, key: &K, now: cache_core::Timestamp) -> Option<Entry<V>> {
-        let e = self.inner.l1.get_sync(key)?;
-        if e.is_fresh(now) {
-            bump(&self.inner.counters.l1_hits);
-            Some(e)
-        } else {
-            None
-        }
-    }
-
     /// Reads L2 through the breaker; a hit backfills L1 (capped by L1's maximum TTL).
     /// `Ok(None)` for a miss, no L2, an open breaker or (fail-open) a fault.
     pub async fn get_l2(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
@@ -372,11 +364,8 @@ where
     /// Writes both tiers without publishing (for values loaded from the source,
     /// which no other instance can hold a newer copy of).
     pub async fn fill(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
-        let l2_entry = entry.clone();
-        let l2_key = key.clone();
-        self.guarded("put", |l2| async move { l2.put(l2_key, l2_entry).await })
-            .await?;
-        self.inner.l1.put_sync(key, entry)
+        self.fill_l2(key.clone(), entry.clone()).await?;
+        self.fill_l1(key, entry)
     }
 
     /// Runs `f` on L2 through the breaker. `Ok(None)`: no L2, or a fault absorbed by
