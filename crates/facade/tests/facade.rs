@@ -9,7 +9,7 @@ use cache_core::MockClock;
 use cache_facade::{
     AtomicBloomFilter, BreakerBuilder, Cache, Error, FailMode, HealthStatus, Jitter, WriteOptions,
 };
-use cache_testkit::{FaultProxy, RedisServer, Reply};
+use cache_testkit::{FaultProxy, RedisServer, Reply, eventually};
 
 #[derive(Debug)]
 struct SourceDown;
@@ -36,17 +36,6 @@ fn cache(redis: Option<&str>, clock: &MockClock) -> Cache<u64, String> {
         None => b.build(),
     }
     .expect("valid config")
-}
-
-async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 async fn stampede(cache: Cache<u64, String>) {

@@ -8,6 +8,7 @@
 //!   traffic, refuses or cuts connections on command.
 //! - [`RawConnection`] is a tiny blocking RESP client for setup and for writing raw
 //!   bytes (for example corrupt values) behind a store's back.
+//! - [`eventually`] waits (bounded) for a condition that other tasks make true.
 //!
 //! Every process and thread is cleaned up when its handle drops, also when a
 //! test panics. Nothing here mocks Redis.
@@ -36,9 +37,11 @@ mod error;
 mod proxy;
 mod resp;
 mod server;
+mod wait;
 
 pub use cluster::RedisCluster;
 pub use error::TestkitError;
 pub use proxy::{Fault, FaultProxy};
 pub use resp::{RawConnection, Reply};
 pub use server::{RedisServer, free_port, redis_server_binary};
+pub use wait::eventually;

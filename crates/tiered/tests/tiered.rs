@@ -1,13 +1,13 @@
 //! The tiered store against a real redis-server: backfill, fail-open / fail-closed,
 //! breaker recovery, and L1 coherence across two instances over the bus.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_breaker::{CircuitBreaker, MockClock as BreakerClock, State};
 use cache_core::{Clock, Entry, ErrorKind, Store, SystemClock};
 use cache_store_memory::MemoryStore;
 use cache_store_redis::RedisStore;
-use cache_testkit::RedisServer;
+use cache_testkit::{RedisServer, eventually};
 use cache_tiered::{FailMode, TieredStore};
 
 type Tiered = TieredStore<String, u32>;
@@ -30,17 +30,6 @@ fn l2(server: &RedisServer) -> RedisStore {
 
 fn entry(v: u32) -> Entry<u32> {
     Entry::new(v, SystemClock.now(), Duration::from_secs(60))
-}
-
-async fn eventually<F: FnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 async fn wait_for_bus(store: &Tiered) {
