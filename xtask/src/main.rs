@@ -1,8 +1,9 @@
 //! Project automation. Run `cargo xtask help`.
 //!
 //! - `cargo xtask test` — every test of the workspace: unit, integration (against a
-//!   real `redis-server`, installed from Debian's packages when missing and we are
-//!   root), doctests, and the loom models.
+//!   real `redis-server`; metrics and alert rules checked by `promtool`; both
+//!   installed from Debian's packages when missing and we are root), doctests, and
+//!   the loom models.
 //! - `cargo xtask ci` — formatting, clippy, rustdoc (all with warnings denied), then
 //!   `test`, then `cargo deny check` when cargo-deny is installed.
 #![forbid(unsafe_code)]
@@ -42,7 +43,7 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-         test [--no-loom] [-- <test args>]   run every test (installs redis-server if missing and root)\n  \
+         test [--no-loom] [-- <test args>]   run every test (installs redis-server and promtool if missing and root)\n  \
          ci                                  fmt + clippy + docs (-D warnings), test, cargo deny\n  \
          help                                this text"
     );
@@ -103,53 +104,102 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// `redis-server` on PATH or where Debian puts it (the same places the test kit looks).
-fn redis_installed() -> bool {
-    on_path("redis-server").is_some() || Path::new("/usr/bin/redis-server").is_file()
+/// A program the tests run, and the Debian package that ships it.
+struct Tool {
+    binary: &'static str,
+    /// Overrides the lookup (the test kit honours the same variable).
+    env_var: &'static str,
+    package: &'static str,
+    /// How to get it by hand.
+    hint: &'static str,
 }
 
-/// Makes sure `redis-server` exists: installs Debian's package when we are root
-/// and apt-get is there, otherwise explains what to do.
-fn ensure_redis() -> Result {
-    if let Some(p) = env::var_os("REDIS_SERVER") {
-        return if Path::new(&p).is_file() {
-            Ok(())
-        } else {
-            Err(format!("REDIS_SERVER={p:?} is not a file"))
-        };
+/// What the tests need: real Redis servers and Prometheus' checker.
+const TOOLS: &[Tool] = &[
+    Tool {
+        binary: "redis-server",
+        env_var: "REDIS_SERVER",
+        package: "redis-server",
+        hint: "Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis",
+    },
+    Tool {
+        binary: "promtool",
+        env_var: "PROMTOOL",
+        package: "prometheus",
+        hint: "Debian/Ubuntu: sudo apt-get install prometheus; macOS: brew install prometheus",
+    },
+];
+
+impl Tool {
+    /// On PATH or where Debian puts it (the same places the test kit looks).
+    fn installed(&self) -> std::result::Result<bool, String> {
+        if let Some(p) = env::var_os(self.env_var) {
+            return if Path::new(&p).is_file() {
+                Ok(true)
+            } else {
+                Err(format!("{}={p:?} is not a file", self.env_var))
+            };
+        }
+        Ok(on_path(self.binary).is_some() || Path::new("/usr/bin").join(self.binary).is_file())
     }
-    if redis_installed() {
+}
+
+/// Makes sure every tool in [`TOOLS`] exists: installs the missing ones from
+/// Debian's packages when we are root and apt-get is there, otherwise explains
+/// what to do.
+fn ensure_tools() -> Result {
+    let mut missing = Vec::new();
+    for tool in TOOLS {
+        if !tool.installed()? {
+            missing.push(tool);
+        }
+    }
+    if missing.is_empty() {
         return Ok(());
     }
+    let packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
     if is_root() && on_path("apt-get").is_some() {
-        println!("redis-server is missing: installing Debian's redis-server package");
+        println!(
+            "missing {}: installing Debian's {}",
+            missing
+                .iter()
+                .map(|t| t.binary)
+                .collect::<Vec<_>>()
+                .join(", "),
+            packages.join(", ")
+        );
         // A stale or missing package list makes the install fail; refresh it first.
         run(
             "apt-get update",
             Command::new("apt-get").args(["update", "-qq"]),
         )?;
         run(
-            "apt-get install redis-server",
+            &format!("apt-get install {}", packages.join(" ")),
             Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "-qq",
-                    "--no-install-recommends",
-                    "redis-server",
-                ])
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&packages)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
-        if redis_installed() {
-            return Ok(());
+        for tool in &missing {
+            if !tool.installed()? {
+                return Err(format!(
+                    "{} is still missing after apt-get install",
+                    tool.binary
+                ));
+            }
         }
-        return Err("redis-server is still missing after apt-get install".into());
+        return Ok(());
     }
-    Err("the tests need redis-server and it is not installed.\n  \
-         Debian/Ubuntu: sudo apt-get install redis-server\n  \
-         macOS:         brew install redis\n  \
-         or set REDIS_SERVER=/path/to/redis-server"
-        .into())
+    Err(missing
+        .iter()
+        .map(|t| {
+            format!(
+                "the tests need {} and it is not installed.\n  {}\n  or set {}=/path/to/{}",
+                t.binary, t.hint, t.env_var, t.binary
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// Packages with loom models: crates whose `tests/` holds `loom_*.rs` files.
@@ -202,7 +252,7 @@ fn test(args: &[String]) -> Result {
             other => return Err(format!("unknown flag for test: {other}")),
         }
     }
-    ensure_redis()?;
+    ensure_tools()?;
 
     if succeeds(cargo().args(["nextest", "--version"])) {
         run(

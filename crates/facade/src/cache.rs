@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 
 use crate::builder::CacheBuilder;
 use crate::error::Error;
-use crate::report::{CacheStats, Counters, HealthReport, L1Report, L2Report, Meters, bump};
+use crate::report::{
+    CacheStats, Counters, EVICTION_REASONS, HealthReport, L1Report, L2Report, Meters, bump,
+};
 
 pub(crate) struct Settings {
     pub(crate) default_ttl: Duration,
@@ -511,33 +513,60 @@ where
             .map_err(|e| self.failed(e))
     }
 
-    /// The cache's health: tiers, breaker, hit ratio. Pings Redis.
+    /// Records the metrics that are read rather than counted: L1 entries, bound
+    /// and weight, L1 evictions by reason, invalidation-bus counters and
+    /// connection. The `/metrics` endpoint calls it before every scrape; with a
+    /// recorder of your own, call it on a timer (it locks each L1 shard briefly to
+    /// read its counters).
+    pub fn record_metrics(&self) {
+        let meters = &self.inner.meters;
+        let tiered = &self.inner.tiered;
+        let l1 = tiered.l1().stats();
+        meters.l1_entries.set(l1.entries as f64);
+        meters.l1_weight.set(l1.weight as f64);
+        meters.l1_max_entries.set(tiered.l1().max_entries() as f64);
+        for (counter, reason) in meters.evictions.iter().zip(EVICTION_REASONS) {
+            counter.absolute(l1.evictions(reason));
+        }
+        if tiered.l2().is_some() {
+            let t = tiered.stats();
+            meters.bus_messages.absolute(t.bus_messages);
+            meters.bus_gaps.absolute(t.bus_gaps);
+            meters.bus_publish_errors.absolute(t.publish_errors);
+            meters
+                .bus_connected
+                .set(if tiered.bus_connected() { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// The cache's health: tiers, breaker, hit ratio. Pings Redis (bounded by the
+    /// op timeout).
+    ///
+    /// The rule is [`cache_tiered::combined_health`]: healthy when Redis answers
+    /// within half the op timeout and the breaker is closed; unhealthy only when
+    /// fail-closed and Redis does not answer; degraded otherwise.
     pub async fn health(&self) -> HealthReport {
         let tiered = &self.inner.tiered;
         let l1 = tiered.l1();
         self.inner.meters.l1_entries.set(l1.len() as f64);
         let stats = self.stats();
+        let mut status = HealthStatus::Healthy;
         let l2 = match (tiered.l2(), tiered.breaker()) {
             (Some(store), Some(breaker)) => {
                 let h = store.check().await;
+                let l2_status = h.status(store.op_timeout());
+                let state = breaker.state();
+                status = cache_tiered::combined_health(l2_status, state, tiered.fail_mode());
                 Some(L2Report {
-                    status: h.status(store.op_timeout()),
+                    status: l2_status,
                     reachable: h.latency.is_some() && h.error.is_none(),
                     latency_ms: h.latency.map(|l| l.as_secs_f64() * 1_000.0),
-                    breaker: breaker.state().as_str(),
+                    breaker: state.as_str(),
                     bus_connected: tiered.bus_connected(),
                     detail: Some(h.summary()),
                 })
             }
             _ => None,
-        };
-        let status = match &l2 {
-            None => HealthStatus::Healthy,
-            Some(r) if r.reachable && r.breaker == "closed" => HealthStatus::Healthy,
-            Some(r) if !r.reachable && tiered.fail_mode() == FailMode::Closed => {
-                HealthStatus::Unhealthy
-            }
-            Some(_) => HealthStatus::Degraded,
         };
         HealthReport {
             cache: self.inner.name.clone(),

@@ -59,6 +59,8 @@
 mod builder;
 mod cache;
 mod error;
+#[cfg(feature = "http")]
+mod observe;
 mod report;
 
 pub use builder::{CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
@@ -70,6 +72,14 @@ pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The metric catalogue, the Prometheus exporter (feature `prometheus`) and the
+/// HTTP endpoint (feature `http`).
+pub use cache_metrics;
+#[cfg(feature = "prometheus")]
+pub use cache_metrics::PrometheusExporter;
+#[cfg(feature = "http")]
+pub use cache_metrics::http::Endpoint;
 
 pub use cache_bloom::AtomicBloomFilter;
 pub use cache_breaker::Builder as BreakerBuilder;

@@ -3,38 +3,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cache_core::HealthStatus;
+use cache_store_memory::EvictionReason;
 use metrics::{Counter, Gauge, Histogram};
 use serde::Serialize;
 
-/// Names of the metrics the cache emits through the `metrics` facade. Labels are
-/// low-cardinality only: `cache` (the cache name), `tier`, `result`, `outcome`,
-/// `kind`, `op`, `from`, `to` — never a key.
-pub mod metric_names {
-    /// Counter `{cache, tier, result}`: lookups by where they were answered
-    /// (`l1`/`l2` × `hit`, `source` × `miss`).
-    pub const REQUESTS: &str = "cache_requests_total";
-    /// Counter `{cache, outcome}`: loader runs (`ok`, `absent`, `error`, `timeout`, `panic`).
-    pub const LOADS: &str = "cache_loads_total";
-    /// Histogram `{cache}`: loader run time in seconds.
-    pub const LOAD_DURATION: &str = "cache_load_duration_seconds";
-    /// Counter `{cache}`: callers that joined another caller's load.
-    pub const COALESCED: &str = "cache_coalesced_total";
-    /// Counter `{cache}`: stale values served because the loader failed or was slow.
-    pub const STALE_SERVED: &str = "cache_stale_served_total";
-    /// Counter `{cache}`: lookups refused by the bloom guard.
-    pub const BLOOM_REJECTIONS: &str = "cache_bloom_rejections_total";
-    pub use cache_tiered::metric_names::{FAIL_OPEN, L2_ERRORS, L2_OP_DURATION};
-    /// Gauge `{cache}`: breaker state (0 closed, 1 half-open, 2 open).
-    pub const BREAKER_STATE: &str = "cache_breaker_state";
-    /// Counter `{cache, from, to}`: breaker transitions.
-    pub const BREAKER_TRANSITIONS: &str = "cache_breaker_transitions_total";
-    /// Counter `{cache, reason}`: L1 evictions (`capacity`, `weight`, `expired`, `removed`).
-    pub const EVICTIONS: &str = "cache_evictions_total";
-    /// Gauge `{cache}`: entries in L1.
-    pub const L1_ENTRIES: &str = "cache_l1_entries";
-    /// Counter `{cache, kind}`: background refreshes (`threshold`, `xfetch`, `error`).
-    pub const REFRESHES: &str = "cache_refreshes_total";
-}
+/// Names of the metrics the cache emits through the `metrics` facade; the
+/// catalogue with kinds, labels and help texts is [`cache_metrics::CATALOG`].
+/// Labels are low-cardinality only: `cache` (the cache name), `tier`, `result`,
+/// `outcome`, `kind`, `op`, `reason`, `from`, `to` — never a key.
+pub use cache_metrics::names as metric_names;
 
 /// Counters of one cache, readable without any metrics recorder installed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -180,7 +157,23 @@ pub(crate) struct Meters {
     pub(crate) load_panic: Counter,
     pub(crate) load_duration: Histogram,
     pub(crate) l1_entries: Gauge,
+    pub(crate) l1_max_entries: Gauge,
+    pub(crate) l1_weight: Gauge,
+    /// Indexed like [`EVICTION_REASONS`].
+    pub(crate) evictions: [Counter; 4],
+    pub(crate) bus_messages: Counter,
+    pub(crate) bus_gaps: Counter,
+    pub(crate) bus_publish_errors: Counter,
+    pub(crate) bus_connected: Gauge,
 }
+
+/// The L1 drop reasons exported as `cache_evictions_total{reason}`.
+pub(crate) const EVICTION_REASONS: [EvictionReason; 4] = [
+    EvictionReason::Capacity,
+    EvictionReason::Weight,
+    EvictionReason::Expired,
+    EvictionReason::Removed,
+];
 
 impl Meters {
     pub(crate) fn new(cache: &str) -> Self {
@@ -202,6 +195,15 @@ impl Meters {
             load_panic: load("panic"),
             load_duration: metrics::histogram!(n::LOAD_DURATION, "cache" => c.clone()),
             l1_entries: metrics::gauge!(n::L1_ENTRIES, "cache" => c.clone()),
+            l1_max_entries: metrics::gauge!(n::L1_MAX_ENTRIES, "cache" => c.clone()),
+            l1_weight: metrics::gauge!(n::L1_WEIGHT, "cache" => c.clone()),
+            evictions: EVICTION_REASONS.map(
+                |r| metrics::counter!(n::EVICTIONS, "cache" => c.clone(), "reason" => r.as_str()),
+            ),
+            bus_messages: metrics::counter!(n::BUS_MESSAGES, "cache" => c.clone()),
+            bus_gaps: metrics::counter!(n::BUS_GAPS, "cache" => c.clone()),
+            bus_publish_errors: metrics::counter!(n::BUS_PUBLISH_ERRORS, "cache" => c.clone()),
+            bus_connected: metrics::gauge!(n::BUS_CONNECTED, "cache" => c.clone()),
         }
     }
 }

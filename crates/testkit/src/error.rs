@@ -14,6 +14,12 @@ pub enum TestkitError {
     NotReady(String),
     /// Redis answered a setup command with an error.
     Redis(String),
+    /// A helper tool (e.g. `promtool`) is not installed.
+    ToolMissing(&'static str),
+    /// A helper tool ran and reported a problem; carries its output.
+    ToolFailed(String),
+    /// An HTTP response could not be parsed.
+    Http(String),
 }
 
 impl std::fmt::Display for TestkitError {
@@ -26,6 +32,13 @@ impl std::fmt::Display for TestkitError {
             TestkitError::Io(e) => write!(f, "i/o error: {e}"),
             TestkitError::NotReady(log) => write!(f, "redis-server did not become ready:\n{log}"),
             TestkitError::Redis(msg) => write!(f, "redis answered with an error: {msg}"),
+            TestkitError::ToolMissing(tool) => write!(
+                f,
+                "{tool} was not found; run `cargo xtask test`, which installs it \
+                 (promtool comes with Debian's `prometheus` package)"
+            ),
+            TestkitError::ToolFailed(out) => f.write_str(out),
+            TestkitError::Http(msg) => write!(f, "bad HTTP response: {msg}"),
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   traffic, refuses or cuts connections on command.
 //! - [`RawConnection`] is a tiny blocking RESP client for setup and for writing raw
 //!   bytes (for example corrupt values) behind a store's back.
+//! - [`http_get`] fetches a page from a test server; [`promtool`] runs Prometheus'
+//!   checker on exposition text and rule files.
 //! - [`eventually`] waits (bounded) for a condition that other tasks make true.
 //!
 //! Every process and thread is cleaned up when its handle drops, also when a
@@ -34,6 +36,8 @@
 
 mod cluster;
 mod error;
+mod http;
+mod promtool;
 mod proxy;
 mod resp;
 mod server;
@@ -41,6 +45,8 @@ mod wait;
 
 pub use cluster::RedisCluster;
 pub use error::TestkitError;
+pub use http::{HttpResponse, http_get};
+pub use promtool::{promtool, promtool_binary};
 pub use proxy::{Fault, FaultProxy};
 pub use resp::{RawConnection, Reply};
 pub use server::{RedisServer, free_port, redis_server_binary};

@@ -31,7 +31,7 @@ pub fn redis_server_binary() -> Result<PathBuf, TestkitError> {
         .ok_or(TestkitError::RedisServerMissing)
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))

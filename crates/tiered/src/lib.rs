@@ -51,5 +51,6 @@
 mod tiered;
 
 pub use tiered::{
-    DEFAULT_BREAKER_FAILURES, FailMode, TieredBuilder, TieredStats, TieredStore, metric_names,
+    DEFAULT_BREAKER_FAILURES, FailMode, TieredBuilder, TieredStats, TieredStore, combined_health,
+    metric_names,
 };

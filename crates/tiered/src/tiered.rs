@@ -15,15 +15,26 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Names of the L2 metrics this crate emits through the `metrics` facade.
+/// Names of the L2 metrics this crate emits through the `metrics` facade (the
+/// catalogue, with help texts, is `cache_metrics::CATALOG`).
 pub mod metric_names {
-    /// Histogram `{cache, op}`: L2 operation time in seconds.
-    pub const L2_OP_DURATION: &str = "cache_l2_op_duration_seconds";
-    /// Counter `{cache, kind}`: L2 faults (`timeout`, `unavailable`, `rejected` by an
-    /// open breaker).
-    pub const L2_ERRORS: &str = "cache_l2_errors_total";
-    /// Counter `{cache}`: L2 faults absorbed by fail-open.
-    pub const FAIL_OPEN: &str = "cache_fail_open_total";
+    pub use cache_metrics::names::{FAIL_OPEN, L2_ERRORS, L2_OP_DURATION};
+}
+
+/// The health of an L1 + L2 cache from the L2's own health, its breaker and the
+/// fail mode; the one rule shared by [`TieredStore`]'s `health` and the facade.
+///
+/// Healthy only when L2 is healthy (answers within half its op timeout) and the
+/// breaker is closed. Unhealthy only when fail-closed and L2 does not answer, since
+/// then callers get errors. Everything in between is degraded: the cache answers
+/// from L1 and the loader.
+#[must_use]
+pub fn combined_health(l2: HealthStatus, breaker: State, mode: FailMode) -> HealthStatus {
+    match (l2, breaker, mode) {
+        (HealthStatus::Healthy, State::Closed, _) => HealthStatus::Healthy,
+        (HealthStatus::Unhealthy, _, FailMode::Closed) => HealthStatus::Unhealthy,
+        _ => HealthStatus::Degraded,
+    }
 }
 
 /// Consecutive L2 failures that open the default breaker.
@@ -652,11 +663,7 @@ where
         };
         let l2_health = Store::<K, V>::health(&l2.store).await;
         let breaker = l2.breaker.state();
-        let status = match (l2_health.status, breaker, self.inner.mode) {
-            (HealthStatus::Healthy, State::Closed, _) => HealthStatus::Healthy,
-            (HealthStatus::Unhealthy, _, FailMode::Closed) => HealthStatus::Unhealthy,
-            _ => HealthStatus::Degraded,
-        };
+        let status = combined_health(l2_health.status, breaker, self.inner.mode);
         let mut report = StoreHealth::new("tiered", status)
             .with_entries(entries)
             .with_detail(format!(
