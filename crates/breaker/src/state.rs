@@ -31,9 +31,19 @@ impl State {
         }
     }
 
-    /// 0 closed, 1 open, 2 half-open (a gauge value).
+    /// A gauge value ordered by severity: 0 closed, 1 half-open, 2 open (so
+    /// `max` over instances is the worst state and `== 2` means open).
     #[must_use]
     pub const fn as_gauge(self) -> u8 {
+        match self {
+            State::Closed => 0,
+            State::HalfOpen => 1,
+            State::Open => 2,
+        }
+    }
+
+    /// The two state bits of the packed [`Word`] (independent of the gauge value).
+    const fn kind_bits(self) -> u64 {
         match self {
             State::Closed => 0,
             State::Open => 1,
@@ -56,7 +66,7 @@ pub(crate) struct Word(pub(crate) u64);
 
 impl Word {
     pub(crate) fn new(state: State, generation: u32) -> Self {
-        let kind = u64::from(state.as_gauge());
+        let kind = state.kind_bits();
         Word(kind | (u64::from(generation) << GEN_SHIFT))
     }
 
@@ -98,6 +108,18 @@ impl Word {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gauge_values_order_states_by_severity() {
+        let g = |s: State| s.as_gauge();
+        assert_eq!(
+            (g(State::Closed), g(State::HalfOpen), g(State::Open)),
+            (0, 1, 2)
+        );
+        for s in [State::Closed, State::HalfOpen, State::Open] {
+            assert_eq!(Word::new(s, 1).state(), s);
+        }
+    }
 
     #[test]
     fn fields_round_trip_and_generation_wraps() {

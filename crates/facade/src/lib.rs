@@ -68,10 +68,16 @@ pub use cache::{Cache, WriteOptions};
 pub use error::Error;
 pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (they show the `http`
+/// feature, so they run with it: `cargo xtask test` enables every feature).
+#[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The runbook's example of exposing metrics and health.
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../../../docs/operations.md")]
+struct OperationsDoctests;
 
 /// The metric catalogue, the Prometheus exporter (feature `prometheus`) and the
 /// HTTP endpoint (feature `http`).

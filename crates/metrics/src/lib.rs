@@ -22,15 +22,11 @@
 //! cache_metrics::describe();
 //! ```
 //!
-//! With the `prometheus` and `http` features, a service exposes everything in a few
-//! lines (see [`http::Endpoint`](crate::http::Endpoint) for a runnable example):
-//!
-//! ```ignore
-//! let exporter = cache_metrics::PrometheusExporter::install()?; // before building caches
-//! let users = Cache::<u64, String>::builder("users").build()?;
-//! let endpoint = Endpoint::builder().metrics(exporter).cache(users.clone()).build()?;
-//! let app = axum::Router::new().merge(endpoint.router()); // or endpoint.serve(addr)
-//! ```
+//! With the `prometheus` and `http` features, a service installs the exporter
+//! (`PrometheusExporter::install()`, before building caches), registers its caches
+//! with an `http::Endpoint` and merges `endpoint.router()` into its axum app or runs
+//! `endpoint.serve(addr)`. The `http` module has a runnable example; the facade
+//! (`cache-facade` with feature `http`) makes every `Cache` a health source.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
