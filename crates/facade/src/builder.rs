@@ -17,7 +17,13 @@ use cache_ttl_jitter::Jitter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::collections::HashMap;
+
+use cache_ttl_jitter::RecomputeTime;
+use parking_lot::Mutex;
+
 use crate::cache::{Cache, CacheInner, Settings};
+use crate::refresh::RefreshAhead;
 use crate::report::{Counters, Meters, metric_names};
 
 /// Default TTL of a cached value (5 minutes).
@@ -57,6 +63,7 @@ pub struct CacheBuilder<C = Postcard> {
     codec: C,
     clock: Arc<dyn Clock>,
     bloom: Option<Arc<AtomicBloomFilter>>,
+    refresh: Option<RefreshAhead>,
 }
 
 impl CacheBuilder<Postcard> {
@@ -82,6 +89,7 @@ impl CacheBuilder<Postcard> {
             codec: Postcard,
             clock: Arc::new(SystemClock),
             bloom: None,
+            refresh: None,
         }
     }
 }
@@ -215,6 +223,14 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         self
     }
 
+    /// Refresh hot values before they expire (default: off). A `get_or_load` that
+    /// hits a value the policy deems due returns it at once and starts one
+    /// background refresh for the key with that call's loader.
+    pub fn refresh_ahead(mut self, policy: RefreshAhead) -> Self {
+        self.refresh = Some(policy);
+        self
+    }
+
     /// The L2 value codec (default postcard).
     pub fn codec<C2: Codec + Clone>(self, codec: C2) -> CacheBuilder<C2> {
         CacheBuilder {
@@ -238,6 +254,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             codec,
             clock: self.clock,
             bloom: self.bloom,
+            refresh: self.refresh,
         }
     }
 
@@ -253,6 +270,9 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             Namespace::new(&self.name).map_err(|e| ConfigError::new("name", e.to_string()))?;
         if self.default_ttl.is_zero() {
             return Err(ConfigError::new("default_ttl", "must be greater than zero"));
+        }
+        if let Some(policy) = &self.refresh {
+            policy.validate()?;
         }
         for (field, t) in [
             ("load_soft_timeout", self.soft_timeout),
@@ -316,7 +336,9 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             meters: Meters::new(&name),
             name,
             tiered,
-            flights: Group::new(),
+            flights: Arc::new(Group::new()),
+            recompute: RecomputeTime::default(),
+            refreshing: Mutex::new(HashMap::new()),
             settings: Settings {
                 default_ttl: self.default_ttl,
                 negative_ttl: self.negative_ttl,
@@ -324,6 +346,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                 stale_window: self.stale_window,
                 soft_timeout: self.soft_timeout,
                 hard_timeout: self.hard_timeout,
+                refresh: self.refresh,
             },
             clock: self.clock,
             bloom: self.bloom,

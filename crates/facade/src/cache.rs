@@ -1,5 +1,6 @@
 //! [`Cache`]: the typed handle and the read path.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -9,12 +10,15 @@ use cache_bloom::AtomicBloomFilter;
 use cache_core::{CacheKey, Clock, Codec, DecodeKey, Entry, HealthStatus, Postcard, Store};
 use cache_singleflight::{FlightError, Group, Role};
 use cache_tiered::{FailMode, TieredStore};
-use cache_ttl_jitter::Jitter;
+use cache_ttl_jitter::{Jitter, RecomputeTime};
+use parking_lot::Mutex;
+use tokio::task::AbortHandle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::CacheBuilder;
 use crate::error::Error;
+use crate::refresh::RefreshAhead;
 use crate::report::{
     CacheStats, Counters, EVICTION_REASONS, HealthReport, L1Report, L2Report, Meters, bump,
 };
@@ -26,12 +30,18 @@ pub(crate) struct Settings {
     pub(crate) stale_window: Duration,
     pub(crate) soft_timeout: Option<Duration>,
     pub(crate) hard_timeout: Option<Duration>,
+    pub(crate) refresh: Option<RefreshAhead>,
 }
 
 pub(crate) struct CacheInner<K, V, C> {
     pub(crate) name: String,
     pub(crate) tiered: TieredStore<K, V, C>,
-    pub(crate) flights: Group<K, Option<V>, Error>,
+    /// Shared with background refreshes, which must not hold the cache itself.
+    pub(crate) flights: Arc<Group<K, Option<V>, Error>>,
+    /// δ for XFetch: the moving average of load times.
+    pub(crate) recompute: RecomputeTime,
+    /// Keys with a background refresh running, and how to stop it.
+    pub(crate) refreshing: Mutex<HashMap<K, AbortHandle>>,
     pub(crate) settings: Settings,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) bloom: Option<Arc<AtomicBloomFilter>>,
@@ -39,10 +49,19 @@ pub(crate) struct CacheInner<K, V, C> {
     pub(crate) meters: Meters,
 }
 
+impl<K, V, C> Drop for CacheInner<K, V, C> {
+    /// The last handle is gone: no refresh outlives it.
+    fn drop(&mut self) {
+        for (_, task) in self.refreshing.get_mut().drain() {
+            task.abort();
+        }
+    }
+}
+
 /// A typed cache handle: L1, optional Redis L2 and every protection, behind
 /// `get_or_load`. Cheap to clone (clones share everything).
 pub struct Cache<K, V, C = Postcard> {
-    inner: Arc<CacheInner<K, V, C>>,
+    pub(crate) inner: Arc<CacheInner<K, V, C>>,
 }
 
 impl<K, V, C> Clone for Cache<K, V, C> {
@@ -135,7 +154,7 @@ where
         self.inner.counters.snapshot()
     }
 
-    fn bloom_rejects(&self, key: &K) -> bool {
+    pub(crate) fn bloom_rejects(&self, key: &K) -> bool {
         match &self.inner.bloom {
             Some(bloom) if !bloom.contains(key) => {
                 bump(&self.inner.counters.bloom_rejections);
@@ -146,23 +165,23 @@ where
         }
     }
 
-    fn l1_hit(&self) {
+    pub(crate) fn l1_hit(&self) {
         bump(&self.inner.counters.l1_hits);
         self.inner.meters.l1_hit.increment(1);
     }
 
-    fn l2_hit(&self) {
+    pub(crate) fn l2_hit(&self) {
         bump(&self.inner.counters.l2_hits);
         self.inner.meters.l2_hit.increment(1);
     }
 
-    fn miss(&self) {
+    pub(crate) fn miss(&self) {
         bump(&self.inner.counters.misses);
         self.inner.meters.miss.increment(1);
     }
 
     /// Counts an error returned to a caller.
-    fn failed(&self, e: impl Into<Error>) -> Error {
+    pub(crate) fn failed(&self, e: impl Into<Error>) -> Error {
         bump(&self.inner.counters.errors);
         e.into()
     }
@@ -225,7 +244,11 @@ where
             && e.is_fresh(now)
         {
             self.l1_hit();
-            return Ok(e.value().cloned());
+            let value = e.value().cloned();
+            if let Some(kind) = self.refresh_due(e, now) {
+                self.spawn_refresh(key, l1.clone(), kind, loader);
+            }
+            return Ok(value);
         }
         let this = self.clone();
         let flight_key = key.clone();
@@ -348,10 +371,11 @@ where
             },
             None => Waited::Done(rx.await),
         };
-        inner
-            .meters
-            .load_duration
-            .record(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        inner.meters.load_duration.record(took.as_secs_f64());
+        if matches!(waited, Waited::Done(Ok(Ok(_)))) {
+            inner.recompute.record(took);
+        }
         match waited {
             Waited::Done(Ok(Ok((value, written)))) => {
                 let meter = if value.is_some() {
@@ -398,7 +422,7 @@ where
         }
     }
 
-    fn stale_or(&self, stale: Option<Entry<V>>, error: Error) -> Result<Option<V>, Error> {
+    pub(crate) fn stale_or(&self, stale: Option<Entry<V>>, error: Error) -> Result<Option<V>, Error> {
         let now = self.inner.clock.now();
         match stale {
             Some(e) if !e.is_expired(now) => {
@@ -410,7 +434,7 @@ where
         }
     }
 
-    fn make_entry(&self, value: Option<V>, ttl: Duration) -> Option<Entry<V>> {
+    pub(crate) fn make_entry(&self, value: Option<V>, ttl: Duration) -> Option<Entry<V>> {
         let s = &self.inner.settings;
         let now = self.inner.clock.now();
         match value {

@@ -56,16 +56,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod batch;
 mod builder;
 mod cache;
 mod error;
 #[cfg(feature = "http")]
 mod observe;
+mod refresh;
 mod report;
 
 pub use builder::{CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
 pub use cache::{Cache, WriteOptions};
 pub use error::Error;
+pub use refresh::RefreshAhead;
 pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
 
 /// The README's examples, compiled and run as doctests (they show the `http`
@@ -91,4 +94,4 @@ pub use cache_bloom::AtomicBloomFilter;
 pub use cache_breaker::Builder as BreakerBuilder;
 pub use cache_core::{CacheKey, DecodeKey, HealthStatus};
 pub use cache_tiered::FailMode;
-pub use cache_ttl_jitter::Jitter;
+pub use cache_ttl_jitter::{Jitter, XFetch};

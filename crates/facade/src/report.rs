@@ -37,6 +37,10 @@ pub struct CacheStats {
     pub errors: u64,
     /// Lookups refused by the bloom guard.
     pub bloom_rejections: u64,
+    /// Background refreshes started (refresh-ahead).
+    pub refreshes: u64,
+    /// Background refreshes that failed (the old value stayed).
+    pub refresh_errors: u64,
 }
 
 impl CacheStats {
@@ -116,6 +120,8 @@ pub(crate) struct Counters {
     pub(crate) coalesced: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) bloom_rejections: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) refresh_errors: AtomicU64,
 }
 
 impl Counters {
@@ -132,6 +138,8 @@ impl Counters {
             coalesced: g(&self.coalesced),
             errors: g(&self.errors),
             bloom_rejections: g(&self.bloom_rejections),
+            refreshes: g(&self.refreshes),
+            refresh_errors: g(&self.refresh_errors),
         }
     }
 }
@@ -165,6 +173,9 @@ pub(crate) struct Meters {
     pub(crate) bus_gaps: Counter,
     pub(crate) bus_publish_errors: Counter,
     pub(crate) bus_connected: Gauge,
+    pub(crate) refresh_threshold: Counter,
+    pub(crate) refresh_xfetch: Counter,
+    pub(crate) refresh_error: Counter,
 }
 
 /// The L1 drop reasons exported as `cache_evictions_total{reason}`.
@@ -204,6 +215,9 @@ impl Meters {
             bus_gaps: metrics::counter!(n::BUS_GAPS, "cache" => c.clone()),
             bus_publish_errors: metrics::counter!(n::BUS_PUBLISH_ERRORS, "cache" => c.clone()),
             bus_connected: metrics::gauge!(n::BUS_CONNECTED, "cache" => c.clone()),
+            refresh_threshold: metrics::counter!(n::REFRESHES, "cache" => c.clone(), "kind" => "threshold"),
+            refresh_xfetch: metrics::counter!(n::REFRESHES, "cache" => c.clone(), "kind" => "xfetch"),
+            refresh_error: metrics::counter!(n::REFRESHES, "cache" => c.clone(), "kind" => "error"),
         }
     }
 }

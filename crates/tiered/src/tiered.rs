@@ -372,6 +372,21 @@ where
             .map(|_| ())
     }
 
+    /// Writes several entries to L1, then to L2 in one pipelined batch through the
+    /// breaker, without publishing (for a batch loaded from the source). An L1
+    /// refusal (e.g. too heavy) skips that entry's L1 copy only.
+    pub async fn fill_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for (k, e) in &entries {
+            let _ = self.inner.l1.put_sync(k.clone(), e.clone());
+        }
+        self.guarded("put_many", |l2| async move { l2.put_many(entries).await })
+            .await
+            .map(|_| ())
+    }
+
     /// Writes both tiers without publishing (for values loaded from the source,
     /// which no other instance can hold a newer copy of).
     pub async fn fill(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {

@@ -1,0 +1,275 @@
+//! `get_many_or_load`: a batch read that loads only what no tier has, once.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cache_core::{CacheKey, Codec, DecodeKey, Entry, Store};
+use cache_singleflight::{FlightError, Role};
+use futures_util::FutureExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::report::bump;
+
+/// What the batch loader produced, shared with every key's flight.
+type Batch<K, V> = Result<Arc<HashMap<K, V>>, Error>;
+
+impl<K, V, C> Cache<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    /// Values for many keys, in `keys` order: L1 first, then **one** L2 round trip
+    /// for the rest, then **one** call of `loader` with exactly the keys no tier
+    /// had and no other caller is already loading.
+    ///
+    /// - A key another caller is loading (`get_or_load`, another batch) is joined,
+    ///   not loaded twice; keys of this batch are joined by those callers too.
+    /// - Keys the loader does not return are cached as *absent* (negative TTL).
+    /// - L2 faults are misses (fail-open), as in `get_or_load`.
+    /// - If the loader fails, keys with a stale value within the stale window get
+    ///   it; if any key has none, the call returns the loader's error.
+    /// - Duplicate keys are looked up once.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use cache_facade::Cache;
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// users.set(1, "cached".to_owned()).await?;
+    /// let got = users
+    ///     .get_many_or_load(&[1, 2, 3], |missing| async move {
+    ///         assert_eq!(missing, vec![2, 3]); // only what no tier had
+    ///         Ok::<_, std::io::Error>(HashMap::from([(2, "loaded".to_owned())]))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(got, vec![Some("cached".into()), Some("loaded".into()), None]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn get_many_or_load<F, Fut, E>(
+        &self,
+        keys: &[K],
+        loader: F,
+    ) -> Result<Vec<Option<V>>, Error>
+    where
+        F: FnOnce(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut found: HashMap<K, Option<V>> = HashMap::with_capacity(keys.len());
+        let mut stale: HashMap<K, Entry<V>> = HashMap::new();
+        let mut wanted: Vec<K> = Vec::new();
+        let mut seen = HashSet::with_capacity(keys.len());
+        for k in keys {
+            if !seen.insert(k) {
+                continue;
+            }
+            if self.bloom_rejects(k) {
+                found.insert(k.clone(), None);
+                continue;
+            }
+            match inner.tiered.l1().get_sync(k) {
+                Some(e) if e.is_fresh(now) => {
+                    self.l1_hit();
+                    found.insert(k.clone(), e.into_value());
+                }
+                other => {
+                    if let Some(e) = other {
+                        stale.insert(k.clone(), e);
+                    }
+                    wanted.push(k.clone());
+                }
+            }
+        }
+        if !wanted.is_empty() && inner.tiered.l2().is_some() {
+            // One round trip for everything L1 lacked (fail-open: a fault is a miss).
+            let from_l2 = inner
+                .tiered
+                .get_many(&wanted)
+                .await
+                .map_err(|e| self.failed(e))?;
+            let mut still = Vec::with_capacity(wanted.len());
+            for (k, e) in wanted.into_iter().zip(from_l2) {
+                match e {
+                    Some(e) if e.is_fresh(now) => {
+                        self.l2_hit();
+                        found.insert(k, e.into_value());
+                    }
+                    other => {
+                        if let Some(e) = other
+                            && stale
+                                .get(&k)
+                                .is_none_or(|s| e.stale_until() > s.stale_until())
+                        {
+                            stale.insert(k.clone(), e);
+                        }
+                        still.push(k);
+                    }
+                }
+            }
+            wanted = still;
+        }
+        if !wanted.is_empty() {
+            let loaded = self.load_batch(wanted, &stale, loader).await?;
+            found.extend(loaded);
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).cloned().flatten())
+            .collect())
+    }
+
+    /// Joins or leads one flight per key; the keys this call leads go to the
+    /// loader together.
+    async fn load_batch<F, Fut, E>(
+        &self,
+        wanted: Vec<K>,
+        stale: &HashMap<K, Entry<V>>,
+        loader: F,
+    ) -> Result<Vec<(K, Option<V>)>, Error>
+    where
+        F: FnOnce(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let (tx, rx) = tokio::sync::watch::channel::<Option<Batch<K, V>>>(None);
+        let leaders = parking_lot::Mutex::new(Vec::new());
+        let mut flights: Vec<_> = wanted
+            .iter()
+            .map(|k| {
+                let mut rx = rx.clone();
+                let leaders = &leaders;
+                let key = k.clone();
+                self.inner
+                    .flights
+                    .work(k.clone(), move || {
+                        leaders.lock().push(key.clone());
+                        async move {
+                            let batch = rx
+                                .wait_for(Option::is_some)
+                                .await
+                                .map_err(|_| Error::LoaderPanicked)?
+                                .clone();
+                            match batch {
+                                Some(Ok(values)) => Ok(values.get(&key).cloned()),
+                                Some(Err(e)) => Err(e),
+                                None => Err(Error::LoaderPanicked),
+                            }
+                        }
+                    })
+                    .boxed()
+            })
+            .collect();
+        // One poll each registers every key as leader (its closure runs now) or
+        // follower of someone else's load.
+        for f in &mut flights {
+            let _ = futures_util::poll!(f.as_mut());
+        }
+        let mine = std::mem::take(&mut *leaders.lock());
+        if !mine.is_empty() {
+            for _ in &mine {
+                self.miss();
+            }
+            let _ = tx.send(Some(self.run_batch_loader(mine, loader).await));
+        }
+        let outcomes = futures_util::future::join_all(flights).await;
+        let mut out = Vec::with_capacity(wanted.len());
+        let mut first_error = None;
+        for (k, outcome) in wanted.into_iter().zip(outcomes) {
+            if outcome.role() == Role::Follower {
+                bump(&self.inner.counters.coalesced);
+                self.inner.meters.coalesced.increment(1);
+            }
+            let result = match outcome.into_result() {
+                Ok(v) => Ok(v),
+                Err(FlightError::Failed(e)) => Err((*e).clone()),
+                Err(_) => Err(Error::LoaderPanicked),
+            };
+            match result {
+                Ok(v) => out.push((k, v)),
+                Err(e) => match self.stale_or(stale.get(&k).cloned(), e) {
+                    Ok(v) => out.push((k, v)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+            }
+        }
+        match first_error {
+            Some(e) => Err(self.failed(e)),
+            None => Ok(out),
+        }
+    }
+
+    /// Calls the loader once, writes what it returned (and *absent* for what it
+    /// did not) to both tiers, and counts.
+    async fn run_batch_loader<F, Fut, E>(&self, keys: Vec<K>, loader: F) -> Batch<K, V>
+    where
+        F: FnOnce(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        bump(&inner.counters.loads);
+        let started = Instant::now();
+        let fut = loader(keys.clone());
+        let result = match inner.settings.hard_timeout {
+            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r.map_err(|e| Error::Load(Arc::new(e))),
+                Err(_) => {
+                    bump(&inner.counters.load_timeouts);
+                    inner.meters.load_timeout.increment(1);
+                    return Err(Error::LoadTimeout(limit));
+                }
+            },
+            None => fut.await.map_err(|e| Error::Load(Arc::new(e))),
+        };
+        let took = started.elapsed();
+        inner.meters.load_duration.record(took.as_secs_f64());
+        let values = match result {
+            Ok(values) => values,
+            Err(e) => {
+                bump(&inner.counters.load_errors);
+                inner.meters.load_error.increment(1);
+                return Err(e);
+            }
+        };
+        inner.recompute.record(took);
+        let mut entries = Vec::with_capacity(keys.len());
+        for k in keys {
+            let value = values.get(&k).cloned();
+            let meter = if value.is_some() {
+                &inner.meters.load_ok
+            } else {
+                &inner.meters.load_absent
+            };
+            meter.increment(1);
+            if value.is_some()
+                && let Some(bloom) = &inner.bloom
+            {
+                bloom.insert(&k);
+            }
+            if let Some(entry) = self.make_entry(value, inner.settings.default_ttl) {
+                entries.push((k, entry));
+            }
+        }
+        // Fail-open: L2 faults were counted and absorbed; L1 holds the batch.
+        if let Err(e) = inner.tiered.fill_many(entries).await
+            && e.is_backend_fault()
+        {
+            return Err(e.into());
+        }
+        // Keys the loader returned that nobody asked for are not cached.
+        Ok(Arc::new(values))
+    }
+}

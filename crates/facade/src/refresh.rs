@@ -1,0 +1,210 @@
+//! Refresh-ahead: hot values are reloaded in the background before they expire,
+//! so readers never wait for a load of a key they keep reading.
+
+use std::hash::Hash;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use cache_core::{CacheKey, Codec, ConfigError, DecodeKey, Entry, Timestamp};
+use cache_ttl_jitter::XFetch;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::{Cache, CacheInner};
+use crate::error::Error;
+use crate::report::bump;
+
+/// When a hit triggers a background refresh (see
+/// [`CacheBuilder::refresh_ahead`](crate::CacheBuilder::refresh_ahead)).
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_facade::{Cache, RefreshAhead};
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let prices: Cache<u64, u64> = Cache::builder("prices")
+///     .default_ttl(Duration::from_secs(60))
+///     .refresh_ahead(RefreshAhead::Threshold(0.2)) // reload in the last 12 s
+///     .build()?;
+/// let p = prices.get_or_load(7, |id| async move { Some(id * 100) }).await?;
+/// assert_eq!(p, Some(700));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RefreshAhead {
+    /// Refresh once less than this fraction of the entry's TTL is left
+    /// (strictly between 0 and 1; 0.2 = the last fifth of its life).
+    Threshold(f64),
+    /// XFetch probabilistic early refresh: each read refreshes with probability
+    /// `exp(-time_left / (β·δ))`, δ being the measured load time. Readers spread
+    /// refreshes of keys expiring together, and slow loads start earlier.
+    XFetch(XFetch),
+}
+
+/// Which policy fired (the `kind` label of `cache_refreshes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefreshKind {
+    Threshold,
+    XFetch,
+}
+
+impl RefreshAhead {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            RefreshAhead::Threshold(f) if !(f.is_finite() && *f > 0.0 && *f < 1.0) => Err(
+                ConfigError::new("refresh_ahead", "the threshold must be between 0 and 1"),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<K, V, C> Cache<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    /// Whether a fresh hit on `entry` should start a refresh.
+    pub(crate) fn refresh_due(&self, entry: &Entry<V>, now: Timestamp) -> Option<RefreshKind> {
+        let policy = self.inner.settings.refresh?;
+        // Absent markers are short-lived on purpose; they simply expire.
+        if entry.is_absent() {
+            return None;
+        }
+        let left = entry.fresh_ttl(now);
+        match policy {
+            RefreshAhead::Threshold(f) => {
+                (left.as_secs_f64() < entry.original_ttl().as_secs_f64() * f)
+                    .then_some(RefreshKind::Threshold)
+            }
+            RefreshAhead::XFetch(x) => x
+                .should_refresh(left, self.inner.recompute.get())
+                .then_some(RefreshKind::XFetch),
+        }
+    }
+
+    /// Starts the key's background refresh unless one is running. The task holds
+    /// no handle to the cache while the loader runs, and the cache aborts it when
+    /// its last handle drops.
+    pub(crate) fn spawn_refresh<F, Fut, E>(
+        &self,
+        key: K,
+        old: Option<Entry<V>>,
+        kind: RefreshKind,
+        loader: F,
+    ) where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut running = self.inner.refreshing.lock();
+        if running.contains_key(&key) {
+            return;
+        }
+        let counter = match kind {
+            RefreshKind::Threshold => &self.inner.meters.refresh_threshold,
+            RefreshKind::XFetch => &self.inner.meters.refresh_xfetch,
+        };
+        counter.increment(1);
+        bump(&self.inner.counters.refreshes);
+        let fut = loader(key.clone());
+        let hard_timeout = self.inner.settings.hard_timeout;
+        let weak = Arc::downgrade(&self.inner);
+        let flights = Arc::clone(&self.inner.flights);
+        let (flight_key, task_key) = (key.clone(), key.clone());
+        let task = runtime.spawn(async move {
+            let done = weak.clone();
+            // Through singleflight: a load of the same key already running is
+            // joined, and misses arriving meanwhile join this refresh.
+            let _ = flights
+                .work(flight_key.clone(), move || {
+                    refresh(weak, flight_key, old, fut, hard_timeout)
+                })
+                .await;
+            if let Some(inner) = done.upgrade() {
+                inner.refreshing.lock().remove(&task_key);
+            }
+        });
+        running.insert(key, task.abort_handle());
+    }
+}
+
+/// The refresh itself, as the flight's leader: load, write both tiers (without
+/// publishing: this is the same data, newer), count. A failure keeps the old
+/// entry, which serves until its stale window ends.
+async fn refresh<K, V, C, Fut, E>(
+    weak: Weak<CacheInner<K, V, C>>,
+    key: K,
+    old: Option<Entry<V>>,
+    fut: Fut,
+    hard_timeout: Option<std::time::Duration>,
+) -> Result<Option<V>, Error>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+    Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let result = match hard_timeout {
+        Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| limit),
+        None => Ok(fut.await),
+    };
+    let took = started.elapsed();
+    // No handle left: nobody can read what this refresh would write.
+    let Some(inner) = weak.upgrade() else {
+        return Ok(None);
+    };
+    let cache = Cache { inner };
+    let inner = &cache.inner;
+    bump(&inner.counters.loads);
+    inner.meters.load_duration.record(took.as_secs_f64());
+    let failure = match result {
+        Ok(Ok(value)) => {
+            inner.recompute.record(took);
+            let meter = if value.is_some() {
+                &inner.meters.load_ok
+            } else {
+                &inner.meters.load_absent
+            };
+            meter.increment(1);
+            if value.is_some()
+                && let Some(bloom) = &inner.bloom
+            {
+                bloom.insert(&key);
+            }
+            if let Some(entry) = cache.make_entry(value.clone(), inner.settings.default_ttl) {
+                // Fail-open absorbs L2 faults; fail-closed still has the new L1 copy.
+                if inner.tiered.fill(key.clone(), entry.clone()).await.is_err() {
+                    let _ = inner.tiered.fill_l1(key, entry);
+                }
+            }
+            return Ok(value);
+        }
+        Ok(Err(e)) => {
+            bump(&inner.counters.load_errors);
+            inner.meters.load_error.increment(1);
+            Error::Load(Arc::new(e))
+        }
+        Err(limit) => {
+            bump(&inner.counters.load_timeouts);
+            inner.meters.load_timeout.increment(1);
+            Error::LoadTimeout(limit)
+        }
+    };
+    bump(&inner.counters.refresh_errors);
+    inner.meters.refresh_error.increment(1);
+    // Callers that joined this flight get the old value while it lasts.
+    let now = inner.clock.now();
+    match old {
+        Some(e) if e.is_fresh(now) => Ok(e.into_value()),
+        other => cache.stale_or(other, failure),
+    }
+}
