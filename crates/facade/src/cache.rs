@@ -12,9 +12,9 @@ use cache_singleflight::{FlightError, Group, Role};
 use cache_tiered::{FailMode, TieredStore};
 use cache_ttl_jitter::{Jitter, RecomputeTime};
 use parking_lot::Mutex;
-use tokio::task::AbortHandle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::task::AbortHandle;
 
 use crate::builder::CacheBuilder;
 use crate::error::Error;
@@ -422,7 +422,11 @@ where
         }
     }
 
-    pub(crate) fn stale_or(&self, stale: Option<Entry<V>>, error: Error) -> Result<Option<V>, Error> {
+    pub(crate) fn stale_or(
+        &self,
+        stale: Option<Entry<V>>,
+        error: Error,
+    ) -> Result<Option<V>, Error> {
         let now = self.inner.clock.now();
         match stale {
             Some(e) if !e.is_expired(now) => {

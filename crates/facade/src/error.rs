@@ -22,6 +22,9 @@ pub enum Error {
     LoadTimeout(Duration),
     /// The loader panicked (and no stale value could stand in).
     LoaderPanicked,
+    /// An invalidation rule could not be applied (unknown event or cache, a
+    /// field the event lacks).
+    Rule(crate::rules::RuleError),
 }
 
 impl Error {
@@ -57,6 +60,7 @@ impl fmt::Display for Error {
             Error::Load(e) => write!(f, "loader failed: {e}"),
             Error::LoadTimeout(after) => write!(f, "loader timed out after {after:?}"),
             Error::LoaderPanicked => f.write_str("loader panicked"),
+            Error::Rule(e) => write!(f, "invalidation rule: {e}"),
         }
     }
 }
@@ -66,6 +70,7 @@ impl StdError for Error {
         match self {
             Error::Cache(e) => Some(&**e),
             Error::Load(e) => Some(&**e),
+            Error::Rule(e) => Some(e),
             _ => None,
         }
     }

@@ -64,12 +64,19 @@ mod error;
 mod observe;
 mod refresh;
 mod report;
+mod rules;
+mod warm;
 
 pub use builder::{CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
 pub use cache::{Cache, WriteOptions};
 pub use error::Error;
 pub use refresh::RefreshAhead;
 pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
+pub use rules::{
+    ChangeEvent, FireReport, Invalidation, InvalidationRules, InvalidationTarget, Invalidator,
+    RuleError, RuleSet, RulesBuilder, TargetKind,
+};
+pub use warm::{DEFAULT_WARM_CONCURRENCY, WarmOptions, WarmProgress, WarmReport};
 
 /// The README's examples, compiled and run as doctests (they show the `http`
 /// feature, so they run with it: `cargo xtask test` enables every feature).

@@ -76,10 +76,9 @@ where
         }
         let left = entry.fresh_ttl(now);
         match policy {
-            RefreshAhead::Threshold(f) => {
-                (left.as_secs_f64() < entry.original_ttl().as_secs_f64() * f)
-                    .then_some(RefreshKind::Threshold)
-            }
+            RefreshAhead::Threshold(f) => (left.as_secs_f64()
+                < entry.original_ttl().as_secs_f64() * f)
+                .then_some(RefreshKind::Threshold),
             RefreshAhead::XFetch(x) => x
                 .should_refresh(left, self.inner.recompute.get())
                 .then_some(RefreshKind::XFetch),
