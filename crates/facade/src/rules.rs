@@ -219,7 +219,7 @@ impl ChangeEvent {
     }
 }
 
-/// The targets of one event, declared in [`InvalidationRules::on`].
+/// The targets of one event, declared in [`RulesBuilder::on`].
 #[derive(Debug, Default)]
 #[must_use]
 pub struct RuleSet {
