@@ -235,6 +235,10 @@ impl RuleSet {
     }
 
     /// Invalidate key prefix `template` (e.g. `"{customer_id}:"`) in `cache`.
+    ///
+    /// Prefixes match key *encodings*: end them at a component boundary. With
+    /// tuple keys `(customer, order)` encoded as `"42:7"`, `"{customer_id}:"`
+    /// removes customer 42's entries; `"{customer_id}"` would also match 420.
     pub fn prefix(mut self, cache: impl Into<String>, template: impl Into<String>) -> Self {
         self.targets
             .push((cache.into(), TargetKind::Prefix, template.into()));
