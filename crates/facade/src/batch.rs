@@ -227,8 +227,7 @@ where
             Some(limit) => match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r.map_err(|e| Error::Load(Arc::new(e))),
                 Err(_) => {
-                    bump(&inner.counters.load_timeouts);
-                    inner.meters.load_timeout.increment(1);
+                    self.load_timed_out();
                     return Err(Error::LoadTimeout(limit));
                 }
             },
@@ -239,8 +238,7 @@ where
         let values = match result {
             Ok(values) => values,
             Err(e) => {
-                bump(&inner.counters.load_errors);
-                inner.meters.load_error.increment(1);
+                self.load_failed();
                 return Err(e);
             }
         };
@@ -248,18 +246,8 @@ where
         let mut entries = Vec::with_capacity(keys.len());
         for k in keys {
             let value = values.get(&k).cloned();
-            let meter = if value.is_some() {
-                &inner.meters.load_ok
-            } else {
-                &inner.meters.load_absent
-            };
-            meter.increment(1);
-            if value.is_some()
-                && let Some(bloom) = &inner.bloom
-            {
-                bloom.insert(&k);
-            }
-            if let Some(entry) = self.make_entry(value, inner.settings.default_ttl) {
+            self.count_loaded(value.is_some());
+            if let Some(entry) = self.loaded_entry(&k, value) {
                 entries.push((k, entry));
             }
         }

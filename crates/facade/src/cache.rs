@@ -341,14 +341,8 @@ where
                     return;
                 }
             };
-            if value.is_some()
-                && let Some(bloom) = &writer.inner.bloom
-            {
-                bloom.insert(&key);
-            }
             let tiered = &writer.inner.tiered;
-            let Some(entry) = writer.make_entry(value.clone(), writer.inner.settings.default_ttl)
-            else {
+            let Some(entry) = writer.loaded_entry(&key, value.clone()) else {
                 let _ = tx.send(Ok((value, Ok(()))));
                 return;
             };
@@ -373,17 +367,10 @@ where
         };
         let took = started.elapsed();
         inner.meters.load_duration.record(took.as_secs_f64());
-        if matches!(waited, Waited::Done(Ok(Ok(_)))) {
-            inner.recompute.record(took);
-        }
         match waited {
             Waited::Done(Ok(Ok((value, written)))) => {
-                let meter = if value.is_some() {
-                    &inner.meters.load_ok
-                } else {
-                    &inner.meters.load_absent
-                };
-                meter.increment(1);
+                inner.recompute.record(took);
+                self.count_loaded(value.is_some());
                 match written {
                     Err(e) if e.is_backend_fault() => Err(e.into()),
                     // A value the cache refuses (too large, …) is still the answer.
@@ -391,8 +378,7 @@ where
                 }
             }
             Waited::Done(Ok(Err(e))) => {
-                bump(&inner.counters.load_errors);
-                inner.meters.load_error.increment(1);
+                self.load_failed();
                 self.stale_or(stale, Error::Load(Arc::new(e)))
             }
             Waited::Done(Err(_panicked)) => {
@@ -401,8 +387,7 @@ where
                 self.stale_or(stale, Error::LoaderPanicked)
             }
             Waited::TimedOut(after) => {
-                bump(&inner.counters.load_timeouts);
-                inner.meters.load_timeout.increment(1);
+                self.load_timed_out();
                 match (soft, inner.settings.hard_timeout) {
                     // Serve stale now; the load goes on, bounded by the hard timeout.
                     (Some(soft), Some(hard)) => {
@@ -436,6 +421,41 @@ where
             }
             _ => Err(error),
         }
+    }
+
+    /// Counts a loaded key by outcome: found or absent.
+    pub(crate) fn count_loaded(&self, found: bool) {
+        let meters = &self.inner.meters;
+        let meter = if found {
+            &meters.load_ok
+        } else {
+            &meters.load_absent
+        };
+        meter.increment(1);
+    }
+
+    /// Counts a load whose loader returned an error.
+    pub(crate) fn load_failed(&self) {
+        bump(&self.inner.counters.load_errors);
+        self.inner.meters.load_error.increment(1);
+    }
+
+    /// Counts a load that hit its timeout.
+    pub(crate) fn load_timed_out(&self) {
+        bump(&self.inner.counters.load_timeouts);
+        self.inner.meters.load_timeout.increment(1);
+    }
+
+    /// What a load of `key` writes: a value joins the bloom guard and gets the
+    /// jittered default TTL; *absent* gets the negative TTL (or nothing when
+    /// negative caching is off).
+    pub(crate) fn loaded_entry(&self, key: &K, value: Option<V>) -> Option<Entry<V>> {
+        if value.is_some()
+            && let Some(bloom) = &self.inner.bloom
+        {
+            bloom.insert(key);
+        }
+        self.make_entry(value, self.inner.settings.default_ttl)
     }
 
     pub(crate) fn make_entry(&self, value: Option<V>, ttl: Duration) -> Option<Entry<V>> {

@@ -168,18 +168,8 @@ where
     let failure = match result {
         Ok(Ok(value)) => {
             inner.recompute.record(took);
-            let meter = if value.is_some() {
-                &inner.meters.load_ok
-            } else {
-                &inner.meters.load_absent
-            };
-            meter.increment(1);
-            if value.is_some()
-                && let Some(bloom) = &inner.bloom
-            {
-                bloom.insert(&key);
-            }
-            if let Some(entry) = cache.make_entry(value.clone(), inner.settings.default_ttl) {
+            cache.count_loaded(value.is_some());
+            if let Some(entry) = cache.loaded_entry(&key, value.clone()) {
                 // Fail-open absorbs L2 faults; fail-closed still has the new L1 copy.
                 if inner.tiered.fill(key.clone(), entry.clone()).await.is_err() {
                     let _ = inner.tiered.fill_l1(key, entry);
@@ -188,13 +178,11 @@ where
             return Ok(value);
         }
         Ok(Err(e)) => {
-            bump(&inner.counters.load_errors);
-            inner.meters.load_error.increment(1);
+            cache.load_failed();
             Error::Load(Arc::new(e))
         }
         Err(limit) => {
-            bump(&inner.counters.load_timeouts);
-            inner.meters.load_timeout.increment(1);
+            cache.load_timed_out();
             Error::LoadTimeout(limit)
         }
     };
