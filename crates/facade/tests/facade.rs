@@ -11,16 +11,8 @@ use cache_facade::{
 };
 use cache_testkit::{FaultProxy, RedisServer, Reply, eventually};
 
-#[derive(Debug)]
-struct SourceDown;
-
-impl std::fmt::Display for SourceDown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("source is down")
-    }
-}
-
-impl std::error::Error for SourceDown {}
+mod common;
+use common::{SourceDown, drive_until_breaker_closes};
 
 /// A cache with or without a Redis L2 (the same behaviour tests run on both).
 fn cache(redis: Option<&str>, clock: &MockClock) -> Cache<u64, String> {
@@ -276,20 +268,8 @@ async fn redis_killed_mid_load_costs_callers_nothing_and_l2_comes_back() {
     );
 
     server.restart().expect("restart");
-    let mut n = 1_000u64;
-    let mut back = false;
-    for _ in 0..200 {
-        breaker_clock.advance(Duration::from_secs(5));
-        n += 1;
-        let _ = cache
-            .get_or_load(n, |i| async move { Some(format!("v{i}")) })
-            .await;
-        if breaker.state() == cache_breaker::State::Closed {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let back =
+        drive_until_breaker_closes(&cache, &breaker_clock, Duration::from_secs(5), 1_001).await;
     assert!(back, "the breaker closed once Redis returned");
     cache.set(5_000, "after".into()).await.expect("set");
     let mut raw = server.connect().expect("raw");

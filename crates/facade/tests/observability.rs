@@ -10,6 +10,9 @@ use cache_facade::{BreakerBuilder, Cache, Endpoint, PrometheusExporter};
 use cache_testkit::{RawConnection, RedisServer, Reply, eventually, http_get};
 use serde_json::Value;
 
+mod common;
+use common::drive_until_breaker_closes;
+
 /// Sums every sample of `name` whose labels include all of `labels`.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
@@ -203,19 +206,8 @@ async fn a_scrape_follows_hits_misses_loads_and_an_l2_outage() {
     // Phase 3, Redis back: after the breaker's wait one probe closes it; health
     // and the gauge follow.
     server.restart().expect("restart");
-    let breaker = cache.tiered().breaker().expect("breaker").clone();
-    let mut closed = false;
-    for k in 1_000..1_200u64 {
-        breaker_clock.advance(Duration::from_secs(5));
-        let _ = cache
-            .get_or_load(k, |k| async move { Some(format!("v{k}")) })
-            .await;
-        if breaker.state() == cache_breaker::State::Closed {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let closed =
+        drive_until_breaker_closes(&cache, &breaker_clock, Duration::from_secs(5), 1_000).await;
     assert!(closed, "the breaker never closed after Redis returned");
     let (code, body) = health(addr).await;
     assert_eq!(

@@ -13,14 +13,8 @@ use cache_facade::{
 };
 use cache_testkit::{RedisServer, eventually};
 
-#[derive(Debug)]
-struct SourceDown;
-impl std::fmt::Display for SourceDown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("source is down")
-    }
-}
-impl std::error::Error for SourceDown {}
+mod common;
+use common::SourceDown;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
