@@ -102,6 +102,11 @@ display_keys!(
     u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool
 );
 
+/// The one key of a function without arguments: the empty string.
+impl CacheKey for () {
+    fn encode_key(&self, _out: &mut String) {}
+}
+
 impl CacheKey for char {
     fn encode_key(&self, out: &mut String) {
         out.push(*self);
@@ -200,6 +205,12 @@ macro_rules! decode_parsed_keys {
 decode_parsed_keys!(
     u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool
 );
+
+impl DecodeKey for () {
+    fn decode_key(encoded: &str) -> Option<Self> {
+        encoded.is_empty().then_some(())
+    }
+}
 
 impl DecodeKey for char {
     fn decode_key(encoded: &str) -> Option<Self> {
@@ -444,6 +455,13 @@ mod tests {
         assert_eq!(k, r"a\\\:b\:1:c");
         assert_ne!(k, (("a", "b:1"), "c").to_key_string());
         assert_eq!(('x', ':').to_key_string(), r"x:\:");
+    }
+
+    #[test]
+    fn unit_is_the_one_empty_key() {
+        assert_eq!(().to_key_string(), "");
+        assert_eq!(<()>::decode_key(""), Some(()));
+        assert_eq!(<()>::decode_key("x"), None);
     }
 
     /// Splits a tuple encoding on unescaped `:` and unescapes each part.

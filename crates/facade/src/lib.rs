@@ -60,6 +60,7 @@ mod batch;
 mod builder;
 mod cache;
 mod error;
+mod memo;
 #[cfg(feature = "http")]
 mod observe;
 mod refresh;
@@ -70,6 +71,9 @@ mod warm;
 pub use builder::{CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
 pub use cache::{Cache, WriteOptions};
 pub use error::Error;
+#[doc(hidden)]
+pub use memo::__private;
+pub use memo::{Computed, MemoOptions};
 pub use refresh::RefreshAhead;
 pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
 pub use rules::{
@@ -100,5 +104,6 @@ pub use cache_metrics::http::Endpoint;
 pub use cache_bloom::AtomicBloomFilter;
 pub use cache_breaker::Builder as BreakerBuilder;
 pub use cache_core::{CacheKey, DecodeKey, HealthStatus};
+pub use cache_macros::cached;
 pub use cache_tiered::FailMode;
 pub use cache_ttl_jitter::{Jitter, XFetch};

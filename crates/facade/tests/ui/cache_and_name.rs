@@ -1,0 +1,12 @@
+use std::sync::LazyLock;
+use cache_facade::{cached, Cache};
+
+static SQUARES: LazyLock<Cache<u64, u64>> =
+    LazyLock::new(|| Cache::builder("squares").build().expect("config"));
+
+#[cached(cache = SQUARES, namespace = "other")]
+async fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use cache_facade::cached;
+
+#[cached]
+async fn echo<T: Clone>(value: T) -> u64 {
+    let _ = value;
+    1
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_facade::cached;
+
+#[cached]
+async fn length(text: impl AsRef<str>) -> usize {
+    text.as_ref().len()
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_facade::cached;
+
+#[cached(key_type = String)]
+async fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_facade::cached;
+
+#[cached(ttl = 60)]
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn main() {}

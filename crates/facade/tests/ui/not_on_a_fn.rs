@@ -1,0 +1,6 @@
+use cache_facade::cached;
+
+#[cached]
+struct Squares;
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_facade::cached;
+
+#[cached(ttl = 300, namespace = "predictions", stampede_protection = true)]
+async fn predict(id: u64) -> String {
+    format!("prediction {id}")
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_facade::cached;
+
+#[cached(ttl = 0)]
+async fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn main() {}
