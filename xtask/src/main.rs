@@ -5,7 +5,12 @@
 //!   installed from Debian's packages when missing and we are root), doctests, and
 //!   the loom models.
 //! - `cargo xtask ci` — formatting, clippy, rustdoc (all with warnings denied), then
-//!   `test`, then `cargo deny check` when cargo-deny is installed.
+//!   `test`, a `bench --quick` smoke run, then `cargo deny check` when cargo-deny is
+//!   installed.
+//! - `cargo xtask bench` — the benchmark harness (`crates/bench`, release build):
+//!   this project side by side with moka, quick_cache, a sharded `Mutex<LruCache>`
+//!   and the raw redis client; report in `target/bench/`.
+//! - `cargo xtask demo` — the example service (`crates/demo`) through its story.
 #![forbid(unsafe_code)]
 
 use std::env;
@@ -24,6 +29,8 @@ fn main() -> ExitCode {
     let result = match cmd {
         "test" => test(rest),
         "ci" => ci(rest),
+        "bench" => bench(rest),
+        "demo" => demo(rest),
         "help" | "-h" | "--help" => {
             print_help();
             Ok(())
@@ -44,7 +51,9 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          commands:\n  \
          test [--no-loom] [-- <test args>]   run every test (installs redis-server and promtool if missing and root)\n  \
-         ci                                  fmt + clippy + docs (-D warnings), test, cargo deny\n  \
+         ci                                  fmt + clippy + docs (-D warnings), test, bench --quick, cargo deny\n  \
+         bench [--quick] [--filter G] [--out D]  benchmarks vs moka, quick_cache, Mutex<LruCache>, raw redis (target/bench/)\n  \
+         demo [--serve] [--quick]            the example service through its scripted story\n  \
          help                                this text"
     );
 }
@@ -306,6 +315,34 @@ fn test(args: &[String]) -> Result {
     Ok(())
 }
 
+/// Installs redis-server when it is missing and we can; the bench and the demo
+/// run without it (they say so), so a failure here is only reported.
+fn redis_if_possible() {
+    if let Err(e) = ensure_tools() {
+        println!("(not every tool is available: {e})");
+    }
+}
+
+fn bench(args: &[String]) -> Result {
+    redis_if_possible();
+    run(
+        "bench",
+        cargo()
+            .args(["run", "--release", "--quiet", "-p", "cache-bench", "--"])
+            .args(args),
+    )
+}
+
+fn demo(args: &[String]) -> Result {
+    redis_if_possible();
+    run(
+        "demo",
+        cargo()
+            .args(["run", "--release", "--quiet", "-p", "cache-demo", "--"])
+            .args(args),
+    )
+}
+
 fn ci(args: &[String]) -> Result {
     if let Some(a) = args.first() {
         return Err(format!("ci takes no arguments (got {a})"));
@@ -330,6 +367,7 @@ fn ci(args: &[String]) -> Result {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     test(&[])?;
+    bench(&["--quick".to_owned()])?;
     if succeeds(cargo().args(["deny", "--version"])) {
         run("cargo deny", cargo().args(["deny", "check"]))?;
     } else {

@@ -1,0 +1,257 @@
+//! `cargo xtask bench`: this project side by side with the caches users would
+//! otherwise pick, in one process, interleaved and repeated, reported as ratios.
+//!
+//! ```text
+//! cargo xtask bench [--quick] [--filter GROUP] [--out DIR]
+//! groups: l1, hit-ratio, memory, l2, stampede, outage, overheads
+//! ```
+//!
+//! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
+//! `target/bench/` (or `--out`).
+#![forbid(unsafe_code)]
+
+mod caches;
+mod l1;
+mod l2;
+mod report;
+mod trace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::caches::Kind;
+use crate::report::Report;
+
+/// What to run, and how long.
+pub(crate) struct Plan {
+    pub(crate) quick: bool,
+    filter: Option<String>,
+}
+
+impl Plan {
+    /// `full` in a full run, `quick` with `--quick`.
+    pub(crate) fn scale(&self, full: usize, quick: usize) -> usize {
+        if self.quick { quick } else { full }
+    }
+
+    fn wants(&self, group: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| f == group)
+    }
+}
+
+/// The progress bar (hidden when stderr is not a terminal).
+pub(crate) struct Progress(ProgressBar);
+
+impl Progress {
+    pub(crate) fn tick(&self, what: &str) {
+        self.0.set_message(what.to_owned());
+        self.0.inc(1);
+    }
+}
+
+const GROUPS: [&str; 7] = [
+    "l1",
+    "hit-ratio",
+    "memory",
+    "l2",
+    "stampede",
+    "outage",
+    "overheads",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, kind] = args.as_slice()
+        && flag == "--probe-memory"
+    {
+        return probe(kind);
+    }
+    let mut plan = Plan {
+        quick: false,
+        filter: None,
+    };
+    let mut out = PathBuf::from("target/bench");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => plan.quick = true,
+            "--filter" => match it.next() {
+                Some(g) if GROUPS.contains(&g.as_str()) => plan.filter = Some(g.clone()),
+                other => {
+                    eprintln!("--filter takes one of {GROUPS:?}, got {other:?}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            "--out" => match it.next() {
+                Some(d) => out = PathBuf::from(d),
+                None => {
+                    eprintln!("--out takes a directory");
+                    return ExitCode::FAILURE;
+                }
+            },
+            "-h" | "--help" => {
+                println!(
+                    "cache-bench [--quick] [--filter {}] [--out DIR]",
+                    GROUPS.join("|")
+                );
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument `{other}`; try --help");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut report = Report {
+        machine: machine(),
+        mode: if plan.quick {
+            "quick (smoke run; figures are not meaningful)"
+        } else {
+            "full"
+        },
+        ..Report::default()
+    };
+    let units = [
+        ("l1", l1::throughput_units(&plan)),
+        ("hit-ratio", l1::hit_ratio_units(&plan)),
+        ("memory", 5),
+        ("l2", l2::l2_units(&plan)),
+        ("stampede", l2::stampede_units(&plan)),
+        ("outage", l2::outage_units(&plan)),
+        ("overheads", l2::overhead_units()),
+    ];
+    let total = units
+        .iter()
+        .filter(|(g, _)| plan.wants(g))
+        .map(|(_, n)| n)
+        .sum();
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {msg}")
+    {
+        bar.set_style(style);
+    }
+    let progress = Progress(bar);
+
+    if plan.wants("l1") {
+        l1::throughput(&plan, &mut report, &progress);
+        throughput_targets(&mut report);
+    }
+    if plan.wants("hit-ratio") {
+        l1::hit_ratio(&plan, &mut report, &progress);
+    }
+    if plan.wants("memory") {
+        l1::memory(&mut report, &progress);
+    }
+    if plan.wants("overheads") {
+        l2::overheads(&plan, &mut report, &progress);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start a tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        if plan.wants("stampede") {
+            l2::stampede(&plan, &mut report, &progress).await;
+        }
+        if (plan.wants("l2") || plan.wants("outage"))
+            && let Some(mut server) = l2::start_redis(&mut report)
+        {
+            if plan.wants("l2") {
+                l2::l2(&plan, &server, &mut report, &progress).await;
+            }
+            if plan.wants("outage") {
+                l2::outage(&plan, &mut server, &mut report, &progress).await;
+            }
+        }
+    });
+    progress.0.finish_and_clear();
+
+    print!("{}", report.table());
+    match report.write(&out) {
+        Ok(charts) => {
+            println!(
+                "\nwrote {0}/report.md, {0}/results.json and {1} charts",
+                out.display(),
+                charts.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("could not write the report to {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn throughput_targets(report: &mut Report) {
+    for threads in ["1 thread", "2 threads"] {
+        let series = format!("get-hit, {threads}");
+        let q = report.value("l1 throughput", &series, Kind::QuickCache.name());
+        let s = report.value("l1 throughput", &series, Kind::StoreMemory.name());
+        let f = report.value("l1 throughput", &series, Kind::Facade.name());
+        if let (Some(q), Some(s), Some(f)) = (q, s, f) {
+            report.target(
+                format!("store-memory get-hit, {threads}"),
+                "≥ 1.0× quick_cache",
+                format!("{:.2}×", s / q),
+                s >= q,
+            );
+            report.target(
+                format!("facade L1 hit, {threads}"),
+                "≥ 0.5× quick_cache",
+                format!("{:.2}×", f / q),
+                f >= 0.5 * q,
+            );
+        }
+    }
+}
+
+/// The child-process side of the memory group.
+fn probe(kind: &str) -> ExitCode {
+    let Some(kind) = Kind::parse(kind) else {
+        eprintln!("unknown cache `{kind}`");
+        return ExitCode::FAILURE;
+    };
+    match l1::probe_memory(kind) {
+        Some(bytes) => {
+            println!("{bytes:.1}");
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+/// CPU model, core count and memory, for the report header.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split(':').nth(1))
+        })
+        .map_or("unknown CPU", str::trim)
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or_else(String::new, |kb| {
+            format!(", {:.0} GiB", kb as f64 / 1_048_576.0)
+        });
+    format!("{model}, {cores} cores{mem}")
+}
