@@ -120,6 +120,18 @@ impl Cache<(), ()> {
     }
 }
 
+/// What the tiers hold for a key, as a flight's leader found it.
+pub(crate) enum Tiers<V> {
+    /// A fresh entry (its hit already counted).
+    Fresh(Entry<V>),
+    /// Nothing fresh: the longest-lived stale entry, if any, and the L2 fault a
+    /// fail-closed cache reports.
+    Missing {
+        stale: Option<Entry<V>>,
+        fault: Option<cache_core::CacheError>,
+    },
+}
+
 /// How a load ended, as seen by the flight's leader.
 enum Waited<T> {
     Done(T),
@@ -268,6 +280,46 @@ where
         }
     }
 
+    /// A flight leader's look at the tiers: L1 again (a flight that just finished
+    /// may have filled it), then L2. Only entries `usable` accepts count; a fresh
+    /// one is a counted hit. Otherwise the longest-lived stale entry (starting
+    /// from `stale`) and, fail-closed, the L2 fault.
+    pub(crate) async fn read_tiers(
+        &self,
+        key: &K,
+        stale: Option<Entry<V>>,
+        usable: impl Fn(&Entry<V>) -> bool,
+    ) -> Tiers<V> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut stale = stale.filter(&usable);
+        if let Some(e) = inner.tiered.l1().get_sync(key).filter(&usable) {
+            if e.is_fresh(now) {
+                self.l1_hit();
+                return Tiers::Fresh(e);
+            }
+            stale = Some(e);
+        }
+        let fault = match inner.tiered.get_l2(key).await {
+            Ok(Some(e)) if usable(&e) => {
+                if e.is_fresh(now) {
+                    self.l2_hit();
+                    return Tiers::Fresh(e);
+                }
+                if stale
+                    .as_ref()
+                    .is_none_or(|s| e.stale_until() > s.stale_until())
+                {
+                    stale = Some(e);
+                }
+                None
+            }
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        Tiers::Missing { stale, fault }
+    }
+
     /// The flight leader's part of the read path: L1 again, L2, then the loader.
     async fn lead<F, Fut, E>(
         self,
@@ -280,33 +332,11 @@ where
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        // A flight that just finished may have filled L1.
-        let mut stale = l1;
-        if let Some(e) = inner.tiered.l1().get_sync(&key) {
-            if e.is_fresh(now) {
-                self.l1_hit();
-                return Ok(e.into_value());
-            }
-            stale = Some(e);
-        }
-        match inner.tiered.get_l2(&key).await {
-            Ok(Some(e)) if e.is_fresh(now) => {
-                self.l2_hit();
-                return Ok(e.into_value());
-            }
-            Ok(Some(e)) => {
-                if stale
-                    .as_ref()
-                    .is_none_or(|s| e.stale_until() > s.stale_until())
-                {
-                    stale = Some(e);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let stale = match self.read_tiers(&key, l1, |_| true).await {
+            Tiers::Fresh(e) => return Ok(e.into_value()),
+            Tiers::Missing { fault: Some(e), .. } => return Err(e.into()),
+            Tiers::Missing { stale, fault: None } => stale,
+        };
         self.miss();
         self.load(key, stale, loader).await
     }

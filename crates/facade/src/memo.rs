@@ -24,7 +24,7 @@ use cache_tiered::FailMode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Tiers};
 use crate::error::Error;
 use crate::report::bump;
 
@@ -124,8 +124,10 @@ enum Run<Fut, Out, E> {
 trait Shape<V> {
     /// What the computation returns and the caller gets.
     type Out;
-    /// The caller's answer from an entry; `None` if the entry cannot be one (an
-    /// *absent* entry for a computation that always has a value).
+    /// Whether an entry can be an answer (an *absent* entry cannot, for a
+    /// computation that always has a value).
+    fn accepts(entry: &Entry<V>) -> bool;
+    /// The caller's answer from an entry; `None` exactly when `accepts` is false.
     fn read(entry: Entry<V>) -> Option<Self::Out>;
     /// The caller's answer from a flight's shared result.
     fn from_flight(shared: Option<V>) -> Option<Self::Out>;
@@ -138,6 +140,9 @@ struct Always;
 
 impl<V: Clone> Shape<V> for Always {
     type Out = V;
+    fn accepts(entry: &Entry<V>) -> bool {
+        !entry.is_absent()
+    }
     fn read(entry: Entry<V>) -> Option<V> {
         entry.into_value()
     }
@@ -154,6 +159,9 @@ struct Maybe;
 
 impl<V: Clone> Shape<V> for Maybe {
     type Out = Option<V>;
+    fn accepts(_: &Entry<V>) -> bool {
+        true
+    }
     fn read(entry: Entry<V>) -> Option<Option<V>> {
         Some(entry.into_value())
     }
@@ -256,14 +264,16 @@ where
         T: Into<Computed<S::Out>>,
     {
         let now = self.inner.clock.now();
-        let l1 = self.inner.tiered.l1().get_sync(&key);
-        if let Some(e) = &l1
-            && e.is_fresh(now)
-            && let Some(out) = S::read(e.clone())
-        {
-            self.l1_hit();
-            return Ok(out);
-        }
+        let l1 = match self.inner.tiered.l1().get_sync(&key) {
+            Some(e) if e.is_fresh(now) && S::accepts(&e) => match S::read(e) {
+                Some(out) => {
+                    self.l1_hit();
+                    return Ok(out);
+                }
+                None => None,
+            },
+            other => other,
+        };
         let mut run = Run::Pending(compute);
         let outcome = self
             .inner
@@ -304,35 +314,16 @@ where
         T: Into<Computed<S::Out>>,
     {
         let inner = &self.inner;
-        let now = inner.clock.now();
-        let usable = |e: &Entry<V>| S::read(e.clone()).is_some();
-        let mut stale = l1.filter(usable);
-        if let Some(e) = inner.tiered.l1().get_sync(key).filter(usable) {
-            if e.is_fresh(now) {
-                self.l1_hit();
-                return Ok(e.into_value());
-            }
-            stale = Some(e);
-        }
-        match inner.tiered.get_l2(key).await {
-            Ok(Some(e)) if usable(&e) => {
-                if e.is_fresh(now) {
-                    self.l2_hit();
-                    return Ok(e.into_value());
+        let stale = match self.read_tiers(key, l1, S::accepts).await {
+            Tiers::Fresh(e) => return Ok(e.into_value()),
+            Tiers::Missing { stale, fault } => {
+                // Fail-closed L2 fault: counted, and the computation answers anyway.
+                if let Some(e) = fault {
+                    let _ = self.failed(e);
                 }
-                if stale
-                    .as_ref()
-                    .is_none_or(|s| e.stale_until() > s.stale_until())
-                {
-                    stale = Some(e);
-                }
+                stale
             }
-            Ok(_) => {}
-            // Fail-closed L2 fault: counted, and the computation answers anyway.
-            Err(e) => {
-                let _ = self.failed(e);
-            }
-        }
+        };
         self.miss();
         let Run::Pending(compute) = std::mem::replace(run, Run::Running) else {
             return Err(Error::LoaderPanicked);
