@@ -336,13 +336,15 @@ async fn concurrent_callers_share_one_computation() {
 
 static FLAKY: LazyLock<Cache<u64, u64>> = LazyLock::new(|| memory_cache("flaky"));
 static FLAKY_RUNS: AtomicUsize = AtomicUsize::new(0);
+/// Holds the first computation until the test has a follower waiting on it.
+static FLAKY_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
 
-/// The first computation fails after a while; later ones succeed.
+/// The first computation fails once the gate opens; later ones succeed.
 #[cached(cache = FLAKY)]
 async fn flaky(n: u64) -> Result<u64, String> {
     let run = FLAKY_RUNS.fetch_add(1, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(80)).await;
     if run == 0 {
+        let _ = FLAKY_GATE.acquire().await;
         Err(format!("run {run} failed"))
     } else {
         Ok(n + 1)
@@ -352,11 +354,16 @@ async fn flaky(n: u64) -> Result<u64, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_coalesced_with_a_failed_computation_runs_its_own() {
     let leader = tokio::spawn(flaky(1));
-    // Joins the leader's flight while it runs.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let follower = tokio::spawn(flaky(1));
+    cache_testkit::eventually("the leader computes", || {
+        FLAKY_RUNS.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Its first poll joins the leader's flight.
+    let mut follower = Box::pin(flaky(1));
+    assert!(futures_util::poll!(&mut follower).is_pending());
+    FLAKY_GATE.add_permits(1);
     assert_eq!(leader.await.expect("task"), Err("run 0 failed".to_owned()));
-    assert_eq!(follower.await.expect("task"), Ok(2));
+    assert_eq!(follower.await, Ok(2));
     assert_eq!(FLAKY_RUNS.load(Ordering::SeqCst), 2);
     assert_eq!(FLAKY.stats().coalesced, 1, "the follower did join");
 }
