@@ -5,7 +5,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use crate::caches::{Contender, Kind, make};
-use crate::report::Report;
+use crate::report::{Report, median};
 use crate::trace::{SCAN_BASE, Zipf, with_scans, zipf_keys};
 use crate::{Plan, Progress};
 
@@ -65,11 +65,6 @@ fn run_threads(
             .sum()
     });
     total as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 pub(crate) fn throughput(plan: &Plan, report: &mut Report, progress: &Progress) {

@@ -10,7 +10,7 @@ use cache_testkit::RedisServer;
 use futures_util::FutureExt;
 use redis::AsyncCommands;
 
-use crate::report::Report;
+use crate::report::{Report, median};
 use crate::{Plan, Progress};
 
 const L2_KEYS: u64 = 10_000;
@@ -228,11 +228,6 @@ pub(crate) async fn l2(
         ),
     }
     progress.tick("redis-benchmark");
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// `concurrency` tasks calling `op(i)` in a loop for `dur`; successful ops per second.

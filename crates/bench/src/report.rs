@@ -244,6 +244,12 @@ fn slug(s: &str) -> String {
         .join("-")
 }
 
+/// The median of repeated samples (0 for none).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 pub(crate) fn fmt_value(v: f64) -> String {
     if v.abs() >= 1e6 {
         format!("{:.2}M", v / 1e6)
