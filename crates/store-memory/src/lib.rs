@@ -1,5 +1,5 @@
-//! The in-process L1 of the resilient cache: a bounded, sharded store with LRU
-//! eviction and TTL.
+//! The in-process L1 of the resilient cache: a bounded, sharded store with
+//! S3-FIFO eviction and TTL.
 //!
 //! [`MemoryStore`] holds the caller's value type directly (no encoding), looks keys
 //! up by value (no string is built on a hit), is bounded by an entry count and a
@@ -17,14 +17,14 @@
 //! let clock = MockClock::default();
 //! let l1 = MemoryStore::<u64, String>::builder()
 //!     .max_entries(2)
-//!     .shards(1) // one shard: an exact LRU
+//!     .shards(1)
 //!     .clock(clock.clone())
 //!     .build()?;
 //!
 //! let ttl = Duration::from_secs(10);
 //! l1.put_sync(1, Entry::new("one".into(), clock.now(), ttl))?;
 //! l1.put_sync(2, Entry::new("two".into(), clock.now(), ttl))?;
-//! assert!(l1.get_sync(&1).is_some()); // 1 is now the most recently used
+//! assert!(l1.get_sync(&1).is_some()); // 1 has been used since it came in
 //! l1.put_sync(3, Entry::new("three".into(), clock.now(), ttl))?; // evicts 2
 //! assert!(l1.get_sync(&2).is_none());
 //!
@@ -38,7 +38,7 @@
 //!
 //! # Crate features
 //!
-//! None: the store needs only `cache-core`, `parking_lot`, `lru` and `foldhash`.
+//! None: the store needs only `cache-core`, `parking_lot`, `hashbrown` and `foldhash`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

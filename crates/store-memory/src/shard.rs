@@ -1,192 +1,608 @@
-//! One shard: an exact LRU with entry-count and weight bounds, under one mutex.
+//! One shard: S3-FIFO eviction with entry-count and weight bounds.
+//!
+//! Entries live in a dense `Vec` of nodes; a `HashTable` of indices finds them and
+//! two intrusive FIFO lists order them:
+//!
+//! - **small** takes new keys (about a tenth of the shard). A key read at least
+//!   once while it is there moves to *main* when it reaches the head; one that was
+//!   not is evicted and its hash is remembered by the **ghost**.
+//! - **main** holds keys that proved themselves. Its head is evicted only when its
+//!   read counter (0..=3) is zero; otherwise the counter drops by one and the key
+//!   goes round again (a CLOCK with a small counter).
+//! - A new key whose hash is in the ghost was evicted recently while it was still
+//!   wanted: it goes straight to *main*.
+//!
+//! One-time keys (a scan) pass through *small* without pushing out the working set,
+//! and a read only bumps an atomic counter, so hits need nothing more than the
+//! shard's read lock. This is the S3-FIFO policy (Yang et al., SOSP 2023).
 
-use std::hash::{BuildHasher, Hash};
+use std::collections::VecDeque;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use cache_core::{Entry, Timestamp};
-use lru::LruCache;
+use hashbrown::HashTable;
 
 use crate::stats::{Counters, EvictionReason};
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
-pub(crate) struct Slot<V> {
-    pub(crate) entry: Entry<V>,
-    pub(crate) weight: u64,
+/// No node: the end of a list.
+const NIL: u32 = u32::MAX;
+/// Reads remembered per entry.
+const MAX_FREQ: u8 = 3;
+/// Reads while in *small* that earn a key its place in *main*.
+pub(crate) const PROMOTE_AT: u8 = 1;
+/// The share of a shard's entries (and weight) that *small* may hold, in percent.
+pub(crate) const SMALL_PERCENT: usize = 10;
+/// Expired entries dropped from each list head on every put, at most.
+const HEAD_RECLAIM: usize = 2;
+/// A full sweep runs after this many puts, or after as many puts as there are
+/// entries, whichever is larger: amortized O(1) per put.
+const MIN_SWEEP_INTERVAL: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Small,
+    Main,
+}
+
+struct Node<K, V> {
+    key: K,
+    entry: Entry<V>,
+    weight: u64,
+    hash: u64,
+    prev: u32,
+    next: u32,
+    queue: Queue,
+    /// Reads since the key was last passed over by eviction (saturating at
+    /// [`MAX_FREQ`]); bumped under the read lock, hence atomic.
+    freq: AtomicU8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fifo {
+    head: u32,
+    tail: u32,
+    len: usize,
+    weight: u64,
+}
+
+impl Fifo {
+    const EMPTY: Fifo = Fifo {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+        weight: 0,
+    };
+}
+
+/// Hashes of keys recently evicted from *small*, oldest first, bounded.
+struct Ghost {
+    /// `(hash, sequence)` in the order added; an entry whose sequence no longer
+    /// matches `live` was taken or re-added and only ages out.
+    ring: VecDeque<(u64, u64)>,
+    live: HashTable<(u64, u64)>,
+    seq: u64,
+    cap: usize,
+}
+
+impl Ghost {
+    fn new(cap: usize) -> Self {
+        Ghost {
+            ring: VecDeque::new(),
+            live: HashTable::new(),
+            seq: 0,
+            cap,
+        }
+    }
+
+    fn add(&mut self, hash: u64) {
+        self.seq += 1;
+        let seq = self.seq;
+        match self.live.find_mut(hash, |e| e.0 == hash) {
+            Some(e) => e.1 = seq,
+            None => {
+                self.live.insert_unique(hash, (hash, seq), |e| e.0);
+            }
+        }
+        self.ring.push_back((hash, seq));
+        while self.ring.len() > self.cap {
+            if let Some((old, old_seq)) = self.ring.pop_front()
+                && let Ok(e) = self.live.find_entry(old, |e| *e == (old, old_seq))
+            {
+                e.remove();
+            }
+        }
+    }
+
+    /// Forgets `hash`; true if it was remembered.
+    fn take(&mut self, hash: u64) -> bool {
+        match self.live.find_entry(hash, |e| e.0 == hash) {
+            Ok(e) => {
+                e.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.ring.clear();
+        self.live.clear();
+    }
+}
+
+/// What a read under the shared lock found.
+pub(crate) enum Read<'a, V> {
+    Hit(&'a Entry<V>),
+    /// Present but expired: the caller removes it under the write lock.
+    Expired,
+    Miss,
 }
 
 pub(crate) struct Shard<K, V> {
-    lru: LruCache<K, Slot<V>, Hasher>,
+    table: HashTable<u32>,
+    nodes: Vec<Node<K, V>>,
+    small: Fifo,
+    main: Fifo,
+    ghost: Ghost,
     weight: u64,
     max_entries: usize,
     max_weight: u64,
+    small_entries: usize,
+    small_weight: u64,
     /// Puts since the last full sweep for expired entries.
     puts_since_sweep: usize,
     pub(crate) counters: Counters,
 }
 
-/// Expired entries found at the cold end on each put, at most.
-const TAIL_RECLAIM: usize = 2;
-/// A full sweep runs after this many puts, or after as many puts as there are
-/// entries, whichever is larger: amortized O(1) per put.
-const MIN_SWEEP_INTERVAL: usize = 64;
-
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
-    pub(crate) fn new(max_entries: usize, max_weight: u64, hasher: Hasher) -> Self {
+    pub(crate) fn new(max_entries: usize, max_weight: u64) -> Self {
         Shard {
-            lru: LruCache::unbounded_with_hasher(hasher),
+            table: HashTable::new(),
+            nodes: Vec::new(),
+            small: Fifo::EMPTY,
+            main: Fifo::EMPTY,
+            ghost: Ghost::new(max_entries),
             weight: 0,
             max_entries,
             max_weight,
+            small_entries: (max_entries * SMALL_PERCENT / 100).max(1),
+            small_weight: (max_weight / 100).saturating_mul(SMALL_PERCENT as u64).max(1),
             puts_since_sweep: 0,
             counters: Counters::default(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lru.len()
+        self.nodes.len()
     }
 
     pub(crate) fn weight(&self) -> u64 {
         self.weight
     }
 
-    /// Looks up and promotes; an expired entry is removed and is a miss.
-    pub(crate) fn get(&mut self, key: &K, now: Timestamp) -> Option<&Entry<V>> {
-        let expired = match self.lru.get(key) {
-            None => {
-                self.counters.misses += 1;
-                return None;
-            }
-            Some(slot) => slot.entry.is_expired(now),
+    fn find(&self, hash: u64, key: &K) -> Option<usize> {
+        self.table
+            .find(hash, |&i| self.nodes[i as usize].key == *key)
+            .map(|&i| i as usize)
+    }
+
+    /// Looks up under the shared lock; a hit counts as a read of the key.
+    pub(crate) fn read(&self, hash: u64, key: &K, now: Timestamp) -> Read<'_, V> {
+        let Some(i) = self.find(hash, key) else {
+            return Read::Miss;
         };
-        if expired {
-            self.remove_with(key, EvictionReason::Expired);
-            self.counters.misses += 1;
-            return None;
+        let node = &self.nodes[i];
+        if node.entry.is_expired(now) {
+            return Read::Expired;
         }
-        self.counters.hits += 1;
-        self.lru.peek(key).map(|slot| &slot.entry)
+        // A lost update between two readers only loses one count; a key already
+        // at the top costs no write at all.
+        let freq = node.freq.load(Ordering::Relaxed);
+        if freq < MAX_FREQ {
+            node.freq.store(freq + 1, Ordering::Relaxed);
+        }
+        Read::Hit(&node.entry)
     }
 
-    /// Looks up without promoting or counting.
-    pub(crate) fn peek(&self, key: &K, now: Timestamp) -> Option<&Entry<V>> {
-        self.lru
-            .peek(key)
-            .map(|slot| &slot.entry)
-            .filter(|e| !e.is_expired(now))
+    /// Looks up without counting a read.
+    pub(crate) fn peek(&self, hash: u64, key: &K, now: Timestamp) -> Option<&Entry<V>> {
+        let i = self.find(hash, key)?;
+        Some(&self.nodes[i].entry).filter(|e| !e.is_expired(now))
     }
 
-    /// Inserts or replaces, then restores the bounds by evicting from the cold end.
-    /// The caller has checked `weight` against the per-entry limit.
-    pub(crate) fn put(&mut self, key: K, entry: Entry<V>, weight: u64, now: Timestamp) {
-        match self.lru.push(key, Slot { entry, weight }) {
-            Some((old_key, old)) => {
-                // `push` hands back either the replaced value (same key) or the
-                // evicted LRU entry; the map is unbounded, so only the former.
-                self.weight = self.weight.saturating_sub(old.weight);
-                drop(old_key);
+    /// Removes `key` if it is (still) expired.
+    pub(crate) fn remove_if_expired(&mut self, hash: u64, key: &K, now: Timestamp) {
+        if let Some(i) = self.find(hash, key)
+            && self.nodes[i].entry.is_expired(now)
+        {
+            self.detach(i);
+            self.counters.count(EvictionReason::Expired);
+        }
+    }
+
+    /// Inserts or replaces, evicting first so the new entry fits. The caller has
+    /// checked `weight` against the per-entry limit (at most the shard's bound).
+    pub(crate) fn put(&mut self, hash: u64, key: K, entry: Entry<V>, weight: u64, now: Timestamp) {
+        let (queue, freq) = match self.find(hash, &key) {
+            Some(i) => {
+                // A replacement keeps its place and counts as a read.
+                let old = self.detach(i);
                 self.counters.updates += 1;
+                (old.queue, (old.freq.into_inner() + 1).min(MAX_FREQ))
             }
-            None => self.counters.inserts += 1,
+            None => {
+                self.counters.inserts += 1;
+                let queue = if self.ghost.take(hash) {
+                    Queue::Main
+                } else {
+                    Queue::Small
+                };
+                (queue, 0)
+            }
+        };
+        self.reclaim_heads(now);
+        while self.nodes.len() >= self.max_entries {
+            if !self.evict_one(EvictionReason::Capacity, now) {
+                break;
+            }
         }
-        self.weight = self.weight.saturating_add(weight);
-        self.reclaim_tail(now);
-        while self.lru.len() > self.max_entries {
-            self.evict_lru(EvictionReason::Capacity, now);
+        while self.weight.saturating_add(weight) > self.max_weight {
+            if !self.evict_one(EvictionReason::Weight, now) {
+                break;
+            }
         }
-        while self.weight > self.max_weight {
-            self.evict_lru(EvictionReason::Weight, now);
-        }
+        self.attach(Node {
+            key,
+            entry,
+            weight,
+            hash,
+            prev: NIL,
+            next: NIL,
+            queue,
+            freq: AtomicU8::new(freq),
+        });
         self.puts_since_sweep += 1;
-        if self.puts_since_sweep >= self.lru.len().max(MIN_SWEEP_INTERVAL) {
+        if self.puts_since_sweep >= self.nodes.len().max(MIN_SWEEP_INTERVAL) {
             self.purge_expired(now);
         }
     }
 
-    pub(crate) fn remove(&mut self, key: &K) -> bool {
-        self.remove_with(key, EvictionReason::Removed)
-    }
-
-    fn remove_with(&mut self, key: &K, reason: EvictionReason) -> bool {
-        match self.lru.pop(key) {
-            Some(slot) => {
-                self.weight = self.weight.saturating_sub(slot.weight);
-                self.counters.count(reason);
+    pub(crate) fn remove(&mut self, hash: u64, key: &K) -> bool {
+        match self.find(hash, key) {
+            Some(i) => {
+                self.detach(i);
+                self.counters.count(EvictionReason::Removed);
                 true
             }
             None => false,
         }
     }
 
-    /// Evicts the least recently used entry; if it had already expired, it is
-    /// counted as expired rather than as a capacity or weight eviction.
-    fn evict_lru(&mut self, reason: EvictionReason, now: Timestamp) {
-        if let Some((_, slot)) = self.lru.pop_lru() {
-            self.weight = self.weight.saturating_sub(slot.weight);
-            let reason = if slot.entry.is_expired(now) {
-                EvictionReason::Expired
+    /// Evicts one entry, following S3-FIFO; false when the shard is empty. An
+    /// entry that had already expired counts as expired, whatever `reason`.
+    fn evict_one(&mut self, reason: EvictionReason, now: Timestamp) -> bool {
+        // Once small is chosen, its head keys that were read move on to main until
+        // one that was not is found; only if small runs dry does main give one up.
+        let mut from_small = self.small.len > 0
+            && (self.small.len > self.small_entries
+                || self.small.weight > self.small_weight
+                || self.main.len == 0);
+        loop {
+            from_small &= self.small.len > 0;
+            let i = if from_small {
+                self.small.head
             } else {
-                reason
+                self.main.head
             };
-            self.counters.count(reason);
+            if i == NIL {
+                return false;
+            }
+            let i = i as usize;
+            let expired = self.nodes[i].entry.is_expired(now);
+            let freq = *self.nodes[i].freq.get_mut();
+            if !expired && from_small && freq >= PROMOTE_AT {
+                self.unlink(i);
+                *self.nodes[i].freq.get_mut() = 0;
+                self.push_back(i, Queue::Main);
+                continue;
+            }
+            if !expired && !from_small && freq > 0 {
+                self.unlink(i);
+                *self.nodes[i].freq.get_mut() = freq - 1;
+                self.push_back(i, Queue::Main);
+                continue;
+            }
+            let node = self.detach(i);
+            if expired {
+                self.counters.count(EvictionReason::Expired);
+            } else {
+                if from_small {
+                    self.ghost.add(node.hash);
+                }
+                self.counters.count(reason);
+            }
+            return true;
         }
     }
 
-    fn reclaim_tail(&mut self, now: Timestamp) {
-        for _ in 0..TAIL_RECLAIM {
-            match self.lru.peek_lru() {
-                Some((_, slot)) if slot.entry.is_expired(now) => {
-                    self.evict_lru(EvictionReason::Expired, now);
-                }
-                _ => break,
+    /// Drops expired entries found at the heads of the lists.
+    fn reclaim_heads(&mut self, now: Timestamp) {
+        for _ in 0..HEAD_RECLAIM {
+            // One list at a time: dropping a node moves another one's index.
+            let small = self.drop_expired_head(Queue::Small, now);
+            let main = self.drop_expired_head(Queue::Main, now);
+            if !small && !main {
+                break;
             }
+        }
+    }
+
+    fn drop_expired_head(&mut self, queue: Queue, now: Timestamp) -> bool {
+        let head = self.list(queue).head;
+        if head != NIL && self.nodes[head as usize].entry.is_expired(now) {
+            self.detach(head as usize);
+            self.counters.count(EvictionReason::Expired);
+            true
+        } else {
+            false
         }
     }
 
     /// Removes every expired entry; returns how many.
     pub(crate) fn purge_expired(&mut self, now: Timestamp) -> u64 {
         self.puts_since_sweep = 0;
-        let expired: Vec<K> = self
-            .lru
-            .iter()
-            .filter(|(_, slot)| slot.entry.is_expired(now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &expired {
-            self.remove_with(key, EvictionReason::Expired);
+        let mut n = 0;
+        // Backwards: `detach` moves the last node into the hole, and that node
+        // has been looked at already.
+        for i in (0..self.nodes.len()).rev() {
+            if self.nodes[i].entry.is_expired(now) {
+                self.detach(i);
+                self.counters.count(EvictionReason::Expired);
+                n += 1;
+            }
         }
-        expired.len() as u64
+        n
     }
 
     /// Removes every entry matching `pred`; returns how many.
     pub(crate) fn remove_where(&mut self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
-        let doomed: Vec<K> = self
-            .lru
-            .iter()
-            .filter(|(k, slot)| pred(k, &slot.entry))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &doomed {
-            self.remove_with(key, EvictionReason::Removed);
+        let mut n = 0;
+        for i in (0..self.nodes.len()).rev() {
+            let node = &self.nodes[i];
+            if pred(&node.key, &node.entry) {
+                self.detach(i);
+                self.counters.count(EvictionReason::Removed);
+                n += 1;
+            }
         }
-        doomed.len() as u64
+        n
     }
 
     pub(crate) fn clear(&mut self) {
-        let n = self.lru.len() as u64;
-        self.lru.clear();
+        self.counters.removed += self.nodes.len() as u64;
+        self.nodes.clear();
+        self.table.clear();
+        self.small = Fifo::EMPTY;
+        self.main = Fifo::EMPTY;
+        self.ghost.clear();
         self.weight = 0;
-        self.counters.removed += n;
     }
 
-    /// Keys from most to least recently used (for tests and debugging).
-    pub(crate) fn keys_mru(&self) -> impl Iterator<Item = &K> {
-        self.lru.iter().map(|(k, _)| k)
+    /// Every key held.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
+        self.nodes.iter().map(|n| &n.key)
+    }
+
+    /// Adds a node at the tail of its queue.
+    fn attach(&mut self, node: Node<K, V>) {
+        let i = self.nodes.len();
+        let (hash, queue) = (node.hash, node.queue);
+        self.weight = self.weight.saturating_add(node.weight);
+        self.nodes.push(node);
+        let nodes = &self.nodes;
+        self.table
+            .insert_unique(hash, i as u32, |&j| nodes[j as usize].hash);
+        self.push_back(i, queue);
+    }
+
+    /// Takes node `i` out of its list, the table and the slab (the last node moves
+    /// into its place).
+    fn detach(&mut self, i: usize) -> Node<K, V> {
+        self.unlink(i);
+        let hash = self.nodes[i].hash;
+        if let Ok(e) = self.table.find_entry(hash, |&j| j as usize == i) {
+            e.remove();
+        }
+        let node = self.nodes.swap_remove(i);
+        self.weight = self.weight.saturating_sub(node.weight);
+        if i < self.nodes.len() {
+            // The former last node now lives at `i`: repoint everything at it.
+            let moved = self.nodes.len() as u32;
+            let (prev, next, queue, moved_hash) = {
+                let n = &self.nodes[i];
+                (n.prev, n.next, n.queue, n.hash)
+            };
+            let list = self.list(queue);
+            if prev == NIL {
+                list.head = i as u32;
+            }
+            if next == NIL {
+                list.tail = i as u32;
+            }
+            if prev != NIL {
+                self.nodes[prev as usize].next = i as u32;
+            }
+            if next != NIL {
+                self.nodes[next as usize].prev = i as u32;
+            }
+            if let Some(slot) = self.table.find_mut(moved_hash, |&j| j == moved) {
+                *slot = i as u32;
+            }
+        }
+        node
+    }
+
+    fn list(&mut self, queue: Queue) -> &mut Fifo {
+        match queue {
+            Queue::Small => &mut self.small,
+            Queue::Main => &mut self.main,
+        }
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (prev, next, queue, weight) = {
+            let n = &self.nodes[i];
+            (n.prev, n.next, n.queue, n.weight)
+        };
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        }
+        let list = self.list(queue);
+        if prev == NIL {
+            list.head = next;
+        }
+        if next == NIL {
+            list.tail = prev;
+        }
+        list.len -= 1;
+        list.weight = list.weight.saturating_sub(weight);
+        let n = &mut self.nodes[i];
+        n.prev = NIL;
+        n.next = NIL;
+    }
+
+    fn push_back(&mut self, i: usize, queue: Queue) {
+        let weight = self.nodes[i].weight;
+        let list = self.list(queue);
+        let tail = list.tail;
+        list.tail = i as u32;
+        if tail == NIL {
+            list.head = i as u32;
+        }
+        list.len += 1;
+        list.weight = list.weight.saturating_add(weight);
+        if tail != NIL {
+            self.nodes[tail as usize].next = i as u32;
+        }
+        let n = &mut self.nodes[i];
+        n.queue = queue;
+        n.prev = tail;
+        n.next = NIL;
+    }
+
+    /// Checks the internal links and totals (tests only).
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        let mut seen = 0;
+        for (queue, list) in [(Queue::Small, &self.small), (Queue::Main, &self.main)] {
+            let (mut i, mut prev, mut len, mut weight) = (list.head, NIL, 0, 0u64);
+            while i != NIL {
+                let n = &self.nodes[i as usize];
+                assert_eq!(n.queue, queue);
+                assert_eq!(n.prev, prev);
+                len += 1;
+                weight += n.weight;
+                prev = i;
+                i = n.next;
+            }
+            assert_eq!(list.tail, prev);
+            assert_eq!((list.len, list.weight), (len, weight));
+            seen += len;
+        }
+        assert_eq!(seen, self.nodes.len());
+        assert_eq!(self.table.len(), self.nodes.len());
+        for (i, n) in self.nodes.iter().enumerate() {
+            assert_eq!(self.find(n.hash, &n.key), Some(i));
+        }
+        assert_eq!(self.weight, self.nodes.iter().map(|n| n.weight).sum::<u64>());
     }
 }
 
-/// Picks a shard from a hash: the high bits, since the maps use the low ones.
-pub(crate) fn shard_index<K: Hash + ?Sized>(hasher: &Hasher, key: &K, mask: usize) -> usize {
-    let h = hasher.hash_one(key);
-    ((h >> 32) as usize) & mask
+/// Picks a shard from a hash: the high bits, since the tables use the low ones
+/// (and the top seven for their control bytes).
+pub(crate) fn shard_index(hash: u64, mask: usize) -> usize {
+    ((hash >> 32) as usize) & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn put(s: &mut Shard<u32, u32>, h: &Hasher, k: u32, now: Timestamp) {
+        let e = Entry::new(k, now, Duration::from_secs(60));
+        s.put(h.hash_one(k), k, e, 1, now);
+        s.check();
+    }
+
+    #[test]
+    fn links_stay_consistent_through_churn() {
+        let h = Hasher::default();
+        let now = Timestamp::from_millis(1_000);
+        let mut s = Shard::<u32, u32>::new(50, u64::MAX);
+        for round in 0..20u32 {
+            for k in 0..80 {
+                put(&mut s, &h, (k * 7 + round) % 120, now);
+                if k % 3 == 0 {
+                    let key = k % 40;
+                    assert!(!matches!(s.read(h.hash_one(key), &key, now), Read::Expired));
+                }
+                if k % 11 == 0 {
+                    s.remove(h.hash_one(k), &k);
+                    s.check();
+                }
+            }
+            assert!(s.len() <= 50);
+        }
+        s.remove_where(|k, _| k % 2 == 0);
+        s.check();
+        assert!(s.keys().all(|k| k % 2 == 1));
+        let later = now.saturating_add(Duration::from_secs(61));
+        let n = s.len() as u64;
+        assert_eq!(s.purge_expired(later), n);
+        s.check();
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn a_scan_does_not_push_out_keys_that_are_read() {
+        let h = Hasher::default();
+        let now = Timestamp::from_millis(1_000);
+        let mut s = Shard::<u32, u32>::new(100, u64::MAX);
+        for k in 0..100 {
+            put(&mut s, &h, k, now);
+        }
+        for k in 0..50 {
+            assert!(matches!(s.read(h.hash_one(k), &k, now), Read::Hit(_)));
+        }
+        for k in 1_000..3_000 {
+            put(&mut s, &h, k, now);
+        }
+        for k in 0..50 {
+            assert!(s.peek(h.hash_one(k), &k, now).is_some(), "{k} was pushed out");
+        }
+    }
+
+    #[test]
+    fn a_key_evicted_from_small_comes_back_through_the_ghost() {
+        let h = Hasher::default();
+        let now = Timestamp::from_millis(1_000);
+        let mut s = Shard::<u32, u32>::new(20, u64::MAX);
+        put(&mut s, &h, 0, now);
+        for k in 1..30 {
+            put(&mut s, &h, k, now);
+        }
+        assert!(s.peek(h.hash_one(0), &0, now).is_none());
+        put(&mut s, &h, 0, now);
+        let i = s.find(h.hash_one(0), &0).expect("present");
+        assert_eq!(s.nodes[i].queue, Queue::Main);
+    }
 }

@@ -26,12 +26,10 @@ impl EvictionReason {
     }
 }
 
-/// Per-shard counters, updated under the shard lock (so the hit path touches no
-/// shared atomic).
+/// Per-shard counters of writes, updated under the shard's write lock (reads are
+/// counted beside the lock, in atomics).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
-    pub(crate) hits: u64,
-    pub(crate) misses: u64,
     pub(crate) inserts: u64,
     pub(crate) updates: u64,
     pub(crate) evicted_capacity: u64,
@@ -100,9 +98,9 @@ impl MemoryStats {
         }
     }
 
-    pub(crate) fn add(&mut self, c: &Counters, entries: usize, weight: u64) {
-        self.hits += c.hits;
-        self.misses += c.misses;
+    pub(crate) fn add(&mut self, reads: (u64, u64), c: &Counters, entries: usize, weight: u64) {
+        self.hits += reads.0;
+        self.misses += reads.1;
         self.inserts += c.inserts;
         self.updates += c.updates;
         self.evicted_capacity += c.evicted_capacity;

@@ -2,37 +2,54 @@
 
 use std::fmt;
 use std::future::{Ready, ready};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::mem::size_of;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_core::{
     CacheError, CacheKey, Clock, Entry, HealthStatus, InvalidInput, Store, StoreHealth,
 };
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::config::{MemoryStoreBuilder, Plan, Weigher};
-use crate::shard::{Hasher, Shard, shard_index};
+use crate::shard::{Hasher, Read, Shard, shard_index};
 use crate::stats::MemoryStats;
 
-/// Keeps each shard's lock on its own cache line, so two threads working on
-/// neighbouring shards do not slow each other down.
+/// One shard with its read counters beside the lock, on cache lines of its own so
+/// two threads working on neighbouring shards do not slow each other down.
 #[repr(align(128))]
-struct Padded<T>(T);
+struct ShardCell<K, V> {
+    lock: RwLock<Shard<K, V>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
 
-type ShardCell<K, V> = Padded<Mutex<Shard<K, V>>>;
+impl<K, V> ShardCell<K, V> {
+    fn reads(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+}
 
-/// A bounded, sharded, in-process store with LRU eviction and TTL.
+/// A bounded, sharded, in-process store with S3-FIFO eviction and TTL.
 ///
 /// - Bounded by entry count and by total weight; both bounds hold at every moment
 ///   (each shard owns an exact share of them).
 /// - Keys are looked up by value (`K: Hash + Eq`): a hit builds no string and
 ///   allocates nothing beyond cloning the value (wrap large values in `Arc`).
+/// - A hit takes only its shard's read lock: hits on the same shard run side by
+///   side.
+/// - Eviction is S3-FIFO: new keys wait in a small queue, and only those read
+///   while there (or evicted recently and asked for again) join the main one.
+///   A scan of one-time keys therefore does not push out the working set, and a
+///   Zipf-like workload keeps close to its most popular keys (see
+///   `cargo xtask bench`).
 /// - Expired entries are misses, are removed when met, and are swept regularly, so
 ///   memory does not fill up with dead entries.
-/// - Each shard is an exact LRU; across shards recency is approximate. With one
-///   shard ([`MemoryStoreBuilder::shards`]) the whole store is an exact LRU.
 ///
 /// The synchronous methods (`get_sync`, `put_sync`, …) are the real work; the
 /// [`Store`] implementation wraps them in ready futures.
@@ -74,7 +91,6 @@ where
     V: Clone,
 {
     pub(crate) fn from_plan(b: MemoryStoreBuilder<K, V>, plan: Plan) -> Self {
-        let hasher = Hasher::default();
         let n = plan.shards;
         let shards = (0..n)
             .map(|i| {
@@ -82,13 +98,17 @@ where
                 let entries = b.max_entries / n + usize::from(i < b.max_entries % n);
                 let weight =
                     plan.max_weight / n as u64 + u64::from((i as u64) < plan.max_weight % n as u64);
-                Padded(Mutex::new(Shard::new(entries, weight, hasher.clone())))
+                ShardCell {
+                    lock: RwLock::new(Shard::new(entries, weight)),
+                    hits: AtomicU64::new(0),
+                    misses: AtomicU64::new(0),
+                }
             })
             .collect();
         MemoryStore {
             shards,
             mask: n - 1,
-            hasher,
+            hasher: Hasher::default(),
             clock: b.clock,
             weigher: b.weigher,
             max_entry_weight: plan.max_entry_weight,
@@ -145,7 +165,7 @@ where
     /// Entries held now (expired ones not yet reclaimed included).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().len()).sum()
+        self.shards.iter().map(|s| s.lock.read().len()).sum()
     }
 
     /// True when no entries are held.
@@ -159,16 +179,16 @@ where
     pub fn weight(&self) -> u64 {
         self.shards
             .iter()
-            .fold(0u64, |acc, s| acc.saturating_add(s.0.lock().weight()))
+            .fold(0u64, |acc, s| acc.saturating_add(s.lock.read().weight()))
     }
 
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> MemoryStats {
         let mut stats = MemoryStats::default();
-        for s in self.shards.iter() {
-            let s = s.0.lock();
-            stats.add(&s.counters, s.len(), s.weight());
+        for cell in self.shards.iter() {
+            let s = cell.lock.read();
+            stats.add(cell.reads(), &s.counters, s.len(), s.weight());
         }
         stats
     }
@@ -176,12 +196,14 @@ where
     /// Removes everything.
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            s.0.lock().clear();
+            s.lock.write().clear();
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<Shard<K, V>> {
-        &self.shards[shard_index(&self.hasher, key, self.mask)].0
+    /// The key's hash and its shard.
+    fn locate(&self, key: &K) -> (u64, &ShardCell<K, V>) {
+        let hash = self.hasher.hash_one(key);
+        (hash, &self.shards[shard_index(hash, self.mask)])
     }
 
     fn weigh(&self, key: &K, entry: &Entry<V>) -> u64 {
@@ -194,17 +216,43 @@ where
         }
     }
 
-    /// Looks `key` up: a live (fresh or stale) entry, or `None`. Promotes the key
-    /// to most recently used. Allocates nothing but what cloning `V` allocates.
+    /// Looks `key` up: a live (fresh or stale) entry, or `None`. A hit counts as a
+    /// use of the key for eviction. Allocates nothing but what cloning `V`
+    /// allocates, and takes only the shard's read lock (an expired entry found is
+    /// then removed under the write lock).
+    ///
+    /// Liveness is judged by the clock's [`recent`](Clock::recent) time, which for
+    /// the system clock may lag by about a millisecond.
     pub fn get_sync(&self, key: &K) -> Option<Entry<V>> {
-        let now = self.clock.now();
-        self.shard(key).lock().get(key, now).cloned()
+        let (hash, cell) = self.locate(key);
+        let now = self.clock.recent();
+        let shard = cell.lock.read();
+        match shard.read(hash, key, now) {
+            Read::Hit(entry) => {
+                let entry = entry.clone();
+                drop(shard);
+                cell.hits.fetch_add(1, Ordering::Relaxed);
+                Some(entry)
+            }
+            Read::Miss => {
+                drop(shard);
+                cell.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Read::Expired => {
+                drop(shard);
+                cell.lock.write().remove_if_expired(hash, key, now);
+                cell.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
-    /// Like [`get_sync`](Self::get_sync) without promoting or counting.
+    /// Like [`get_sync`](Self::get_sync) without counting a use or a hit.
     pub fn peek_sync(&self, key: &K) -> Option<Entry<V>> {
-        let now = self.clock.now();
-        self.shard(key).lock().peek(key, now).cloned()
+        let (hash, cell) = self.locate(key);
+        let now = self.clock.recent();
+        cell.lock.read().peek(hash, key, now).cloned()
     }
 
     /// Stores `entry` under `key` after checking the key length and the entry's
@@ -245,18 +293,20 @@ where
             Some(ttl) => entry.capped_at(now.saturating_add(ttl)),
             None => entry,
         };
-        let mut shard = self.shard(&key).lock();
+        let (hash, cell) = self.locate(&key);
+        let mut shard = cell.lock.write();
         if entry.is_expired(now) {
             // Storing it would only hide an older value; drop both.
-            shard.remove(&key);
+            shard.remove(hash, &key);
             return;
         }
-        shard.put(key, entry, weight, now);
+        shard.put(hash, key, entry, weight, now);
     }
 
     /// Removes `key`; `true` if it was there.
     pub fn remove_sync(&self, key: &K) -> bool {
-        self.shard(key).lock().remove(key)
+        let (hash, cell) = self.locate(key);
+        cell.lock.write().remove(hash, key)
     }
 
     /// Removes every entry tagged `tag`; returns how many.
@@ -281,7 +331,7 @@ where
     pub fn remove_where(&self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
         self.shards
             .iter()
-            .map(|s| s.0.lock().remove_where(&mut pred))
+            .map(|s| s.lock.write().remove_where(&mut pred))
             .sum()
     }
 
@@ -291,16 +341,17 @@ where
         let now = self.clock.now();
         self.shards
             .iter()
-            .map(|s| s.0.lock().purge_expired(now))
+            .map(|s| s.lock.write().purge_expired(now))
             .sum()
     }
 
-    /// Every key, shard by shard, each shard from most to least recently used.
+    /// Every key held (expired ones not yet reclaimed included), in no particular
+    /// order.
     #[must_use]
     pub fn keys(&self) -> Vec<K> {
         let mut out = Vec::new();
         for s in self.shards.iter() {
-            out.extend(s.0.lock().keys_mru().cloned());
+            out.extend(s.lock.read().keys().cloned());
         }
         out
     }

@@ -11,13 +11,19 @@ use common::now;
 
 const TTL: Duration = Duration::from_secs(60);
 
-fn exact_lru(cap: usize, clock: &MockClock) -> MemoryStore<u32, String> {
+fn one_shard(cap: usize, clock: &MockClock) -> MemoryStore<u32, String> {
     MemoryStore::builder()
         .max_entries(cap)
         .shards(1)
         .clock(clock.clone())
         .build()
         .expect("valid config")
+}
+
+fn sorted_keys(s: &MemoryStore<u32, String>) -> Vec<u32> {
+    let mut keys = s.keys();
+    keys.sort_unstable();
+    keys
 }
 
 /// One shard, weighed by string length.
@@ -39,25 +45,46 @@ fn entry(v: &str, clock: &MockClock) -> Entry<String> {
 }
 
 #[test]
-fn evicts_least_recently_used_first() {
+fn evicts_keys_never_read_and_keeps_those_that_were() {
     let clock = MockClock::default();
-    let s = exact_lru(3, &clock);
+    let s = one_shard(3, &clock);
     for k in 1..=3 {
         s.put_sync(k, entry("v", &clock)).expect("put");
     }
-    assert!(s.get_sync(&1).is_some()); // order now (MRU→LRU): 1, 3, 2
+    assert!(s.get_sync(&1).is_some()); // 1 has been read; 2 and 3 have not
     s.put_sync(4, entry("v", &clock)).expect("put");
-    assert!(s.peek_sync(&2).is_none(), "2 was least recently used");
-    assert_eq!(s.keys(), vec![4, 1, 3]);
+    assert_eq!(sorted_keys(&s), vec![1, 3, 4], "2 was the oldest unread key");
     s.put_sync(5, entry("v", &clock)).expect("put");
-    assert_eq!(s.keys(), vec![5, 4, 1]);
-    assert_eq!(s.stats().evictions(EvictionReason::Capacity), 2);
+    assert_eq!(sorted_keys(&s), vec![1, 4, 5], "then 3; 1 stays");
+    // 2 was evicted recently and is asked for again: it skips the probation
+    // queue, so the next eviction takes the unread newcomer 4 instead.
+    s.put_sync(2, entry("v", &clock)).expect("put");
+    assert_eq!(sorted_keys(&s), vec![1, 2, 5]);
+    assert_eq!(s.stats().evictions(EvictionReason::Capacity), 3);
+}
+
+#[test]
+fn a_scan_of_one_time_keys_does_not_flush_the_working_set() {
+    let clock = MockClock::default();
+    let s = one_shard(100, &clock);
+    for k in 0..100 {
+        s.put_sync(k, entry("v", &clock)).expect("put");
+    }
+    for k in 0..80 {
+        assert!(s.get_sync(&k).is_some());
+    }
+    for k in 1_000..11_000 {
+        s.put_sync(k, entry("scan", &clock)).expect("put");
+    }
+    let kept = (0..80).filter(|k| s.peek_sync(k).is_some()).count();
+    assert_eq!(kept, 80, "the scan pushed out keys in use");
+    assert_eq!(s.len(), 100);
 }
 
 #[test]
 fn peek_does_not_promote() {
     let clock = MockClock::default();
-    let s = exact_lru(2, &clock);
+    let s = one_shard(2, &clock);
     s.put_sync(1, entry("a", &clock)).expect("put");
     s.put_sync(2, entry("b", &clock)).expect("put");
     assert!(s.peek_sync(&1).is_some());
@@ -132,7 +159,7 @@ fn over_long_key_is_refused() {
 #[test]
 fn entries_expire_on_the_mock_clock() {
     let clock = MockClock::default();
-    let s = exact_lru(10, &clock);
+    let s = one_shard(10, &clock);
     s.put_sync(
         1,
         Entry::new("v".into(), clock.now(), Duration::from_millis(100))
@@ -172,7 +199,7 @@ fn max_ttl_caps_every_entry() {
 #[test]
 fn already_expired_put_is_not_stored_and_drops_the_old_value() {
     let clock = MockClock::default();
-    let s = exact_lru(10, &clock);
+    let s = one_shard(10, &clock);
     s.put_sync(1, entry("old", &clock)).expect("put");
     s.put_sync(1, Entry::new("new".into(), clock.now(), Duration::ZERO))
         .expect("put");
