@@ -204,8 +204,10 @@ impl<V> Entry<V> {
 /// A validated, immutable, cheaply cloned set of tags.
 ///
 /// An empty set allocates nothing; a non-empty one is shared behind an `Arc`.
+/// One pointer wide (the slice's length lives behind it), so an [`Entry`] without
+/// tags stays small.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Tags(Option<Arc<[Box<str>]>>);
+pub struct Tags(Option<Arc<Box<[Box<str>]>>>);
 
 impl Tags {
     /// No tags.
@@ -233,7 +235,7 @@ impl Tags {
         if out.is_empty() {
             Ok(Tags(None))
         } else {
-            Ok(Tags(Some(out.into())))
+            Ok(Tags(Some(Arc::new(out.into_boxed_slice()))))
         }
     }
 
@@ -257,7 +259,8 @@ impl Tags {
 
     /// The tags, in insertion order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.0.as_deref().unwrap_or(&[]).iter().map(|t| &**t)
+        let tags: &[Box<str>] = self.0.as_deref().map_or(&[], |t| t);
+        tags.iter().map(|t| &**t)
     }
 }
 

@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Time is injected, so the tour can jump forward without sleeping.
     let clock = MockClock::default();
     let l1 = MemoryStore::<String, String>::builder()
+        .count_reads(true)
         .max_entries(1_000)
         .max_weight(64 * 1024)
         .weigher(|k: &String, v: &String| (k.len() + v.len()) as u64)

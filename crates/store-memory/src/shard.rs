@@ -47,17 +47,24 @@ enum Queue {
     Main,
 }
 
+/// What a hit reads, kept apart from the list links so a hit touches one small
+/// node (64 bytes for `u64` keys and values).
 struct Node<K, V> {
     key: K,
     entry: Entry<V>,
-    weight: u64,
-    hash: u64,
-    prev: u32,
-    next: u32,
-    queue: Queue,
     /// Reads since the key was last passed over by eviction (saturating at
     /// [`MAX_FREQ`]); bumped under the read lock, hence atomic.
     freq: AtomicU8,
+}
+
+/// What only writers use, at the same index as its [`Node`].
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+    weight: u64,
+    hash: u64,
+    queue: Queue,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +151,7 @@ pub(crate) enum Read<'a, V> {
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,
     nodes: Vec<Node<K, V>>,
+    links: Vec<Link>,
     small: Fifo,
     main: Fifo,
     ghost: Ghost,
@@ -162,6 +170,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         Shard {
             table: HashTable::new(),
             nodes: Vec::new(),
+            links: Vec::new(),
             small: Fifo::EMPTY,
             main: Fifo::EMPTY,
             ghost: Ghost::new(max_entries),
@@ -229,9 +238,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let (queue, freq) = match self.find(hash, &key) {
             Some(i) => {
                 // A replacement keeps its place and counts as a read.
-                let old = self.detach(i);
+                let (old, link) = self.detach(i);
                 self.counters.updates += 1;
-                (old.queue, (old.freq.into_inner() + 1).min(MAX_FREQ))
+                (link.queue, (old.freq.into_inner() + 1).min(MAX_FREQ))
             }
             None => {
                 self.counters.inserts += 1;
@@ -254,16 +263,20 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 break;
             }
         }
-        self.attach(Node {
-            key,
-            entry,
-            weight,
-            hash,
-            prev: NIL,
-            next: NIL,
-            queue,
-            freq: AtomicU8::new(freq),
-        });
+        self.attach(
+            Node {
+                key,
+                entry,
+                freq: AtomicU8::new(freq),
+            },
+            Link {
+                prev: NIL,
+                next: NIL,
+                weight,
+                hash,
+                queue,
+            },
+        );
         self.puts_since_sweep += 1;
         if self.puts_since_sweep >= self.nodes.len().max(MIN_SWEEP_INTERVAL) {
             self.purge_expired(now);
@@ -315,12 +328,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 self.push_back(i, Queue::Main);
                 continue;
             }
-            let node = self.detach(i);
+            let (_, link) = self.detach(i);
             if expired {
                 self.counters.count(EvictionReason::Expired);
             } else {
                 if from_small {
-                    self.ghost.add(node.hash);
+                    self.ghost.add(link.hash);
                 }
                 self.counters.count(reason);
             }
@@ -384,6 +397,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub(crate) fn clear(&mut self) {
         self.counters.removed += self.nodes.len() as u64;
         self.nodes.clear();
+        self.links.clear();
         self.table.clear();
         self.small = Fifo::EMPTY;
         self.main = Fifo::EMPTY;
@@ -397,34 +411,34 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     /// Adds a node at the tail of its queue.
-    fn attach(&mut self, node: Node<K, V>) {
+    fn attach(&mut self, node: Node<K, V>, link: Link) {
         let i = self.nodes.len();
-        let (hash, queue) = (node.hash, node.queue);
-        self.weight = self.weight.saturating_add(node.weight);
+        self.weight = self.weight.saturating_add(link.weight);
         self.nodes.push(node);
-        let nodes = &self.nodes;
+        self.links.push(link);
+        let links = &self.links;
         self.table
-            .insert_unique(hash, i as u32, |&j| nodes[j as usize].hash);
-        self.push_back(i, queue);
+            .insert_unique(link.hash, i as u32, |&j| links[j as usize].hash);
+        self.push_back(i, link.queue);
     }
 
     /// Takes node `i` out of its list, the table and the slab (the last node moves
     /// into its place).
-    fn detach(&mut self, i: usize) -> Node<K, V> {
+    fn detach(&mut self, i: usize) -> (Node<K, V>, Link) {
         self.unlink(i);
-        let hash = self.nodes[i].hash;
+        let hash = self.links[i].hash;
         if let Ok(e) = self.table.find_entry(hash, |&j| j as usize == i) {
             e.remove();
         }
         let node = self.nodes.swap_remove(i);
-        self.weight = self.weight.saturating_sub(node.weight);
+        let link = self.links.swap_remove(i);
+        self.weight = self.weight.saturating_sub(link.weight);
         if i < self.nodes.len() {
             // The former last node now lives at `i`: repoint everything at it.
             let moved = self.nodes.len() as u32;
-            let (prev, next, queue, moved_hash) = {
-                let n = &self.nodes[i];
-                (n.prev, n.next, n.queue, n.hash)
-            };
+            let Link {
+                prev, next, queue, ..
+            } = self.links[i];
             let list = self.list(queue);
             if prev == NIL {
                 list.head = i as u32;
@@ -433,16 +447,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 list.tail = i as u32;
             }
             if prev != NIL {
-                self.nodes[prev as usize].next = i as u32;
+                self.links[prev as usize].next = i as u32;
             }
             if next != NIL {
-                self.nodes[next as usize].prev = i as u32;
+                self.links[next as usize].prev = i as u32;
             }
-            if let Some(slot) = self.table.find_mut(moved_hash, |&j| j == moved) {
+            if let Some(slot) = self.table.find_mut(self.links[i].hash, |&j| j == moved) {
                 *slot = i as u32;
             }
         }
-        node
+        (node, link)
     }
 
     fn list(&mut self, queue: Queue) -> &mut Fifo {
@@ -453,15 +467,18 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     fn unlink(&mut self, i: usize) {
-        let (prev, next, queue, weight) = {
-            let n = &self.nodes[i];
-            (n.prev, n.next, n.queue, n.weight)
-        };
+        let Link {
+            prev,
+            next,
+            queue,
+            weight,
+            ..
+        } = self.links[i];
         if prev != NIL {
-            self.nodes[prev as usize].next = next;
+            self.links[prev as usize].next = next;
         }
         if next != NIL {
-            self.nodes[next as usize].prev = prev;
+            self.links[next as usize].prev = prev;
         }
         let list = self.list(queue);
         if prev == NIL {
@@ -472,13 +489,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
         list.len -= 1;
         list.weight = list.weight.saturating_sub(weight);
-        let n = &mut self.nodes[i];
-        n.prev = NIL;
-        n.next = NIL;
+        let link = &mut self.links[i];
+        link.prev = NIL;
+        link.next = NIL;
     }
 
     fn push_back(&mut self, i: usize, queue: Queue) {
-        let weight = self.nodes[i].weight;
+        let weight = self.links[i].weight;
         let list = self.list(queue);
         let tail = list.tail;
         list.tail = i as u32;
@@ -488,12 +505,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         list.len += 1;
         list.weight = list.weight.saturating_add(weight);
         if tail != NIL {
-            self.nodes[tail as usize].next = i as u32;
+            self.links[tail as usize].next = i as u32;
         }
-        let n = &mut self.nodes[i];
-        n.queue = queue;
-        n.prev = tail;
-        n.next = NIL;
+        let link = &mut self.links[i];
+        link.queue = queue;
+        link.prev = tail;
+        link.next = NIL;
     }
 
     /// Checks the internal links and totals (tests only).
@@ -503,13 +520,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         for (queue, list) in [(Queue::Small, &self.small), (Queue::Main, &self.main)] {
             let (mut i, mut prev, mut len, mut weight) = (list.head, NIL, 0, 0u64);
             while i != NIL {
-                let n = &self.nodes[i as usize];
-                assert_eq!(n.queue, queue);
-                assert_eq!(n.prev, prev);
+                let l = &self.links[i as usize];
+                assert_eq!(l.queue, queue);
+                assert_eq!(l.prev, prev);
                 len += 1;
-                weight += n.weight;
+                weight += l.weight;
                 prev = i;
-                i = n.next;
+                i = l.next;
             }
             assert_eq!(list.tail, prev);
             assert_eq!((list.len, list.weight), (len, weight));
@@ -517,10 +534,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
         assert_eq!(seen, self.nodes.len());
         assert_eq!(self.table.len(), self.nodes.len());
+        assert_eq!(self.links.len(), self.nodes.len());
         for (i, n) in self.nodes.iter().enumerate() {
-            assert_eq!(self.find(n.hash, &n.key), Some(i));
+            assert_eq!(self.find(self.links[i].hash, &n.key), Some(i));
         }
-        assert_eq!(self.weight, self.nodes.iter().map(|n| n.weight).sum::<u64>());
+        assert_eq!(self.weight, self.links.iter().map(|l| l.weight).sum::<u64>());
     }
 }
 
@@ -603,6 +621,6 @@ mod tests {
         assert!(s.peek(h.hash_one(0), &0, now).is_none());
         put(&mut s, &h, 0, now);
         let i = s.find(h.hash_one(0), &0).expect("present");
-        assert_eq!(s.nodes[i].queue, Queue::Main);
+        assert_eq!(s.links[i].queue, Queue::Main);
     }
 }

@@ -53,9 +53,11 @@ impl Counters {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemoryStats {
-    /// Look-ups that found a live entry.
+    /// Look-ups that found a live entry (counted only with
+    /// [`count_reads`](crate::MemoryStoreBuilder::count_reads)).
     pub hits: u64,
-    /// Look-ups that found nothing (or only an expired entry).
+    /// Look-ups that found nothing or only an expired entry (counted only with
+    /// [`count_reads`](crate::MemoryStoreBuilder::count_reads)).
     pub misses: u64,
     /// Puts of a new key.
     pub inserts: u64,
@@ -87,7 +89,7 @@ impl MemoryStats {
         }
     }
 
-    /// `hits / (hits + misses)`, or 0 before any look-up.
+    /// `hits / (hits + misses)`, or 0 before any counted look-up.
     #[must_use]
     pub fn hit_ratio(&self) -> f64 {
         let total = self.hits + self.misses;

@@ -17,13 +17,14 @@ use crate::config::{MemoryStoreBuilder, Plan, Weigher};
 use crate::shard::{Hasher, Read, Shard, shard_index};
 use crate::stats::MemoryStats;
 
-/// One shard with its read counters beside the lock, on cache lines of its own so
-/// two threads working on neighbouring shards do not slow each other down.
-#[repr(align(128))]
+/// One shard with its read counters beside the lock word (one cache line for a
+/// hit to touch), on cache lines of its own so two threads working on
+/// neighbouring shards do not slow each other down.
+#[repr(C, align(128))]
 struct ShardCell<K, V> {
-    lock: RwLock<Shard<K, V>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    lock: RwLock<Shard<K, V>>,
 }
 
 impl<K, V> ShardCell<K, V> {
@@ -64,6 +65,7 @@ pub struct MemoryStore<K, V> {
     max_ttl: Option<Duration>,
     max_entries: usize,
     max_weight: u64,
+    count_reads: bool,
     name: Arc<str>,
 }
 
@@ -116,6 +118,7 @@ where
             max_ttl: b.max_ttl,
             max_entries: b.max_entries,
             max_weight: plan.max_weight,
+            count_reads: b.count_reads,
             name: b.name,
         }
     }
@@ -231,18 +234,24 @@ where
             Read::Hit(entry) => {
                 let entry = entry.clone();
                 drop(shard);
-                cell.hits.fetch_add(1, Ordering::Relaxed);
+                if self.count_reads {
+                    cell.hits.fetch_add(1, Ordering::Relaxed);
+                }
                 Some(entry)
             }
             Read::Miss => {
                 drop(shard);
-                cell.misses.fetch_add(1, Ordering::Relaxed);
+                if self.count_reads {
+                    cell.misses.fetch_add(1, Ordering::Relaxed);
+                }
                 None
             }
             Read::Expired => {
                 drop(shard);
                 cell.lock.write().remove_if_expired(hash, key, now);
-                cell.misses.fetch_add(1, Ordering::Relaxed);
+                if self.count_reads {
+                    cell.misses.fetch_add(1, Ordering::Relaxed);
+                }
                 None
             }
         }

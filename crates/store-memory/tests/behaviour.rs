@@ -346,3 +346,23 @@ fn store_trait_contract() {
     assert_eq!(h.status, cache_core::HealthStatus::Healthy);
     assert_eq!(h.entries, Some(0));
 }
+
+#[test]
+fn reads_are_counted_only_when_asked() {
+    let clock = MockClock::default();
+    for count in [false, true] {
+        let s: MemoryStore<u32, String> = MemoryStore::builder()
+            .count_reads(count)
+            .clock(clock.clone())
+            .build()
+            .expect("valid");
+        s.put_sync(1, entry("v", &clock)).expect("put");
+        assert!(s.get_sync(&1).is_some());
+        assert!(s.get_sync(&1).is_some());
+        assert!(s.get_sync(&2).is_none());
+        let st = s.stats();
+        let expected = if count { (2, 1) } else { (0, 0) };
+        assert_eq!((st.hits, st.misses), expected, "count_reads({count})");
+        assert_eq!(st.inserts, 1, "writes are always counted");
+    }
+}

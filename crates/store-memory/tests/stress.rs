@@ -12,6 +12,7 @@ fn concurrent_mixed_workload_keeps_invariants() {
     let clock = MockClock::default();
     let store: Arc<MemoryStore<u64, u64>> = Arc::new(
         MemoryStore::builder()
+            .count_reads(true)
             .max_entries(2_000)
             .max_weight(20_000)
             .weigher(|_, v: &u64| 1 + v % 16)
