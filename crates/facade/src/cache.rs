@@ -177,9 +177,10 @@ where
         }
     }
 
+    /// Counts an L1 hit: one striped counter, published to the metrics recorder
+    /// by [`record_metrics`](Self::record_metrics) rather than on every hit.
     pub(crate) fn l1_hit(&self) {
-        bump(&self.inner.counters.l1_hits);
-        self.inner.meters.l1_hit.increment(1);
+        self.inner.counters.l1_hits.bump();
     }
 
     pub(crate) fn l2_hit(&self) {
@@ -203,13 +204,19 @@ where
         if self.bloom_rejects(key) {
             return Ok(None);
         }
-        let now = self.inner.clock.now();
         if let Some(e) = self.inner.tiered.l1().get_sync(key)
-            && e.is_fresh(now)
+            && e.is_fresh(self.inner.clock.recent())
         {
             self.l1_hit();
             return Ok(e.into_value());
         }
+        // Boxed, so the future of an L1 hit stays a few words long instead of
+        // carrying the whole L2 read in it.
+        Box::pin(self.get_from_l2(key)).await
+    }
+
+    async fn get_from_l2(&self, key: &K) -> Result<Option<V>, Error> {
+        let now = self.inner.clock.now();
         match self.inner.tiered.get_l2(key).await {
             Ok(Some(e)) if e.is_fresh(now) => {
                 self.l2_hit();
@@ -250,7 +257,7 @@ where
         if self.bloom_rejects(&key) {
             return Ok(None);
         }
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.recent();
         let l1 = self.inner.tiered.l1().get_sync(&key);
         if let Some(e) = &l1
             && e.is_fresh(now)
@@ -262,6 +269,22 @@ where
             }
             return Ok(value);
         }
+        // Boxed, so the future of an L1 hit stays small (see `get`).
+        Box::pin(self.load_through(key, l1, loader)).await
+    }
+
+    /// `try_get_or_load` past an L1 miss: one flight per key, led by `lead`.
+    async fn load_through<F, Fut, E>(
+        &self,
+        key: K,
+        l1: Option<Entry<V>>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let this = self.clone();
         let flight_key = key.clone();
         let outcome = self
@@ -591,14 +614,16 @@ where
             .map_err(|e| self.failed(e))
     }
 
-    /// Records the metrics that are read rather than counted: L1 entries, bound
-    /// and weight, L1 evictions by reason, invalidation-bus counters and
+    /// Records the metrics that are read rather than counted: L1 hits (counted
+    /// in striped counters, so a hit does not touch a shared metric), L1 entries,
+    /// bound and weight, L1 evictions by reason, invalidation-bus counters and
     /// connection. The `/metrics` endpoint calls it before every scrape; with a
     /// recorder of your own, call it on a timer (it locks each L1 shard briefly to
     /// read its counters).
     pub fn record_metrics(&self) {
         let meters = &self.inner.meters;
         let tiered = &self.inner.tiered;
+        meters.l1_hit.absolute(self.inner.counters.l1_hits.sum());
         let l1 = tiered.l1().stats();
         meters.l1_entries.set(l1.entries as f64);
         meters.l1_weight.set(l1.weight as f64);

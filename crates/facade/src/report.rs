@@ -110,7 +110,8 @@ pub struct HealthReport {
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) l1_hits: AtomicU64,
+    /// The one counter every L1 hit bumps: striped, so threads do not contend.
+    pub(crate) l1_hits: Striped,
     pub(crate) l2_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) stale_served: AtomicU64,
@@ -128,7 +129,7 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> CacheStats {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CacheStats {
-            l1_hits: g(&self.l1_hits),
+            l1_hits: self.l1_hits.sum(),
             l2_hits: g(&self.l2_hits),
             misses: g(&self.misses),
             stale_served: g(&self.stale_served),
@@ -146,6 +147,51 @@ impl Counters {
 
 pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Stripes of a [`Striped`] counter: threads beyond this share stripes.
+const STRIPES: usize = 16;
+
+/// One stripe, on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+/// A counter that many threads bump at once without fighting over one cache
+/// line: each thread adds to its own stripe; reading sums the stripes.
+#[derive(Debug, Default)]
+pub(crate) struct Striped([Stripe; STRIPES]);
+
+impl Striped {
+    #[inline]
+    pub(crate) fn bump(&self) {
+        self.0[stripe()].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sum(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0u64, |acc, s| acc.wrapping_add(s.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// This thread's stripe, handed out round-robin on first use.
+#[inline]
+fn stripe() -> usize {
+    use std::cell::Cell;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|s| {
+        let mine = s.get();
+        if mine != usize::MAX {
+            return mine;
+        }
+        let mine = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % STRIPES;
+        s.set(mine);
+        mine
+    })
 }
 
 /// Metric handles registered once at build time (a hit costs an atomic add when a
