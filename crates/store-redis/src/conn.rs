@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::CacheError;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
@@ -103,7 +103,8 @@ enum SlotState {
 
 /// One connection and the state machine around it.
 pub(crate) struct Slot {
-    state: Mutex<SlotState>,
+    /// Read by every operation (shared), written only on connect and disconnect.
+    state: RwLock<SlotState>,
     notify: Notify,
 }
 
@@ -136,7 +137,7 @@ impl Connections {
         let slots = (0..pool_size.max(1))
             .map(|_| {
                 Arc::new(Slot {
-                    state: Mutex::new(SlotState::Idle { failed: None }),
+                    state: RwLock::new(SlotState::Idle { failed: None }),
                     notify: Notify::new(),
                 })
             })
@@ -161,30 +162,52 @@ impl Connections {
     pub(crate) fn connected(&self) -> usize {
         self.slots
             .iter()
-            .filter(|s| matches!(*s.state.lock(), SlotState::Ready { .. }))
+            .filter(|s| matches!(*s.state.read(), SlotState::Ready { .. }))
             .count()
     }
 
-    /// A connection handle, opening one if needed. Not bounded in time by itself:
-    /// callers wrap it in their operation timeout.
-    pub(crate) async fn handle(&self) -> Result<Lease, CacheError> {
-        let index = if self.slots.len() == 1 {
+    fn pick(&self) -> usize {
+        if self.slots.len() == 1 {
             0
         } else {
             self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()
-        };
+        }
+    }
+
+    /// A handle to the next slot's connection if it is open (the usual case): no
+    /// waiting, no timer. Otherwise the slot's index, to wait on with
+    /// `handle_at`.
+    pub(crate) fn ready(&self) -> Result<Lease, usize> {
+        let index = self.pick();
+        match &*self.slots[index].state.read() {
+            SlotState::Ready { handle, generation } => Ok(Lease {
+                handle: handle.clone(),
+                ticket: Ticket {
+                    slot: index,
+                    generation: *generation,
+                },
+            }),
+            _ => Err(index),
+        }
+    }
+
+    /// A handle to slot `index`'s connection, opening one if needed. Not bounded in
+    /// time by itself: callers wrap it in their operation timeout.
+    pub(crate) async fn handle_at(&self, index: usize) -> Result<Lease, CacheError> {
         let slot = &self.slots[index];
         loop {
             let notified = slot.notify.notified();
             tokio::pin!(notified);
             {
-                let mut state = slot.state.lock();
+                let mut state = slot.state.write();
                 match &*state {
                     SlotState::Ready { handle, generation } => {
                         return Ok(Lease {
                             handle: handle.clone(),
-                            slot: index,
-                            generation: *generation,
+                            ticket: Ticket {
+                                slot: index,
+                                generation: *generation,
+                            },
                         });
                     }
                     SlotState::Idle {
@@ -220,7 +243,7 @@ impl Connections {
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("connect timed out after {timeout:?}")),
             };
-            let mut state = slot.state.lock();
+            let mut state = slot.state.write();
             *state = match outcome {
                 Ok(handle) => {
                     counters.connects.fetch_add(1, Ordering::Relaxed);
@@ -240,11 +263,11 @@ impl Connections {
 
     /// Drops the connection a failed request used, if it is still the current one,
     /// so the next request opens a fresh one.
-    pub(crate) fn discard(&self, lease: &Lease) {
-        let slot = &self.slots[lease.slot];
-        let mut state = slot.state.lock();
+    pub(crate) fn discard(&self, ticket: &Ticket) {
+        let slot = &self.slots[ticket.slot];
+        let mut state = slot.state.write();
         if let SlotState::Ready { generation, .. } = &*state
-            && *generation == lease.generation
+            && *generation == ticket.generation
         {
             *state = SlotState::Idle { failed: None };
             self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +278,11 @@ impl Connections {
 /// A connection handle borrowed from a slot.
 pub(crate) struct Lease {
     pub(crate) handle: Handle,
+    pub(crate) ticket: Ticket,
+}
+
+/// Which connection a handle came from, to drop it if it turns out broken.
+pub(crate) struct Ticket {
     slot: usize,
     generation: u64,
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::RedisStoreBuilder;
-use crate::conn::{Connections, Handle, breaks_connection, map_error};
+use crate::conn::{Lease, Connections, Handle, breaks_connection, map_error};
 use crate::envelope;
 
 /// TTLs above this (about 142 years) are stored without an expiry.
@@ -225,9 +225,13 @@ impl<C: Codec> RedisStore<C> {
         &self.inner
     }
 
-    /// Runs one operation on a connection, bounded by the operation timeout (getting
-    /// the connection included). A broken connection is dropped so the next operation
-    /// reconnects.
+    /// Runs one operation (one round trip) on a connection, bounded by the operation
+    /// timeout (getting the connection included). A broken connection is dropped so
+    /// the next operation reconnects.
+    ///
+    /// With a connection open (the usual case) no timer is armed here: the
+    /// connection's own response timeout, set to the operation timeout, bounds the
+    /// reply. Only waiting for a connection arms one, around the whole operation.
     pub(crate) async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, CacheError>
     where
         F: FnOnce(Handle) -> Fut,
@@ -235,21 +239,30 @@ impl<C: Codec> RedisStore<C> {
     {
         let inner = &self.inner;
         inner.counters.ops.fetch_add(1, Ordering::Relaxed);
-        let attempt = async {
-            let lease = inner.conns.handle().await?;
-            f(lease.handle.clone()).await.map_err(|e| {
+        let attempt = |lease: Lease| async move {
+            let Lease { handle, ticket } = lease;
+            f(handle).await.map_err(|e| {
                 if breaks_connection(&e) {
-                    inner.conns.discard(&lease);
+                    inner.conns.discard(&ticket);
                 }
                 map_error(op, inner.op_timeout, e)
             })
         };
-        let result = match tokio::time::timeout(inner.op_timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(CacheError::Timeout {
-                op,
-                after: inner.op_timeout,
-            }),
+        let result = match inner.conns.ready() {
+            Ok(lease) => attempt(lease).await,
+            Err(slot) => {
+                let waited = async {
+                    let lease = inner.conns.handle_at(slot).await?;
+                    attempt(lease).await
+                };
+                match tokio::time::timeout(inner.op_timeout, waited).await {
+                    Ok(result) => result,
+                    Err(_) => Err(CacheError::Timeout {
+                        op,
+                        after: inner.op_timeout,
+                    }),
+                }
+            }
         };
         if let Err(e) = &result {
             let counter = if matches!(e, CacheError::Timeout { .. }) {
@@ -357,9 +370,10 @@ impl<C: Codec> RedisStore<C> {
         &self,
         key: &str,
         bytes: Vec<u8>,
+        now: Timestamp,
     ) -> Option<Entry<V>> {
         match envelope::decode::<V, C>(&self.codec, &bytes) {
-            Ok(entry) if entry.is_expired(self.inner.clock.now()) => None,
+            Ok(entry) if entry.is_expired(now) => None,
             Ok(entry) => Some(entry),
             Err(_why) => {
                 self.inner
@@ -614,7 +628,9 @@ where
         cmd.arg(&full);
         match self.query::<Option<Vec<u8>>>("get", &cmd).await? {
             None => Ok(None),
-            Some(bytes) => Ok(self.decode_or_evict(&full, bytes).await),
+            Some(bytes) => Ok(self
+                .decode_or_evict(&full, bytes, self.inner.clock.now())
+                .await),
         }
     }
 
@@ -639,6 +655,7 @@ where
             .map(|k| self.inner.space.full_key(k))
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(full.len());
+        let now = self.inner.clock.now();
         for chunk in full.chunks(self.inner.batch_size) {
             let mut cmd = redis::cmd("MGET");
             for key in chunk {
@@ -655,7 +672,7 @@ where
             for (key, value) in chunk.iter().zip(values) {
                 out.push(match value {
                     None => None,
-                    Some(bytes) => self.decode_or_evict(key, bytes).await,
+                    Some(bytes) => self.decode_or_evict(key, bytes, now).await,
                 });
             }
         }

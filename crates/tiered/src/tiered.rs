@@ -100,8 +100,63 @@ struct L2<C> {
     bus: Option<InvalidationBus<C>>,
 }
 
+/// The L2 operations timed in `cache_l2_op_duration_seconds{op}`.
+#[derive(Debug, Clone, Copy)]
+enum L2Op {
+    Get,
+    Put,
+    PutMany,
+    Publish,
+    Remove,
+    GetMany,
+    RemoveMany,
+    InvalidateTag,
+    InvalidatePrefix,
+}
+
+impl L2Op {
+    const ALL: [L2Op; 9] = [
+        L2Op::Get,
+        L2Op::Put,
+        L2Op::PutMany,
+        L2Op::Publish,
+        L2Op::Remove,
+        L2Op::GetMany,
+        L2Op::RemoveMany,
+        L2Op::InvalidateTag,
+        L2Op::InvalidatePrefix,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            L2Op::Get => "get",
+            L2Op::Put => "put",
+            L2Op::PutMany => "put_many",
+            L2Op::Publish => "publish",
+            L2Op::Remove => "remove",
+            L2Op::GetMany => "get_many",
+            L2Op::RemoveMany => "remove_many",
+            L2Op::InvalidateTag => "invalidate_tag",
+            L2Op::InvalidatePrefix => "invalidate_prefix",
+        }
+    }
+}
+
+/// One histogram handle per [`L2Op`], registered when the store is built, so an
+/// operation records its duration without building a metric key.
+fn op_durations(name: &Arc<str>) -> [metrics::Histogram; 9] {
+    L2Op::ALL.map(|op| {
+        metrics::histogram!(
+            metric_names::L2_OP_DURATION,
+            "cache" => name.to_string(),
+            "op" => op.as_str()
+        )
+    })
+}
+
 struct Inner<K, V, C> {
     name: Arc<str>,
+    op_durations: [metrics::Histogram; 9],
     l1: MemoryStore<K, V>,
     l2: Option<L2<C>>,
     mode: FailMode,
@@ -247,9 +302,11 @@ where
             store,
             breaker: Arc::new(breaker),
         });
+        let name: Arc<str> = self.name.into();
         let store = TieredStore {
             inner: Arc::new(Inner {
-                name: self.name.into(),
+                op_durations: op_durations(&name),
+                name,
                 l1: self.l1,
                 l2,
                 mode: self.mode,
@@ -349,7 +406,7 @@ where
     /// `Ok(None)` for a miss, no L2, an open breaker or (fail-open) a fault.
     pub async fn get_l2(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
         let got = self
-            .guarded("get", |l2| async move { Store::<K, V>::get(l2, key).await })
+            .guarded(L2Op::Get, |l2| async move { Store::<K, V>::get(l2, key).await })
             .await?
             .flatten();
         if let Some(entry) = &got {
@@ -367,7 +424,7 @@ where
 
     /// Writes L2 only, through the breaker (no publishing).
     pub async fn fill_l2(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
-        self.guarded("put", |l2| async move { l2.put(key, entry).await })
+        self.guarded(L2Op::Put, |l2| async move { l2.put(key, entry).await })
             .await
             .map(|_| ())
     }
@@ -382,7 +439,7 @@ where
         for (k, e) in &entries {
             let _ = self.inner.l1.put_sync(k.clone(), e.clone());
         }
-        self.guarded("put_many", |l2| async move { l2.put_many(entries).await })
+        self.guarded(L2Op::PutMany, |l2| async move { l2.put_many(entries).await })
             .await
             .map(|_| ())
     }
@@ -398,7 +455,7 @@ where
     /// fail-open.
     async fn guarded<'a, T, F, Fut>(
         &'a self,
-        op: &'static str,
+        op: L2Op,
         f: F,
     ) -> Result<Option<T>, CacheError>
     where
@@ -420,12 +477,7 @@ where
         };
         let started = std::time::Instant::now();
         let result = f(&l2.store).await;
-        metrics::histogram!(
-            metric_names::L2_OP_DURATION,
-            "cache" => self.inner.name.clone(),
-            "op" => op
-        )
-        .record(started.elapsed().as_secs_f64());
+        self.inner.op_durations[op as usize].record(started.elapsed().as_secs_f64());
         match result {
             Ok(v) => {
                 permit.success();
@@ -475,7 +527,7 @@ where
             return Ok(());
         };
         let published = self
-            .guarded("publish", |_| async move { bus.publish(action).await })
+            .guarded(L2Op::Publish, |_| async move { bus.publish(action).await })
             .await;
         match published {
             Ok(Some(_)) => Ok(()),
@@ -569,7 +621,7 @@ where
     async fn remove(&self, key: &K) -> Result<bool, CacheError> {
         let in_l1 = self.inner.l1.remove_sync(key);
         let in_l2 = self
-            .guarded("remove", |l2| async move {
+            .guarded(L2Op::Remove, |l2| async move {
                 Store::<K, V>::remove(l2, key).await
             })
             .await?
@@ -597,21 +649,24 @@ where
         let wanted: Vec<K> = missing.iter().map(|&i| keys[i].clone()).collect();
         let wanted_ref = &wanted;
         let found = self
-            .guarded("get_many", |l2| async move {
+            .guarded(L2Op::GetMany, |l2| async move {
                 Store::<K, V>::get_many(l2, wanted_ref).await
             })
             .await?
             .unwrap_or_default();
+        let mut l2_hits = 0;
         for (slot, entry) in missing.iter().zip(found) {
-            match entry {
-                Some(e) => {
-                    bump(&self.inner.counters.l2_hits);
-                    let _ = self.inner.l1.put_sync(keys[*slot].clone(), e.clone());
-                    out[*slot] = Some(e);
-                }
-                None => bump(&self.inner.counters.misses),
+            if let Some(e) = entry {
+                l2_hits += 1;
+                let _ = self.inner.l1.put_sync(keys[*slot].clone(), e.clone());
+                out[*slot] = Some(e);
             }
         }
+        let counters = &self.inner.counters;
+        counters.l2_hits.fetch_add(l2_hits, Ordering::Relaxed);
+        counters
+            .misses
+            .fetch_add(missing.len() as u64 - l2_hits, Ordering::Relaxed);
         Ok(out)
     }
 
@@ -619,7 +674,7 @@ where
         let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
         let l2_entries = entries.clone();
         self.guarded(
-            "put_many",
+            L2Op::PutMany,
             |l2| async move { l2.put_many(l2_entries).await },
         )
         .await?;
@@ -635,7 +690,7 @@ where
             removed += u64::from(self.inner.l1.remove_sync(k));
         }
         let in_l2 = self
-            .guarded("remove_many", |l2| async move {
+            .guarded(L2Op::RemoveMany, |l2| async move {
                 Store::<K, V>::remove_many(l2, keys).await
             })
             .await?
@@ -648,7 +703,7 @@ where
         cache_core::entry::validate_tag(tag)?;
         let in_l1 = self.inner.l1.invalidate_tag_sync(tag);
         let in_l2 = self
-            .guarded("invalidate_tag", |l2| async move {
+            .guarded(L2Op::InvalidateTag, |l2| async move {
                 Store::<K, V>::invalidate_tag(l2, tag).await
             })
             .await?
@@ -660,7 +715,7 @@ where
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, CacheError> {
         let in_l1 = self.inner.l1.invalidate_prefix_sync(prefix);
         let in_l2 = self
-            .guarded("invalidate_prefix", |l2| async move {
+            .guarded(L2Op::InvalidatePrefix, |l2| async move {
                 Store::<K, V>::invalidate_prefix(l2, prefix).await
             })
             .await?
