@@ -230,7 +230,10 @@ mod tests {
                 assert!(clock.now().saturating_duration_since(later) < Duration::from_secs(1));
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "the tick never advanced");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tick never advanced"
+            );
         }
     }
 

@@ -178,7 +178,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             max_entries,
             max_weight,
             small_entries: (max_entries * SMALL_PERCENT / 100).max(1),
-            small_weight: (max_weight / 100).saturating_mul(SMALL_PERCENT as u64).max(1),
+            small_weight: (max_weight / 100)
+                .saturating_mul(SMALL_PERCENT as u64)
+                .max(1),
             puts_since_sweep: 0,
             counters: Counters::default(),
         }
@@ -538,7 +540,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         for (i, n) in self.nodes.iter().enumerate() {
             assert_eq!(self.find(self.links[i].hash, &n.key), Some(i));
         }
-        assert_eq!(self.weight, self.links.iter().map(|l| l.weight).sum::<u64>());
+        assert_eq!(
+            self.weight,
+            self.links.iter().map(|l| l.weight).sum::<u64>()
+        );
     }
 }
 
@@ -605,7 +610,10 @@ mod tests {
             put(&mut s, &h, k, now);
         }
         for k in 0..50 {
-            assert!(s.peek(h.hash_one(k), &k, now).is_some(), "{k} was pushed out");
+            assert!(
+                s.peek(h.hash_one(k), &k, now).is_some(),
+                "{k} was pushed out"
+            );
         }
     }
 

@@ -53,7 +53,11 @@ fn evicts_keys_never_read_and_keeps_those_that_were() {
     }
     assert!(s.get_sync(&1).is_some()); // 1 has been read; 2 and 3 have not
     s.put_sync(4, entry("v", &clock)).expect("put");
-    assert_eq!(sorted_keys(&s), vec![1, 3, 4], "2 was the oldest unread key");
+    assert_eq!(
+        sorted_keys(&s),
+        vec![1, 3, 4],
+        "2 was the oldest unread key"
+    );
     s.put_sync(5, entry("v", &clock)).expect("put");
     assert_eq!(sorted_keys(&s), vec![1, 4, 5], "then 3; 1 stays");
     // 2 was evicted recently and is asked for again: it skips the probation

@@ -69,7 +69,11 @@ impl Model {
         self.small.len() + self.main.len()
     }
     fn weight(&self) -> u64 {
-        self.small.iter().chain(&self.main).map(|i| u64::from(i.weight)).sum()
+        self.small
+            .iter()
+            .chain(&self.main)
+            .map(|i| u64::from(i.weight))
+            .sum()
     }
     fn small_weight(&self) -> u64 {
         self.small.iter().map(|i| u64::from(i.weight)).sum()
@@ -125,7 +129,9 @@ impl Model {
         loop {
             from_small &= !self.small.is_empty();
             let q = if from_small { Q::Small } else { Q::Main };
-            let Some(mut head) = self.queue(q).pop_front() else { return };
+            let Some(mut head) = self.queue(q).pop_front() else {
+                return;
+            };
             let expired = now >= head.expiry;
             if !expired && from_small && head.freq >= 1 {
                 head.freq = 0;
@@ -171,7 +177,12 @@ impl Model {
         while self.weight() + u64::from(weight) > self.max_weight && self.len() > 0 {
             self.evict(now);
         }
-        self.queue(q).push_back(Item { key, weight, expiry, freq });
+        self.queue(q).push_back(Item {
+            key,
+            weight,
+            expiry,
+            freq,
+        });
         // ... and a sweep of all expired entries every max(len, 64) puts.
         self.puts_since_sweep += 1;
         if self.puts_since_sweep >= self.len().max(64) {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::RedisStoreBuilder;
-use crate::conn::{Lease, Connections, Handle, breaks_connection, map_error};
+use crate::conn::{Connections, Handle, Lease, breaks_connection, map_error};
 use crate::envelope;
 
 /// TTLs above this (about 142 years) are stored without an expiry.

@@ -406,7 +406,10 @@ where
     /// `Ok(None)` for a miss, no L2, an open breaker or (fail-open) a fault.
     pub async fn get_l2(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
         let got = self
-            .guarded(L2Op::Get, |l2| async move { Store::<K, V>::get(l2, key).await })
+            .guarded(
+                L2Op::Get,
+                |l2| async move { Store::<K, V>::get(l2, key).await },
+            )
             .await?
             .flatten();
         if let Some(entry) = &got {
@@ -439,9 +442,12 @@ where
         for (k, e) in &entries {
             let _ = self.inner.l1.put_sync(k.clone(), e.clone());
         }
-        self.guarded(L2Op::PutMany, |l2| async move { l2.put_many(entries).await })
-            .await
-            .map(|_| ())
+        self.guarded(
+            L2Op::PutMany,
+            |l2| async move { l2.put_many(entries).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Writes both tiers without publishing (for values loaded from the source,
@@ -453,11 +459,7 @@ where
 
     /// Runs `f` on L2 through the breaker. `Ok(None)`: no L2, or a fault absorbed by
     /// fail-open.
-    async fn guarded<'a, T, F, Fut>(
-        &'a self,
-        op: L2Op,
-        f: F,
-    ) -> Result<Option<T>, CacheError>
+    async fn guarded<'a, T, F, Fut>(&'a self, op: L2Op, f: F) -> Result<Option<T>, CacheError>
     where
         F: FnOnce(&'a RedisStore<C>) -> Fut,
         Fut: std::future::Future<Output = Result<T, CacheError>>,
