@@ -229,8 +229,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         if let Some(i) = self.find(hash, key)
             && self.nodes[i].entry.is_expired(now)
         {
-            self.detach(i);
-            self.counters.count(EvictionReason::Expired);
+            self.discard(i, EvictionReason::Expired);
         }
     }
 
@@ -288,8 +287,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub(crate) fn remove(&mut self, hash: u64, key: &K) -> bool {
         match self.find(hash, key) {
             Some(i) => {
-                self.detach(i);
-                self.counters.count(EvictionReason::Removed);
+                self.discard(i, EvictionReason::Removed);
                 true
             }
             None => false,
@@ -330,14 +328,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 self.push_back(i, Queue::Main);
                 continue;
             }
-            let (_, link) = self.detach(i);
-            if expired {
-                self.counters.count(EvictionReason::Expired);
+            let reason = if expired {
+                EvictionReason::Expired
             } else {
-                if from_small {
-                    self.ghost.add(link.hash);
-                }
-                self.counters.count(reason);
+                reason
+            };
+            let link = self.discard(i, reason);
+            if from_small && !expired {
+                self.ghost.add(link.hash);
             }
             return true;
         }
@@ -358,8 +356,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     fn drop_expired_head(&mut self, queue: Queue, now: Timestamp) -> bool {
         let head = self.list(queue).head;
         if head != NIL && self.nodes[head as usize].entry.is_expired(now) {
-            self.detach(head as usize);
-            self.counters.count(EvictionReason::Expired);
+            self.discard(head as usize, EvictionReason::Expired);
             true
         } else {
             false
@@ -374,8 +371,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         // has been looked at already.
         for i in (0..self.nodes.len()).rev() {
             if self.nodes[i].entry.is_expired(now) {
-                self.detach(i);
-                self.counters.count(EvictionReason::Expired);
+                self.discard(i, EvictionReason::Expired);
                 n += 1;
             }
         }
@@ -388,8 +384,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         for i in (0..self.nodes.len()).rev() {
             let node = &self.nodes[i];
             if pred(&node.key, &node.entry) {
-                self.detach(i);
-                self.counters.count(EvictionReason::Removed);
+                self.discard(i, EvictionReason::Removed);
                 n += 1;
             }
         }
@@ -422,6 +417,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.table
             .insert_unique(link.hash, i as u32, |&j| links[j as usize].hash);
         self.push_back(i, link.queue);
+    }
+
+    /// Drops node `i` and counts why; returns its links (for the ghost).
+    fn discard(&mut self, i: usize, reason: EvictionReason) -> Link {
+        let (_, link) = self.detach(i);
+        self.counters.count(reason);
+        link
     }
 
     /// Takes node `i` out of its list, the table and the slab (the last node moves

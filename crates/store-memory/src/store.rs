@@ -230,31 +230,25 @@ where
         let (hash, cell) = self.locate(key);
         let now = self.clock.recent();
         let shard = cell.lock.read();
-        match shard.read(hash, key, now) {
-            Read::Hit(entry) => {
-                let entry = entry.clone();
-                drop(shard);
-                if self.count_reads {
-                    cell.hits.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(entry)
-            }
-            Read::Miss => {
-                drop(shard);
-                if self.count_reads {
-                    cell.misses.fetch_add(1, Ordering::Relaxed);
-                }
-                None
-            }
-            Read::Expired => {
-                drop(shard);
-                cell.lock.write().remove_if_expired(hash, key, now);
-                if self.count_reads {
-                    cell.misses.fetch_add(1, Ordering::Relaxed);
-                }
-                None
-            }
+        let read = shard.read(hash, key, now);
+        let expired = matches!(read, Read::Expired);
+        let found = match read {
+            Read::Hit(entry) => Some(entry.clone()),
+            Read::Expired | Read::Miss => None,
+        };
+        drop(shard);
+        if expired {
+            cell.lock.write().remove_if_expired(hash, key, now);
         }
+        if self.count_reads {
+            let counter = if found.is_some() {
+                &cell.hits
+            } else {
+                &cell.misses
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        found
     }
 
     /// Like [`get_sync`](Self::get_sync) without counting a use or a hit.

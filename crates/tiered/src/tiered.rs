@@ -115,7 +115,8 @@ enum L2Op {
 }
 
 impl L2Op {
-    const ALL: [L2Op; 9] = [
+    const COUNT: usize = 9;
+    const ALL: [L2Op; L2Op::COUNT] = [
         L2Op::Get,
         L2Op::Put,
         L2Op::PutMany,
@@ -144,7 +145,7 @@ impl L2Op {
 
 /// One histogram handle per [`L2Op`], registered when the store is built, so an
 /// operation records its duration without building a metric key.
-fn op_durations(name: &Arc<str>) -> [metrics::Histogram; 9] {
+fn op_durations(name: &Arc<str>) -> [metrics::Histogram; L2Op::COUNT] {
     L2Op::ALL.map(|op| {
         metrics::histogram!(
             metric_names::L2_OP_DURATION,
@@ -156,7 +157,7 @@ fn op_durations(name: &Arc<str>) -> [metrics::Histogram; 9] {
 
 struct Inner<K, V, C> {
     name: Arc<str>,
-    op_durations: [metrics::Histogram; 9],
+    op_durations: [metrics::Histogram; L2Op::COUNT],
     l1: MemoryStore<K, V>,
     l2: Option<L2<C>>,
     mode: FailMode,
