@@ -1,7 +1,10 @@
 //! One shard: S3-FIFO eviction with entry-count and weight bounds.
 //!
-//! Entries live in a dense `Vec` of nodes; a `HashTable` of indices finds them and
-//! two intrusive FIFO lists order them:
+//! Entries live inline in a `HashTable` (key, value, packed times, read counter),
+//! so a hit touches the table and nothing else. What only writers need (list
+//! links, weight, hash, full times, tags) sits in a dense `Vec` of links that the
+//! node points into; two intrusive FIFO lists through those links order the
+//! entries:
 //!
 //! - **small** takes new keys (about a tenth of the shard). A key read at least
 //!   once while it is there moves to *main* when it reaches the head; one that was
@@ -19,8 +22,9 @@
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
-use cache_core::{Entry, Timestamp};
+use cache_core::{Entry, Tags, Timestamp};
 use hashbrown::HashTable;
 
 use crate::stats::{Counters, EvictionReason};
@@ -47,24 +51,63 @@ enum Queue {
     Main,
 }
 
-/// What a hit reads, kept apart from the list links so a hit touches one small
-/// node (64 bytes for `u64` keys and values).
+/// Node flag: the entry's times do not fit the two deltas; read them from its
+/// [`Link`].
+const WIDE: u8 = 1;
+/// Node flag: the entry has tags (kept in its [`Link`]).
+const TAGGED: u8 = 2;
+
+/// What a hit reads, stored inline in the shard's table so a hit touches the
+/// table's control bytes and this node, nothing else. The entry's times are
+/// packed as millisecond deltas (exact whenever they fit in `u32`, about 49
+/// days) and its tags live with the links, so a node for `u64` keys and values
+/// is 48 bytes.
 struct Node<K, V> {
     key: K,
-    entry: Entry<V>,
+    value: Option<V>,
+    created_at: Timestamp,
+    /// `fresh_until - created_at`, in milliseconds (unless [`WIDE`]).
+    fresh_ms: u32,
+    /// `stale_until - fresh_until`, in milliseconds (unless [`WIDE`]).
+    stale_ms: u32,
+    /// Where the node's [`Link`] is.
+    slot: u32,
     /// Reads since the key was last passed over by eviction (saturating at
     /// [`MAX_FREQ`]); bumped under the read lock, hence atomic.
     freq: AtomicU8,
+    /// [`WIDE`] and [`TAGGED`].
+    flags: u8,
 }
 
-/// What only writers use, at the same index as its [`Node`].
-#[derive(Debug, Clone, Copy)]
+/// What only writers (and the rare hit on a wide or tagged entry) use, in a
+/// dense `Vec` indexed by [`Node::slot`].
+#[derive(Debug, Clone)]
 struct Link {
     prev: u32,
     next: u32,
+    queue: Queue,
     weight: u64,
     hash: u64,
-    queue: Queue,
+    fresh_until: Timestamp,
+    stale_until: Timestamp,
+    tags: Tags,
+}
+
+/// Lends a node's value to an [`Entry`] for a predicate, and puts it back even
+/// if the predicate panics.
+struct Lent<'a, V> {
+    home: &'a mut Option<V>,
+    entry: Entry<V>,
+}
+
+impl<V> Drop for Lent<'_, V> {
+    fn drop(&mut self) {
+        let entry = std::mem::replace(
+            &mut self.entry,
+            Entry::absent(Timestamp::ZERO, Duration::ZERO),
+        );
+        *self.home = entry.into_value();
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -141,16 +184,15 @@ impl Ghost {
 }
 
 /// What a read under the shared lock found.
-pub(crate) enum Read<'a, V> {
-    Hit(&'a Entry<V>),
+pub(crate) enum Read<V> {
+    Hit(Entry<V>),
     /// Present but expired: the caller removes it under the write lock.
     Expired,
     Miss,
 }
 
 pub(crate) struct Shard<K, V> {
-    table: HashTable<u32>,
-    nodes: Vec<Node<K, V>>,
+    table: HashTable<Node<K, V>>,
     links: Vec<Link>,
     small: Fifo,
     main: Fifo,
@@ -169,7 +211,6 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub(crate) fn new(max_entries: usize, max_weight: u64) -> Self {
         Shard {
             table: HashTable::new(),
-            nodes: Vec::new(),
             links: Vec::new(),
             small: Fifo::EMPTY,
             main: Fifo::EMPTY,
@@ -187,26 +228,71 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.nodes.len()
+        self.links.len()
     }
 
     pub(crate) fn weight(&self) -> u64 {
         self.weight
     }
 
+    /// The slot of `key`'s node.
     fn find(&self, hash: u64, key: &K) -> Option<usize> {
         self.table
-            .find(hash, |&i| self.nodes[i as usize].key == *key)
-            .map(|&i| i as usize)
+            .find(hash, |n| n.key == *key)
+            .map(|n| n.slot as usize)
+    }
+
+    /// The node whose links are at `slot`.
+    fn node_mut(&mut self, slot: usize) -> Option<&mut Node<K, V>> {
+        let hash = self.links[slot].hash;
+        self.table.find_mut(hash, |n| n.slot as usize == slot)
+    }
+
+    /// A node's `(fresh_until, stale_until)`.
+    fn times(&self, node: &Node<K, V>) -> (Timestamp, Timestamp) {
+        if node.flags & WIDE == 0 {
+            // Checked to fit when the node was made: no overflow.
+            let fresh = node.created_at.as_millis() + u64::from(node.fresh_ms);
+            (
+                Timestamp::from_millis(fresh),
+                Timestamp::from_millis(fresh + u64::from(node.stale_ms)),
+            )
+        } else {
+            let link = &self.links[node.slot as usize];
+            (link.fresh_until, link.stale_until)
+        }
+    }
+
+    /// The entry a node holds, with its value cloned.
+    fn entry(&self, node: &Node<K, V>, fresh: Timestamp, stale: Timestamp) -> Entry<V>
+    where
+        V: Clone,
+    {
+        let tags = if node.flags & TAGGED == 0 {
+            Tags::none()
+        } else {
+            self.links[node.slot as usize].tags.clone()
+        };
+        Entry::from_parts(
+            node.value.clone(),
+            node.created_at,
+            fresh,
+            Some(stale),
+            tags,
+        )
     }
 
     /// Looks up under the shared lock; a hit counts as a read of the key.
-    pub(crate) fn read(&self, hash: u64, key: &K, now: Timestamp) -> Read<'_, V> {
-        let Some(i) = self.find(hash, key) else {
+    #[inline]
+    pub(crate) fn read(&self, hash: u64, key: &K, now: Timestamp) -> Read<V>
+    where
+        V: Clone,
+    {
+        let Some(node) = self.table.find(hash, |n| n.key == *key) else {
             return Read::Miss;
         };
-        let node = &self.nodes[i];
-        if node.entry.is_expired(now) {
+        let (fresh, stale) = self.times(node);
+        if now >= stale {
             return Read::Expired;
         }
         // A lost update between two readers only loses one count; a key already
@@ -215,19 +301,23 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         if freq < MAX_FREQ {
             node.freq.store(freq + 1, Ordering::Relaxed);
         }
-        Read::Hit(&node.entry)
+        Read::Hit(self.entry(node, fresh, stale))
     }
 
     /// Looks up without counting a read.
-    pub(crate) fn peek(&self, hash: u64, key: &K, now: Timestamp) -> Option<&Entry<V>> {
-        let i = self.find(hash, key)?;
-        Some(&self.nodes[i].entry).filter(|e| !e.is_expired(now))
+    pub(crate) fn peek(&self, hash: u64, key: &K, now: Timestamp) -> Option<Entry<V>>
+    where
+        V: Clone,
+    {
+        let node = self.table.find(hash, |n| n.key == *key)?;
+        let (fresh, stale) = self.times(node);
+        (now < stale).then(|| self.entry(node, fresh, stale))
     }
 
     /// Removes `key` if it is (still) expired.
     pub(crate) fn remove_if_expired(&mut self, hash: u64, key: &K, now: Timestamp) {
         if let Some(i) = self.find(hash, key)
-            && self.nodes[i].entry.is_expired(now)
+            && now >= self.links[i].stale_until
         {
             self.discard(i, EvictionReason::Expired);
         }
@@ -241,7 +331,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 // A replacement keeps its place and counts as a read.
                 let (old, link) = self.detach(i);
                 self.counters.updates += 1;
-                (link.queue, (old.freq.into_inner() + 1).min(MAX_FREQ))
+                let freq = old.map_or(0, |n| n.freq.into_inner());
+                (link.queue, (freq + 1).min(MAX_FREQ))
             }
             None => {
                 self.counters.inserts += 1;
@@ -254,7 +345,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             }
         };
         self.reclaim_heads(now);
-        while self.nodes.len() >= self.max_entries {
+        while self.len() >= self.max_entries {
             if !self.evict_one(EvictionReason::Capacity, now) {
                 break;
             }
@@ -264,22 +355,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 break;
             }
         }
-        self.attach(
-            Node {
-                key,
-                entry,
-                freq: AtomicU8::new(freq),
-            },
-            Link {
-                prev: NIL,
-                next: NIL,
-                weight,
-                hash,
-                queue,
-            },
-        );
+        self.attach(hash, key, entry, weight, queue, freq);
         self.puts_since_sweep += 1;
-        if self.puts_since_sweep >= self.nodes.len().max(MIN_SWEEP_INTERVAL) {
+        if self.puts_since_sweep >= self.len().max(MIN_SWEEP_INTERVAL) {
             self.purge_expired(now);
         }
     }
@@ -314,17 +392,24 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 return false;
             }
             let i = i as usize;
-            let expired = self.nodes[i].entry.is_expired(now);
-            let freq = *self.nodes[i].freq.get_mut();
-            if !expired && from_small && freq >= PROMOTE_AT {
+            let expired = now >= self.links[i].stale_until;
+            // A key that was read moves to main's tail: from small with its count
+            // reset, within main with one read spent.
+            let passed_over = !expired
+                && self.node_mut(i).is_some_and(|node| {
+                    let freq = node.freq.get_mut();
+                    if from_small && *freq >= PROMOTE_AT {
+                        *freq = 0;
+                        true
+                    } else if !from_small && *freq > 0 {
+                        *freq -= 1;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            if passed_over {
                 self.unlink(i);
-                *self.nodes[i].freq.get_mut() = 0;
-                self.push_back(i, Queue::Main);
-                continue;
-            }
-            if !expired && !from_small && freq > 0 {
-                self.unlink(i);
-                *self.nodes[i].freq.get_mut() = freq - 1;
                 self.push_back(i, Queue::Main);
                 continue;
             }
@@ -344,7 +429,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Drops expired entries found at the heads of the lists.
     fn reclaim_heads(&mut self, now: Timestamp) {
         for _ in 0..HEAD_RECLAIM {
-            // One list at a time: dropping a node moves another one's index.
+            // One list at a time: dropping a node moves another one's slot.
             let small = self.drop_expired_head(Queue::Small, now);
             let main = self.drop_expired_head(Queue::Main, now);
             if !small && !main {
@@ -355,7 +440,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     fn drop_expired_head(&mut self, queue: Queue, now: Timestamp) -> bool {
         let head = self.list(queue).head;
-        if head != NIL && self.nodes[head as usize].entry.is_expired(now) {
+        if head != NIL && now >= self.links[head as usize].stale_until {
             self.discard(head as usize, EvictionReason::Expired);
             true
         } else {
@@ -367,10 +452,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub(crate) fn purge_expired(&mut self, now: Timestamp) -> u64 {
         self.puts_since_sweep = 0;
         let mut n = 0;
-        // Backwards: `detach` moves the last node into the hole, and that node
+        // Backwards: `detach` moves the last slot into the hole, and that slot
         // has been looked at already.
-        for i in (0..self.nodes.len()).rev() {
-            if self.nodes[i].entry.is_expired(now) {
+        for i in (0..self.links.len()).rev() {
+            if now >= self.links[i].stale_until {
                 self.discard(i, EvictionReason::Expired);
                 n += 1;
             }
@@ -381,9 +466,24 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Removes every entry matching `pred`; returns how many.
     pub(crate) fn remove_where(&mut self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
         let mut n = 0;
-        for i in (0..self.nodes.len()).rev() {
-            let node = &self.nodes[i];
-            if pred(&node.key, &node.entry) {
+        for i in (0..self.links.len()).rev() {
+            let link = &self.links[i];
+            let Some(node) = self.table.find_mut(link.hash, |n| n.slot as usize == i) else {
+                continue;
+            };
+            let lent = Lent {
+                entry: Entry::from_parts(
+                    node.value.take(),
+                    node.created_at,
+                    link.fresh_until,
+                    Some(link.stale_until),
+                    link.tags.clone(),
+                ),
+                home: &mut node.value,
+            };
+            let matched = pred(&node.key, &lent.entry);
+            drop(lent);
+            if matched {
                 self.discard(i, EvictionReason::Removed);
                 n += 1;
             }
@@ -392,8 +492,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.counters.removed += self.nodes.len() as u64;
-        self.nodes.clear();
+        self.counters.removed += self.links.len() as u64;
         self.links.clear();
         self.table.clear();
         self.small = Fifo::EMPTY;
@@ -404,44 +503,85 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Every key held.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
-        self.nodes.iter().map(|n| &n.key)
+        self.table.iter().map(|n| &n.key)
     }
 
-    /// Adds a node at the tail of its queue.
-    fn attach(&mut self, node: Node<K, V>, link: Link) {
-        let i = self.nodes.len();
-        self.weight = self.weight.saturating_add(link.weight);
-        self.nodes.push(node);
-        self.links.push(link);
+    /// Adds an entry at the tail of `queue`.
+    fn attach(&mut self, hash: u64, key: K, entry: Entry<V>, weight: u64, queue: Queue, freq: u8) {
+        let slot = self.links.len();
+        let created_at = entry.created_at();
+        let (fresh_until, stale_until) = (entry.fresh_until(), entry.stale_until());
+        let tags = entry.tags().clone();
+        let delta = |from: Timestamp, to: Timestamp| {
+            to.as_millis()
+                .checked_sub(from.as_millis())
+                .and_then(|d| u32::try_from(d).ok())
+        };
+        let (fresh_ms, stale_ms, mut flags) = match (
+            delta(created_at, fresh_until),
+            delta(fresh_until, stale_until),
+        ) {
+            (Some(f), Some(s)) => (f, s, 0),
+            _ => (0, 0, WIDE),
+        };
+        if !tags.is_empty() {
+            flags |= TAGGED;
+        }
+        self.weight = self.weight.saturating_add(weight);
+        self.links.push(Link {
+            prev: NIL,
+            next: NIL,
+            queue,
+            weight,
+            hash,
+            fresh_until,
+            stale_until,
+            tags,
+        });
+        let node = Node {
+            key,
+            value: entry.into_value(),
+            created_at,
+            fresh_ms,
+            stale_ms,
+            slot: slot as u32,
+            freq: AtomicU8::new(freq),
+            flags,
+        };
         let links = &self.links;
         self.table
-            .insert_unique(link.hash, i as u32, |&j| links[j as usize].hash);
-        self.push_back(i, link.queue);
+            .insert_unique(hash, node, |n| links[n.slot as usize].hash);
+        self.push_back(slot, queue);
     }
 
-    /// Drops node `i` and counts why; returns its links (for the ghost).
+    /// Drops slot `i` and counts why; returns its links (for the ghost).
     fn discard(&mut self, i: usize, reason: EvictionReason) -> Link {
         let (_, link) = self.detach(i);
         self.counters.count(reason);
         link
     }
 
-    /// Takes node `i` out of its list, the table and the slab (the last node moves
-    /// into its place).
-    fn detach(&mut self, i: usize) -> (Node<K, V>, Link) {
+    /// Takes slot `i` out of its list, its node out of the table, and its links
+    /// out of the `Vec` (the last slot moves into its place).
+    fn detach(&mut self, i: usize) -> (Option<Node<K, V>>, Link) {
         self.unlink(i);
         let hash = self.links[i].hash;
-        if let Ok(e) = self.table.find_entry(hash, |&j| j as usize == i) {
-            e.remove();
-        }
-        let node = self.nodes.swap_remove(i);
+        let node = self
+            .table
+            .find_entry(hash, |n| n.slot as usize == i)
+            .ok()
+            .map(|e| e.remove().0);
         let link = self.links.swap_remove(i);
         self.weight = self.weight.saturating_sub(link.weight);
-        if i < self.nodes.len() {
-            // The former last node now lives at `i`: repoint everything at it.
-            let moved = self.nodes.len() as u32;
+        if i < self.links.len() {
+            // The former last slot is now `i`: repoint everything at it.
+            let moved = self.links.len();
             let Link {
-                prev, next, queue, ..
+                prev,
+                next,
+                queue,
+                hash,
+                ..
             } = self.links[i];
             let list = self.list(queue);
             if prev == NIL {
@@ -456,8 +596,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             if next != NIL {
                 self.links[next as usize].prev = i as u32;
             }
-            if let Some(slot) = self.table.find_mut(self.links[i].hash, |&j| j == moved) {
-                *slot = i as u32;
+            if let Some(node) = self.table.find_mut(hash, |n| n.slot as usize == moved) {
+                node.slot = i as u32;
             }
         }
         (node, link)
@@ -536,11 +676,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             assert_eq!((list.len, list.weight), (len, weight));
             seen += len;
         }
-        assert_eq!(seen, self.nodes.len());
-        assert_eq!(self.table.len(), self.nodes.len());
-        assert_eq!(self.links.len(), self.nodes.len());
-        for (i, n) in self.nodes.iter().enumerate() {
-            assert_eq!(self.find(self.links[i].hash, &n.key), Some(i));
+        assert_eq!(seen, self.links.len());
+        assert_eq!(self.table.len(), self.links.len());
+        for node in &self.table {
+            let link = &self.links[node.slot as usize];
+            assert_eq!(self.find(link.hash, &node.key), Some(node.slot as usize));
+            assert_eq!(self.times(node), (link.fresh_until, link.stale_until));
+            assert_eq!(node.flags & TAGGED != 0, !link.tags.is_empty());
         }
         assert_eq!(
             self.weight,
@@ -632,5 +774,60 @@ mod tests {
         put(&mut s, &h, 0, now);
         let i = s.find(h.hash_one(0), &0).expect("present");
         assert_eq!(s.links[i].queue, Queue::Main);
+    }
+
+    #[test]
+    fn packed_times_and_tags_read_back_exactly() {
+        let h = Hasher::default();
+        let now = Timestamp::from_millis(1_000_000);
+        let day = Duration::from_secs(86_400);
+        let tagged = Entry::new(1, now, Duration::from_millis(1_500))
+            .with_tags(["t"])
+            .expect("valid tag");
+        let entries = [
+            // Fits the deltas.
+            Entry::new(1, now, Duration::from_millis(1_500)).with_stale_window(day),
+            // Fresh for longer than u32 milliseconds.
+            Entry::new(2, now, day * 60),
+            // A stale window longer than u32 milliseconds.
+            Entry::new(3, now, Duration::from_secs(1)).with_stale_window(day * 60),
+            // Never expires.
+            Entry::from_parts(Some(4), now, Timestamp::MAX, None, Tags::none()),
+            // Made "after" it stops being fresh (clock skew between writers).
+            Entry::from_parts(
+                Some(5),
+                now,
+                Timestamp::from_millis(999_000),
+                Some(Timestamp::from_millis(2_000_000)),
+                Tags::none(),
+            ),
+            Entry::absent(now, Duration::from_secs(5)),
+            tagged,
+        ];
+        let mut s = Shard::<u32, u32>::new(100, u64::MAX);
+        for (k, e) in entries.iter().enumerate() {
+            let k = k as u32;
+            s.put(h.hash_one(k), k, e.clone(), 1, now);
+            s.check();
+        }
+        for (k, e) in entries.iter().enumerate() {
+            let k = k as u32;
+            match s.read(h.hash_one(k), &k, now) {
+                Read::Hit(got) => assert_eq!(&got, e, "key {k}"),
+                _ => panic!("key {k} should be live"),
+            }
+        }
+        // The expiry check uses the unpacked times: key 0 dies after its window.
+        let later = now.saturating_add(day + Duration::from_secs(2));
+        assert!(matches!(s.read(h.hash_one(0), &0, later), Read::Expired));
+        assert!(matches!(s.read(h.hash_one(2), &2, later), Read::Hit(_)));
+        // A predicate sees the whole entry, and the value is put back after it.
+        assert_eq!(s.remove_where(|_, e| !e.tags().is_empty()), 1);
+        assert_eq!(s.remove_where(|_, e| e.value() == Some(&99)), 0);
+        s.check();
+        match s.read(h.hash_one(1), &1, now) {
+            Read::Hit(got) => assert_eq!(got.value(), Some(&2)),
+            _ => panic!("key 1 should be live"),
+        }
     }
 }

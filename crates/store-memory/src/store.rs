@@ -230,32 +230,37 @@ where
         let (hash, cell) = self.locate(key);
         let now = self.clock.recent();
         let shard = cell.lock.read();
-        let read = shard.read(hash, key, now);
-        let expired = matches!(read, Read::Expired);
-        let found = match read {
-            Read::Hit(entry) => Some(entry.clone()),
-            Read::Expired | Read::Miss => None,
-        };
-        drop(shard);
-        if expired {
-            cell.lock.write().remove_if_expired(hash, key, now);
+        // Each arm returns on its own so the entry is built straight into the
+        // return slot instead of being shuffled through temporaries.
+        match shard.read(hash, key, now) {
+            Read::Hit(entry) => {
+                drop(shard);
+                self.count_read(cell, true);
+                Some(entry)
+            }
+            read => {
+                drop(shard);
+                if matches!(read, Read::Expired) {
+                    cell.lock.write().remove_if_expired(hash, key, now);
+                }
+                self.count_read(cell, false);
+                None
+            }
         }
+    }
+
+    fn count_read(&self, cell: &ShardCell<K, V>, hit: bool) {
         if self.count_reads {
-            let counter = if found.is_some() {
-                &cell.hits
-            } else {
-                &cell.misses
-            };
+            let counter = if hit { &cell.hits } else { &cell.misses };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        found
     }
 
     /// Like [`get_sync`](Self::get_sync) without counting a use or a hit.
     pub fn peek_sync(&self, key: &K) -> Option<Entry<V>> {
         let (hash, cell) = self.locate(key);
         let now = self.clock.recent();
-        cell.lock.read().peek(hash, key, now).cloned()
+        cell.lock.read().peek(hash, key, now)
     }
 
     /// Stores `entry` under `key` after checking the key length and the entry's
