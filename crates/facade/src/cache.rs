@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use cache_bloom::AtomicBloomFilter;
@@ -200,19 +201,38 @@ where
     }
 
     /// The value for `key` if the cache holds a fresh one (L1, then L2); never loads.
-    pub async fn get(&self, key: &K) -> Result<Option<V>, Error> {
-        if self.bloom_rejects(key) {
-            return Ok(None);
+    pub fn get<'a>(&'a self, key: &'a K) -> impl Future<Output = Result<Option<V>, Error>> + 'a {
+        // Written by hand rather than as an `async fn`: the first poll answers an
+        // L1 hit without building an async state machine around it, and only a
+        // miss boxes the L2 read. Nothing happens before the first poll.
+        let mut l2 = None;
+        std::future::poll_fn(move |cx| {
+            let read = match &mut l2 {
+                Some(read) => read,
+                None => {
+                    if self.bloom_rejects(key) {
+                        return Poll::Ready(Ok(None));
+                    }
+                    if let Some(v) = self.fresh_in_l1(key) {
+                        return Poll::Ready(Ok(v));
+                    }
+                    l2.insert(Box::pin(self.get_from_l2(key)))
+                }
+            };
+            read.as_mut().poll(cx)
+        })
+    }
+
+    /// The value of a fresh L1 entry (`Some(None)` for a fresh *absent* marker),
+    /// counted as an L1 hit.
+    #[inline]
+    fn fresh_in_l1(&self, key: &K) -> Option<Option<V>> {
+        let e = self.inner.tiered.l1().get_sync(key)?;
+        if !e.is_fresh(self.inner.clock.recent()) {
+            return None;
         }
-        if let Some(e) = self.inner.tiered.l1().get_sync(key)
-            && e.is_fresh(self.inner.clock.recent())
-        {
-            self.l1_hit();
-            return Ok(e.into_value());
-        }
-        // Boxed, so the future of an L1 hit stays a few words long instead of
-        // carrying the whole L2 read in it.
-        Box::pin(self.get_from_l2(key)).await
+        self.l1_hit();
+        Some(e.into_value())
     }
 
     async fn get_from_l2(&self, key: &K) -> Result<Option<V>, Error> {
@@ -233,7 +253,11 @@ where
     /// The value for `key`: from L1, else L2, else `loader` — run once however many
     /// callers ask at the same time. `None` from the loader is cached as *absent* for
     /// the negative TTL. See the [crate docs](crate) for the whole read path.
-    pub async fn get_or_load<F, Fut>(&self, key: K, loader: F) -> Result<Option<V>, Error>
+    pub fn get_or_load<F, Fut>(
+        &self,
+        key: K,
+        loader: F,
+    ) -> impl Future<Output = Result<Option<V>, Error>>
     where
         F: FnOnce(K) -> Fut,
         Fut: Future<Output = Option<V>> + Send + 'static,
@@ -242,13 +266,52 @@ where
             let load = loader(k);
             async move { Ok::<_, std::convert::Infallible>(load.await) }
         })
-        .await
     }
 
     /// Like [`get_or_load`](Self::get_or_load) for a fallible loader. When the loader
     /// fails, a stale value within the stale window is served instead; without one,
     /// every coalesced caller gets the same [`Error::Load`].
-    pub async fn try_get_or_load<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, Error>
+    pub fn try_get_or_load<F, Fut, E>(
+        &self,
+        key: K,
+        loader: F,
+    ) -> impl Future<Output = Result<Option<V>, Error>>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        // By hand, like `get`: the first poll answers a fresh L1 hit; only a miss
+        // boxes the rest of the read path.
+        let mut args = Some((key, loader));
+        let mut rest = None;
+        std::future::poll_fn(move |cx| {
+            let rest = match &mut rest {
+                Some(rest) => rest,
+                None => {
+                    let Some((key, loader)) = args.take() else {
+                        panic!("`try_get_or_load` polled after it completed");
+                    };
+                    match self.l1_or_miss(key, loader) {
+                        Ok(value) => return Poll::Ready(Ok(value)),
+                        Err((key, l1, loader)) => {
+                            rest.insert(Box::pin(self.load_through(key, l1, loader)))
+                        }
+                    }
+                }
+            };
+            rest.as_mut().poll(cx)
+        })
+    }
+
+    /// A fresh L1 hit's value (starting a background refresh when one is due), or
+    /// what the rest of the read path needs.
+    #[allow(clippy::type_complexity)]
+    fn l1_or_miss<F, Fut, E>(
+        &self,
+        key: K,
+        loader: F,
+    ) -> Result<Option<V>, (K, Option<Entry<V>>, F)>
     where
         F: FnOnce(K) -> Fut,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
@@ -269,8 +332,7 @@ where
             }
             return Ok(value);
         }
-        // Boxed, so the future of an L1 hit stays small (see `get`).
-        Box::pin(self.load_through(key, l1, loader)).await
+        Err((key, l1, loader))
     }
 
     /// `try_get_or_load` past an L1 miss: one flight per key, led by `lead`.

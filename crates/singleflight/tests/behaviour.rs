@@ -138,6 +138,8 @@ async fn forget_starts_a_new_flight_that_the_old_one_cannot_remove() {
     let runs = Arc::new(AtomicUsize::new(0));
     let (gate1, gate2) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let first = spawn_call(&group, 1, &runs, &gate1, "old");
+    // Spawned tasks may start in any order: let `first` lead before anyone joins.
+    until(|| runs.load(Ordering::SeqCst) == 1).await;
     let early_follower = spawn_call(&group, 1, &runs, &gate1, "unused");
     until(|| group.stats().joins == 1).await;
     assert!(group.forget(&1));
