@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_core::{Entry, Tags, Timestamp};
@@ -107,6 +107,29 @@ impl<V> Drop for Lent<'_, V> {
             Entry::absent(Timestamp::ZERO, Duration::ZERO),
         );
         *self.home = entry.into_value();
+    }
+}
+
+/// Of a shard's fair share of entries, the part held back in a common pool
+/// (`1 / SPARE_DIVISOR`).
+pub(crate) const SPARE_DIVISOR: usize = 16;
+
+/// Entry slots that belong to no shard yet: a shard that fills its own quota
+/// draws on these before it evicts, so the store holds `max_entries` even when
+/// the hash spreads keys unevenly. On a line of its own: only writers touch it.
+#[repr(align(128))]
+pub(crate) struct Spare(pub(crate) AtomicUsize);
+
+impl Spare {
+    /// Takes one slot; false when none is left.
+    fn take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -198,7 +221,11 @@ pub(crate) struct Shard<K, V> {
     main: Fifo,
     ghost: Ghost,
     weight: u64,
-    max_entries: usize,
+    /// Entries this shard may hold: what it owns plus what it drew from the
+    /// store's [`Spare`] pool.
+    quota: usize,
+    /// The part of `quota` that is the shard's own.
+    owned: usize,
     max_weight: u64,
     small_entries: usize,
     small_weight: u64,
@@ -208,17 +235,20 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
-    pub(crate) fn new(max_entries: usize, max_weight: u64) -> Self {
+    /// A shard whose fair share of the store is `share` entries, `owned` of them
+    /// its own (the rest it draws from the [`Spare`] pool when it needs them).
+    pub(crate) fn new(share: usize, owned: usize, max_weight: u64) -> Self {
         Shard {
             table: HashTable::new(),
             links: Vec::new(),
             small: Fifo::EMPTY,
             main: Fifo::EMPTY,
-            ghost: Ghost::new(max_entries),
+            ghost: Ghost::new(share),
             weight: 0,
-            max_entries,
+            quota: owned,
+            owned,
             max_weight,
-            small_entries: (max_entries * SMALL_PERCENT / 100).max(1),
+            small_entries: (share * SMALL_PERCENT / 100).max(1),
             small_weight: (max_weight / 100)
                 .saturating_mul(SMALL_PERCENT as u64)
                 .max(1),
@@ -325,7 +355,15 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Inserts or replaces, evicting first so the new entry fits. The caller has
     /// checked `weight` against the per-entry limit (at most the shard's bound).
-    pub(crate) fn put(&mut self, hash: u64, key: K, entry: Entry<V>, weight: u64, now: Timestamp) {
+    pub(crate) fn put(
+        &mut self,
+        hash: u64,
+        key: K,
+        entry: Entry<V>,
+        weight: u64,
+        now: Timestamp,
+        spare: &Spare,
+    ) {
         let (queue, freq) = match self.find(hash, &key) {
             Some(i) => {
                 // A replacement keeps its place and counts as a read.
@@ -345,8 +383,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             }
         };
         self.reclaim_heads(now);
-        while self.len() >= self.max_entries {
-            if !self.evict_one(EvictionReason::Capacity, now) {
+        while self.len() >= self.quota {
+            if spare.take() {
+                self.quota += 1;
+            } else if !self.evict_one(EvictionReason::Capacity, now) {
                 break;
             }
         }
@@ -359,6 +399,19 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.puts_since_sweep += 1;
         if self.puts_since_sweep >= self.len().max(MIN_SWEEP_INTERVAL) {
             self.purge_expired(now);
+            self.release(spare);
+        }
+    }
+
+    /// Returns drawn entry slots this shard no longer fills to the pool.
+    pub(crate) fn release(&mut self, spare: &Spare) {
+        let unused = self
+            .quota
+            .saturating_sub(self.len())
+            .min(self.quota - self.owned);
+        if unused > 0 {
+            self.quota -= unused;
+            spare.give(unused);
         }
     }
 
@@ -704,9 +757,11 @@ mod tests {
 
     use super::*;
 
+    static NO_SPARE: Spare = Spare(AtomicUsize::new(0));
+
     fn put(s: &mut Shard<u32, u32>, h: &Hasher, k: u32, now: Timestamp) {
         let e = Entry::new(k, now, Duration::from_secs(60));
-        s.put(h.hash_one(k), k, e, 1, now);
+        s.put(h.hash_one(k), k, e, 1, now, &NO_SPARE);
         s.check();
     }
 
@@ -714,7 +769,7 @@ mod tests {
     fn links_stay_consistent_through_churn() {
         let h = Hasher::default();
         let now = Timestamp::from_millis(1_000);
-        let mut s = Shard::<u32, u32>::new(50, u64::MAX);
+        let mut s = Shard::<u32, u32>::new(50, 50, u64::MAX);
         for round in 0..20u32 {
             for k in 0..80 {
                 put(&mut s, &h, (k * 7 + round) % 120, now);
@@ -743,7 +798,7 @@ mod tests {
     fn a_scan_does_not_push_out_keys_that_are_read() {
         let h = Hasher::default();
         let now = Timestamp::from_millis(1_000);
-        let mut s = Shard::<u32, u32>::new(100, u64::MAX);
+        let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX);
         for k in 0..100 {
             put(&mut s, &h, k, now);
         }
@@ -765,7 +820,7 @@ mod tests {
     fn a_key_evicted_from_small_comes_back_through_the_ghost() {
         let h = Hasher::default();
         let now = Timestamp::from_millis(1_000);
-        let mut s = Shard::<u32, u32>::new(20, u64::MAX);
+        let mut s = Shard::<u32, u32>::new(20, 20, u64::MAX);
         put(&mut s, &h, 0, now);
         for k in 1..30 {
             put(&mut s, &h, k, now);
@@ -804,10 +859,10 @@ mod tests {
             Entry::absent(now, Duration::from_secs(5)),
             tagged,
         ];
-        let mut s = Shard::<u32, u32>::new(100, u64::MAX);
+        let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX);
         for (k, e) in entries.iter().enumerate() {
             let k = k as u32;
-            s.put(h.hash_one(k), k, e.clone(), 1, now);
+            s.put(h.hash_one(k), k, e.clone(), 1, now, &NO_SPARE);
             s.check();
         }
         for (k, e) in entries.iter().enumerate() {

@@ -5,7 +5,7 @@ use std::future::{Ready, ready};
 use std::hash::{BuildHasher, Hash};
 use std::mem::size_of;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_core::{
@@ -14,7 +14,7 @@ use cache_core::{
 use parking_lot::RwLock;
 
 use crate::config::{MemoryStoreBuilder, Plan, Weigher};
-use crate::shard::{Hasher, Read, Shard, shard_index};
+use crate::shard::{Hasher, Read, SPARE_DIVISOR, Shard, Spare, shard_index};
 use crate::stats::MemoryStats;
 
 /// One shard with its read counters beside the lock word (one cache line for a
@@ -38,8 +38,10 @@ impl<K, V> ShardCell<K, V> {
 
 /// A bounded, sharded, in-process store with S3-FIFO eviction and TTL.
 ///
-/// - Bounded by entry count and by total weight; both bounds hold at every moment
-///   (each shard owns an exact share of them).
+/// - Bounded by entry count and by total weight; both bounds hold at every moment.
+///   Each shard owns an exact share of the weight bound and 15/16 of its share
+///   of the entry bound; the rest of the entries is a common pool shards draw on
+///   as they fill, so uneven hashing evicts nothing before the store is full.
 /// - Keys are looked up by value (`K: Hash + Eq`): a hit builds no string and
 ///   allocates nothing beyond cloning the value (wrap large values in `Arc`).
 /// - A hit takes only its shard's read lock: hits on the same shard run side by
@@ -56,6 +58,8 @@ impl<K, V> ShardCell<K, V> {
 /// [`Store`] implementation wraps them in ready futures.
 pub struct MemoryStore<K, V> {
     shards: Box<[ShardCell<K, V>]>,
+    /// Entry slots no shard holds yet (see `from_plan`).
+    spare: Spare,
     mask: usize,
     hasher: Hasher,
     clock: Arc<dyn Clock>,
@@ -94,14 +98,20 @@ where
 {
     pub(crate) fn from_plan(b: MemoryStoreBuilder<K, V>, plan: Plan) -> Self {
         let n = plan.shards;
+        // Each shard owns a little less than its share of `max_entries`; the rest
+        // is a common pool that shards draw on as they fill, so hash imbalance
+        // does not evict anything before the store as a whole is full. The owned
+        // quotas plus the pool add up to `max_entries` exactly.
+        let share = b.max_entries / n;
+        let owned = share - share / SPARE_DIVISOR;
+        let spare = b.max_entries - owned * n;
         let shards = (0..n)
             .map(|i| {
-                // Split both bounds exactly: the shares add up to the totals.
-                let entries = b.max_entries / n + usize::from(i < b.max_entries % n);
+                // The weight bound is split exactly: the shares add up to the total.
                 let weight =
                     plan.max_weight / n as u64 + u64::from((i as u64) < plan.max_weight % n as u64);
                 ShardCell {
-                    lock: RwLock::new(Shard::new(entries, weight)),
+                    lock: RwLock::new(Shard::new(share, owned, weight)),
                     hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
                 }
@@ -109,6 +119,7 @@ where
             .collect();
         MemoryStore {
             shards,
+            spare: Spare(AtomicUsize::new(spare)),
             mask: n - 1,
             hasher: Hasher::default(),
             clock: b.clock,
@@ -199,8 +210,17 @@ where
     /// Removes everything.
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            s.lock.write().clear();
+            self.shrink(s, Shard::clear);
         }
+    }
+
+    /// Runs `f` on a shard under its write lock, then returns the entry slots
+    /// the shard drew and no longer fills to the common pool.
+    fn shrink<R>(&self, cell: &ShardCell<K, V>, f: impl FnOnce(&mut Shard<K, V>) -> R) -> R {
+        let mut shard = cell.lock.write();
+        let out = f(&mut shard);
+        shard.release(&self.spare);
+        out
     }
 
     /// The key's hash and its shard.
@@ -241,7 +261,7 @@ where
             read => {
                 drop(shard);
                 if matches!(read, Read::Expired) {
-                    cell.lock.write().remove_if_expired(hash, key, now);
+                    self.shrink(cell, |s| s.remove_if_expired(hash, key, now));
                 }
                 self.count_read(cell, false);
                 None
@@ -306,15 +326,16 @@ where
         if entry.is_expired(now) {
             // Storing it would only hide an older value; drop both.
             shard.remove(hash, &key);
+            shard.release(&self.spare);
             return;
         }
-        shard.put(hash, key, entry, weight, now);
+        shard.put(hash, key, entry, weight, now, &self.spare);
     }
 
     /// Removes `key`; `true` if it was there.
     pub fn remove_sync(&self, key: &K) -> bool {
         let (hash, cell) = self.locate(key);
-        cell.lock.write().remove(hash, key)
+        self.shrink(cell, |s| s.remove(hash, key))
     }
 
     /// Removes every entry tagged `tag`; returns how many.
@@ -339,7 +360,7 @@ where
     pub fn remove_where(&self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
         self.shards
             .iter()
-            .map(|s| s.lock.write().remove_where(&mut pred))
+            .map(|s| self.shrink(s, |s| s.remove_where(&mut pred)))
             .sum()
     }
 
@@ -349,7 +370,7 @@ where
         let now = self.clock.now();
         self.shards
             .iter()
-            .map(|s| s.lock.write().purge_expired(now))
+            .map(|s| self.shrink(s, |s| s.purge_expired(now)))
             .sum()
     }
 

@@ -370,3 +370,44 @@ fn reads_are_counted_only_when_asked() {
         assert_eq!(st.inserts, 1, "writes are always counted");
     }
 }
+
+#[test]
+fn a_sharded_store_holds_max_entries_however_the_keys_hash() {
+    let clock = MockClock::default();
+    let store: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_entries(10_000)
+        .shards(16)
+        .clock(clock.clone())
+        .build()
+        .expect("valid config");
+    for round in 0..3u32 {
+        let base = round * 100_000;
+        for k in base..base + 10_000 {
+            store
+                .put_sync(k, Entry::new(k.to_string(), clock.now(), TTL))
+                .expect("put");
+        }
+        // Every key is there: no shard evicted while the store had room.
+        assert_eq!(store.len(), 10_000, "round {round}");
+        assert!((base..base + 10_000).all(|k| store.peek_sync(&k).is_some()));
+        // Past full, the bound holds.
+        for k in base + 10_000..base + 12_000 {
+            store
+                .put_sync(k, Entry::new(k.to_string(), clock.now(), TTL))
+                .expect("put");
+            assert!(store.len() <= 10_000);
+        }
+        assert_eq!(store.len(), 10_000);
+        // Emptying the store in different ways gives every slot back.
+        match round {
+            0 => store.clear(),
+            1 => assert_eq!(store.remove_where(|_, _| true), 10_000),
+            _ => {
+                for k in store.keys() {
+                    assert!(store.remove_sync(&k));
+                }
+            }
+        }
+        assert_eq!(store.len(), 0);
+    }
+}
