@@ -379,9 +379,42 @@ impl KeySpace {
     /// The full backend key for `key`, or [`InvalidInput::KeyTooLong`].
     pub fn full_key<K: CacheKey + ?Sized>(&self, key: &K) -> Result<String, InvalidInput> {
         let mut out = String::with_capacity(self.head.len() + 32);
+        self.push_full_key(&mut out, key)?;
+        Ok(out)
+    }
+
+    /// Appends the full backend key for `key` to `out` and returns where it is, so
+    /// a batch can build all its keys in one buffer. On
+    /// [`InvalidInput::KeyTooLong`], `out` is left as it was.
+    ///
+    /// ```
+    /// use cache_core::{KeySpace, Namespace};
+    ///
+    /// let space = KeySpace::new(Namespace::new("app")?, Namespace::new("users")?);
+    /// let mut buf = String::new();
+    /// let a = space.push_full_key(&mut buf, &7u64)?;
+    /// let b = space.push_full_key(&mut buf, "bob")?;
+    /// assert_eq!(&buf[a], space.full_key(&7u64)?);
+    /// assert_eq!(&buf[b], space.full_key("bob")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push_full_key<K: CacheKey + ?Sized>(
+        &self,
+        out: &mut String,
+        key: &K,
+    ) -> Result<std::ops::Range<usize>, InvalidInput> {
+        let start = out.len();
         out.push_str(&self.head);
-        key.encode_key(&mut out);
-        self.check_len(out)
+        key.encode_key(out);
+        let len = out.len() - start;
+        if len > self.max_key_len {
+            out.truncate(start);
+            return Err(InvalidInput::KeyTooLong {
+                len,
+                max: self.max_key_len,
+            });
+        }
+        Ok(start..out.len())
     }
 
     /// The full backend key for an already encoded key string (used for prefixes).
@@ -447,6 +480,16 @@ mod tests {
         );
         assert_eq!(space.strip("p:n:abcd"), Some("abcd"));
         assert_eq!(space.strip("p:m:abcd"), None);
+        // In a shared buffer, a refused key leaves what was there untouched.
+        let mut buf = String::new();
+        let a = space.push_full_key(&mut buf, "ab").expect("fits");
+        assert_eq!(
+            space.push_full_key(&mut buf, "abcde"),
+            Err(InvalidInput::KeyTooLong { len: 9, max: 8 })
+        );
+        let b = space.push_full_key(&mut buf, "cd").expect("fits");
+        assert_eq!((&buf[a], &buf[b]), ("p:n:ab", "p:n:cd"));
+        assert_eq!(buf, "p:n:abp:n:cd");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_core::{
-    CacheError, CacheKey, Clock, Entry, HealthStatus, InvalidInput, Store, StoreHealth,
+    CacheError, CacheKey, Clock, Entry, HealthStatus, InvalidInput, Store, StoreHealth, Timestamp,
 };
 use parking_lot::RwLock;
 
@@ -314,9 +314,31 @@ where
         Ok(size)
     }
 
+    /// Stores each entry that passes the checks of [`put_sync`](Self::put_sync) and
+    /// skips the others, reading the clock once; returns how many were stored.
+    /// For filling the store from a batch read of another tier, where one
+    /// entry too large for this store must not keep out the rest.
+    pub fn put_each_sync(&self, entries: impl IntoIterator<Item = (K, Entry<V>)>) -> usize
+    where
+        K: CacheKey,
+    {
+        let now = self.clock.now();
+        let mut stored = 0;
+        for (key, entry) in entries {
+            if let Ok(weight) = self.check(&key, &entry) {
+                self.insert_at(key, entry, weight, now);
+                stored += 1;
+            }
+        }
+        stored
+    }
+
     /// Stores an entry that passed [`check`](Self::check).
     fn insert_checked(&self, key: K, entry: Entry<V>, weight: u64) {
-        let now = self.clock.now();
+        self.insert_at(key, entry, weight, self.clock.now());
+    }
+
+    fn insert_at(&self, key: K, entry: Entry<V>, weight: u64, now: Timestamp) {
         let entry = match self.max_ttl {
             Some(ttl) => entry.capped_at(now.saturating_add(ttl)),
             None => entry,
@@ -420,8 +442,9 @@ where
             Ok(w) => w,
             Err(e) => return ready(Err(e)),
         };
+        let now = self.clock.now();
         for ((key, entry), weight) in entries.into_iter().zip(weights) {
-            self.insert_checked(key, entry, weight);
+            self.insert_at(key, entry, weight, now);
         }
         ready(Ok(()))
     }

@@ -411,3 +411,25 @@ fn a_sharded_store_holds_max_entries_however_the_keys_hash() {
         assert_eq!(store.len(), 0);
     }
 }
+
+#[test]
+fn put_each_skips_refused_entries_and_keeps_the_rest() {
+    let clock = MockClock::default();
+    let store = by_length(10, 100, &clock)
+        .max_entry_weight(5)
+        .build()
+        .expect("valid config");
+    let stored = store.put_each_sync([
+        (1, entry("a", &clock)),
+        (2, entry("far too long", &clock)),
+        (3, entry("ccc", &clock)),
+        (
+            4,
+            Entry::new("gone".to_string(), clock.now(), Duration::ZERO),
+        ),
+    ]);
+    // The expired entry counts as handled (like `put_sync`) but is not kept.
+    assert_eq!(stored, 3);
+    assert_eq!(sorted_keys(&store), vec![1, 3]);
+    assert_eq!(store.weight(), 4);
+}

@@ -650,16 +650,18 @@ where
     }
 
     async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<Entry<V>>>, CacheError> {
-        let full: Vec<String> = keys
+        // Every full key in one buffer rather than one `String` each.
+        let mut buf = String::with_capacity(keys.len() * 48);
+        let full: Vec<std::ops::Range<usize>> = keys
             .iter()
-            .map(|k| self.inner.space.full_key(k))
+            .map(|k| self.inner.space.push_full_key(&mut buf, k))
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(full.len());
         let now = self.inner.clock.now();
         for chunk in full.chunks(self.inner.batch_size) {
             let mut cmd = redis::cmd("MGET");
             for key in chunk {
-                cmd.arg(key);
+                cmd.arg(&buf[key.clone()]);
             }
             let values: Vec<Option<Vec<u8>>> = self.query("get_many", &cmd).await?;
             if values.len() != chunk.len() {
@@ -672,7 +674,7 @@ where
             for (key, value) in chunk.iter().zip(values) {
                 out.push(match value {
                     None => None,
-                    Some(bytes) => self.decode_or_evict(key, bytes, now).await,
+                    Some(bytes) => self.decode_or_evict(&buf[key.clone()], bytes, now).await,
                 });
             }
         }

@@ -657,14 +657,15 @@ where
             })
             .await?
             .unwrap_or_default();
-        let mut l2_hits = 0;
+        let mut backfill = Vec::with_capacity(found.len());
         for (slot, entry) in missing.iter().zip(found) {
             if let Some(e) = entry {
-                l2_hits += 1;
-                let _ = self.inner.l1.put_sync(keys[*slot].clone(), e.clone());
+                backfill.push((keys[*slot].clone(), e.clone()));
                 out[*slot] = Some(e);
             }
         }
+        let l2_hits = backfill.len() as u64;
+        self.inner.l1.put_each_sync(backfill);
         let counters = &self.inner.counters;
         counters.l2_hits.fetch_add(l2_hits, Ordering::Relaxed);
         counters
