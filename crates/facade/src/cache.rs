@@ -236,7 +236,7 @@ where
     }
 
     async fn get_from_l2(&self, key: &K) -> Result<Option<V>, Error> {
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.recent();
         match self.inner.tiered.get_l2(key).await {
             Ok(Some(e)) if e.is_fresh(now) => {
                 self.l2_hit();
@@ -635,7 +635,7 @@ where
 
     /// Fresh values for several keys (L1, then one L2 round trip for the rest).
     pub async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>, Error> {
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.recent();
         let entries = self
             .inner
             .tiered

@@ -255,7 +255,9 @@ impl<C: Codec> RedisStore<C> {
                     let lease = inner.conns.handle_at(slot).await?;
                     attempt(lease).await
                 };
-                match tokio::time::timeout(inner.op_timeout, waited).await {
+                // Boxed: rare (no connection ready), and it would otherwise make
+                // every operation's future larger by a timer and a wait.
+                match Box::pin(tokio::time::timeout(inner.op_timeout, waited)).await {
                     Ok(result) => result,
                     Err(_) => Err(CacheError::Timeout {
                         op,
@@ -383,7 +385,8 @@ impl<C: Codec> RedisStore<C> {
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(DELETE_IF_SAME).arg(1).arg(key).arg(bytes);
                 // Best effort: a failed delete leaves a value that will be a miss again.
-                let _ = self.query::<i64>("delete_corrupt", &cmd).await;
+                // Boxed, so this rare path does not enlarge every read's future.
+                let _ = Box::pin(self.query::<i64>("delete_corrupt", &cmd)).await;
                 None
             }
         }
@@ -629,7 +632,7 @@ where
         match self.query::<Option<Vec<u8>>>("get", &cmd).await? {
             None => Ok(None),
             Some(bytes) => Ok(self
-                .decode_or_evict(&full, bytes, self.inner.clock.now())
+                .decode_or_evict(&full, bytes, self.inner.clock.recent())
                 .await),
         }
     }
@@ -657,7 +660,7 @@ where
             .map(|k| self.inner.space.push_full_key(&mut buf, k))
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(full.len());
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.recent();
         for chunk in full.chunks(self.inner.batch_size) {
             let mut cmd = redis::cmd("MGET");
             for key in chunk {
