@@ -65,6 +65,13 @@ pub struct Cache<K, V, C = Postcard> {
     pub(crate) inner: Arc<CacheInner<K, V, C>>,
 }
 
+/// What the read path needs past an L1 miss (or a stale L1 entry).
+struct L1Miss<K, V, F> {
+    key: K,
+    l1: Option<Entry<V>>,
+    loader: F,
+}
+
 impl<K, V, C> Clone for Cache<K, V, C> {
     fn clone(&self) -> Self {
         Cache {
@@ -216,6 +223,11 @@ where
                     if let Some(v) = self.fresh_in_l1(key) {
                         return Poll::Ready(Ok(v));
                     }
+                    if self.inner.tiered.l2().is_none() {
+                        // Memory only: a miss needs no boxed future.
+                        self.miss();
+                        return Poll::Ready(Ok(None));
+                    }
                     l2.insert(Box::pin(self.get_from_l2(key)))
                 }
             };
@@ -294,7 +306,7 @@ where
                     };
                     match self.l1_or_miss(key, loader) {
                         Ok(value) => return Poll::Ready(Ok(value)),
-                        Err((key, l1, loader)) => {
+                        Err(L1Miss { key, l1, loader }) => {
                             rest.insert(Box::pin(self.load_through(key, l1, loader)))
                         }
                     }
@@ -306,12 +318,7 @@ where
 
     /// A fresh L1 hit's value (starting a background refresh when one is due), or
     /// what the rest of the read path needs.
-    #[allow(clippy::type_complexity)]
-    fn l1_or_miss<F, Fut, E>(
-        &self,
-        key: K,
-        loader: F,
-    ) -> Result<Option<V>, (K, Option<Entry<V>>, F)>
+    fn l1_or_miss<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, L1Miss<K, V, F>>
     where
         F: FnOnce(K) -> Fut,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
@@ -332,7 +339,7 @@ where
             }
             return Ok(value);
         }
-        Err((key, l1, loader))
+        Err(L1Miss { key, l1, loader })
     }
 
     /// `try_get_or_load` past an L1 miss: one flight per key, led by `lead`.
