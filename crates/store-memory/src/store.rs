@@ -290,7 +290,7 @@ where
         K: CacheKey,
     {
         let weight = self.check(&key, &entry)?;
-        self.insert_checked(key, entry, weight);
+        self.insert_at(key, entry, weight, self.clock.now());
         Ok(())
     }
 
@@ -315,7 +315,8 @@ where
     }
 
     /// Stores each entry that passes the checks of [`put_sync`](Self::put_sync) and
-    /// skips the others, reading the clock once; returns how many were stored.
+    /// skips the others, reading the clock once; returns how many passed (an
+    /// entry already expired passes but, as with `put_sync`, is not kept).
     /// For filling the store from a batch read of another tier, where one
     /// entry too large for this store must not keep out the rest.
     pub fn put_each_sync(&self, entries: impl IntoIterator<Item = (K, Entry<V>)>) -> usize
@@ -333,11 +334,7 @@ where
         stored
     }
 
-    /// Stores an entry that passed [`check`](Self::check).
-    fn insert_checked(&self, key: K, entry: Entry<V>, weight: u64) {
-        self.insert_at(key, entry, weight, self.clock.now());
-    }
-
+    /// Stores an entry that passed [`check`](Self::check), as of `now`.
     fn insert_at(&self, key: K, entry: Entry<V>, weight: u64, now: Timestamp) {
         let entry = match self.max_ttl {
             Some(ttl) => entry.capped_at(now.saturating_add(ttl)),
