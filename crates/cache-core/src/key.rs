@@ -406,13 +406,9 @@ impl KeySpace {
         let start = out.len();
         out.push_str(&self.head);
         key.encode_key(out);
-        let len = out.len() - start;
-        if len > self.max_key_len {
+        if let Err(e) = self.check_len(out.len() - start) {
             out.truncate(start);
-            return Err(InvalidInput::KeyTooLong {
-                len,
-                max: self.max_key_len,
-            });
+            return Err(e);
         }
         Ok(start..out.len())
     }
@@ -422,7 +418,8 @@ impl KeySpace {
         let mut out = String::with_capacity(self.head.len() + encoded.len());
         out.push_str(&self.head);
         out.push_str(encoded);
-        self.check_len(out)
+        self.check_len(out.len())?;
+        Ok(out)
     }
 
     /// Removes `{prefix}:{namespace}:` from a full key, if it belongs to this space.
@@ -431,14 +428,14 @@ impl KeySpace {
         full.strip_prefix(&*self.head)
     }
 
-    fn check_len(&self, key: String) -> Result<String, InvalidInput> {
-        if key.len() > self.max_key_len {
+    fn check_len(&self, len: usize) -> Result<(), InvalidInput> {
+        if len > self.max_key_len {
             Err(InvalidInput::KeyTooLong {
-                len: key.len(),
+                len,
                 max: self.max_key_len,
             })
         } else {
-            Ok(key)
+            Ok(())
         }
     }
 }
