@@ -12,7 +12,7 @@ use cache_core::{
 use cache_singleflight::Group;
 use cache_store_memory::MemoryStore;
 use cache_store_redis::RedisStore;
-use cache_tiered::{FailMode, TieredStore};
+use cache_tiered::{FailMode, GapPolicy, TieredStore};
 use cache_ttl_jitter::Jitter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,6 +60,9 @@ pub struct CacheBuilder<C = Postcard> {
     breaker: Option<cache_breaker::Builder>,
     fail_mode: FailMode,
     bus: bool,
+    bus_keepalive: Duration,
+    gap_policy: GapPolicy,
+    recovery_capacity: usize,
     codec: C,
     clock: Arc<dyn Clock>,
     bloom: Option<Arc<AtomicBloomFilter>>,
@@ -86,6 +89,9 @@ impl CacheBuilder<Postcard> {
             breaker: None,
             fail_mode: FailMode::Open,
             bus: true,
+            bus_keepalive: cache_store_redis::DEFAULT_KEEPALIVE,
+            gap_policy: cache_tiered::DEFAULT_GAP_POLICY,
+            recovery_capacity: cache_tiered::DEFAULT_RECOVERY_CAPACITY,
             codec: Postcard,
             clock: Arc::new(SystemClock),
             bloom: None,
@@ -203,9 +209,35 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         self
     }
 
-    /// Cross-instance L1 invalidation over Redis pub/sub (default on with an L2).
+    /// Cross-instance L1 invalidation over a Redis Stream (default on with an L2).
     pub fn invalidation_bus(mut self, enabled: bool) -> Self {
         self.bus = enabled;
+        self
+    }
+
+    /// How long the bus's idle blocking read waits before reading again (default
+    /// 1 s, at least 10 ms): a dead bus connection is noticed within this plus
+    /// the connect timeout.
+    pub fn bus_keepalive(mut self, keepalive: Duration) -> Self {
+        self.bus_keepalive = keepalive;
+        self
+    }
+
+    /// What L1 does when the bus reports that invalidations were lost for good
+    /// (Redis restarted or failed over, or its history was trimmed); default:
+    /// entries stop being fresh within 30 s, spread out. See [`GapPolicy`] for
+    /// what each choice trades.
+    pub fn gap_policy(mut self, policy: GapPolicy) -> Self {
+        self.gap_policy = policy;
+        self
+    }
+
+    /// How many writes and invalidations (one per key, tag or prefix) are kept
+    /// while Redis is unreachable, to be applied and published when it answers
+    /// again (default 100,000; when full the oldest is dropped and counted in
+    /// `cache_recovery_dropped_total`).
+    pub fn recovery_capacity(mut self, capacity: usize) -> Self {
+        self.recovery_capacity = capacity;
         self
     }
 
@@ -251,6 +283,9 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             breaker: self.breaker,
             fail_mode: self.fail_mode,
             bus: self.bus,
+            bus_keepalive: self.bus_keepalive,
+            gap_policy: self.gap_policy,
+            recovery_capacity: self.recovery_capacity,
             codec,
             clock: self.clock,
             bloom: self.bloom,
@@ -329,6 +364,9 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                     .l2(redis)
                     .fail_mode(self.fail_mode)
                     .invalidation_bus(self.bus)
+                    .bus_keepalive(self.bus_keepalive)
+                    .gap_policy(self.gap_policy)
+                    .recovery_capacity(self.recovery_capacity)
                     .build()?
             }
         };

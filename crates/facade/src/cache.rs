@@ -708,6 +708,11 @@ where
             meters
                 .bus_connected
                 .set(if tiered.bus_connected() { 1.0 } else { 0.0 });
+            meters.bus_replayed.absolute(t.bus_replayed);
+            meters.bus_reconnects.absolute(t.bus_reconnects);
+            meters.recovery_pending.set(t.recovery_pending as f64);
+            meters.recovery_replayed.absolute(t.recovery_replayed);
+            meters.recovery_dropped.absolute(t.recovery_dropped);
         }
     }
 
@@ -728,13 +733,32 @@ where
                 let h = store.check().await;
                 let l2_status = h.status(store.op_timeout());
                 let state = breaker.state();
-                status = cache_tiered::combined_health(l2_status, state, tiered.fail_mode());
+                let incoherence = tiered.incoherence();
+                status = cache_tiered::combined_health(
+                    l2_status,
+                    state,
+                    tiered.fail_mode(),
+                    incoherence.is_none(),
+                );
+                let mut reasons = Vec::new();
+                if l2_status != HealthStatus::Healthy {
+                    reasons.push(match &h.error {
+                        Some(e) => format!("redis {}: {e}", l2_status.as_str()),
+                        None => format!("redis {}", l2_status.as_str()),
+                    });
+                }
+                if state != cache_breaker::State::Closed {
+                    reasons.push(format!("breaker {}", state.as_str()));
+                }
+                reasons.extend(incoherence);
                 Some(L2Report {
                     status: l2_status,
                     reachable: h.latency.is_some() && h.error.is_none(),
                     latency_ms: h.latency.map(|l| l.as_secs_f64() * 1_000.0),
                     breaker: state.as_str(),
                     bus_connected: tiered.bus_connected(),
+                    recovery_pending: tiered.recovery_pending() as u64,
+                    reasons,
                     detail: Some(h.summary()),
                 })
             }

@@ -105,5 +105,5 @@ pub use cache_bloom::AtomicBloomFilter;
 pub use cache_breaker::Builder as BreakerBuilder;
 pub use cache_core::{CacheKey, DecodeKey, HealthStatus};
 pub use cache_macros::cached;
-pub use cache_tiered::FailMode;
+pub use cache_tiered::{FailMode, GapPolicy};
 pub use cache_ttl_jitter::{Jitter, XFetch};

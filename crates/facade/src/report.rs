@@ -79,8 +79,12 @@ pub struct L2Report {
     pub latency_ms: Option<f64>,
     /// Breaker state: `closed`, `half_open` or `open`.
     pub breaker: &'static str,
-    /// Whether the invalidation bus is subscribed.
+    /// Whether the invalidation bus is connected.
     pub bus_connected: bool,
+    /// Writes and invalidations waiting in the recovery queue for Redis.
+    pub recovery_pending: u64,
+    /// Why the cache is not healthy, when it is not (one line per reason).
+    pub reasons: Vec<String>,
     /// Human-readable details (mode, version, role, error).
     pub detail: Option<String>,
 }
@@ -88,7 +92,9 @@ pub struct L2Report {
 /// The cache's health: what `/health/cache` serves as JSON.
 ///
 /// `healthy`: every configured tier works. `degraded`: the cache answers (from L1
-/// and the loader) but L2 is unreachable or its breaker is not closed.
+/// and the loader) but L2 is unreachable or its breaker is not closed, or other
+/// instances may not hear of this one's invalidations (the bus is not connected,
+/// or writes wait in the recovery queue).
 /// `unhealthy`: the cache cannot answer as configured (fail-closed with L2 down).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthReport {
@@ -219,6 +225,11 @@ pub(crate) struct Meters {
     pub(crate) bus_gaps: Counter,
     pub(crate) bus_publish_errors: Counter,
     pub(crate) bus_connected: Gauge,
+    pub(crate) bus_replayed: Counter,
+    pub(crate) bus_reconnects: Counter,
+    pub(crate) recovery_pending: Gauge,
+    pub(crate) recovery_replayed: Counter,
+    pub(crate) recovery_dropped: Counter,
     pub(crate) refresh_threshold: Counter,
     pub(crate) refresh_xfetch: Counter,
     pub(crate) refresh_error: Counter,
@@ -261,6 +272,11 @@ impl Meters {
             bus_gaps: metrics::counter!(n::BUS_GAPS, "cache" => c.clone()),
             bus_publish_errors: metrics::counter!(n::BUS_PUBLISH_ERRORS, "cache" => c.clone()),
             bus_connected: metrics::gauge!(n::BUS_CONNECTED, "cache" => c.clone()),
+            bus_replayed: metrics::counter!(n::BUS_REPLAYED, "cache" => c.clone()),
+            bus_reconnects: metrics::counter!(n::BUS_RECONNECTS, "cache" => c.clone()),
+            recovery_pending: metrics::gauge!(n::RECOVERY_PENDING, "cache" => c.clone()),
+            recovery_replayed: metrics::counter!(n::RECOVERY_REPLAYED, "cache" => c.clone()),
+            recovery_dropped: metrics::counter!(n::RECOVERY_DROPPED, "cache" => c.clone()),
             refresh_threshold: metrics::counter!(n::REFRESHES, "cache" => c.clone(), "kind" => "threshold"),
             refresh_xfetch: metrics::counter!(n::REFRESHES, "cache" => c.clone(), "kind" => "xfetch"),
             refresh_error: metrics::counter!(n::REFRESHES, "cache" => c.clone(), "kind" => "error"),

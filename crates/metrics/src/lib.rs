@@ -78,8 +78,20 @@ pub mod names {
     pub const L1_WEIGHT: &str = "cache_l1_weight";
     /// Counter `{cache}`: invalidations received from other instances.
     pub const BUS_MESSAGES: &str = "cache_bus_messages_total";
-    /// Counter `{cache}`: invalidation-bus gaps (each one cleared L1).
+    /// Counter `{cache}`: invalidation-bus gaps (history lost for good; each one
+    /// handled by the gap policy).
     pub const BUS_GAPS: &str = "cache_bus_gaps_total";
+    /// Counter `{cache}`: invalidations published while the bus was disconnected
+    /// and read after it reconnected (replayed, not lost).
+    pub const BUS_REPLAYED: &str = "cache_bus_replayed_total";
+    /// Counter `{cache}`: times the bus connection was re-established.
+    pub const BUS_RECONNECTS: &str = "cache_bus_reconnects_total";
+    /// Gauge `{cache}`: writes and invalidations waiting for L2 in the recovery queue.
+    pub const RECOVERY_PENDING: &str = "cache_recovery_queue_depth";
+    /// Counter `{cache}`: queued operations applied to L2 and published after an outage.
+    pub const RECOVERY_REPLAYED: &str = "cache_recovery_replayed_total";
+    /// Counter `{cache}`: queued operations dropped (queue full, or refused by L2).
+    pub const RECOVERY_DROPPED: &str = "cache_recovery_dropped_total";
     /// Counter `{cache}`: invalidations that could not be published.
     pub const BUS_PUBLISH_ERRORS: &str = "cache_bus_publish_errors_total";
     /// Gauge `{cache}`: 1 while the invalidation bus is subscribed, else 0.
@@ -241,7 +253,37 @@ pub const CATALOG: &[MetricDef] = &[
         names::BUS_GAPS,
         Counter,
         &["cache"],
-        "Invalidation-bus gaps (reconnects, lag); each one cleared L1.",
+        "Invalidation-bus gaps (history lost: Redis restarted or failed over, or the stream was trimmed); each one handled by the gap policy.",
+    ),
+    def(
+        names::BUS_REPLAYED,
+        Counter,
+        &["cache"],
+        "Invalidations published while the bus was disconnected and read after it reconnected.",
+    ),
+    def(
+        names::BUS_RECONNECTS,
+        Counter,
+        &["cache"],
+        "Times the invalidation-bus connection was re-established after it was lost.",
+    ),
+    def(
+        names::RECOVERY_PENDING,
+        Gauge,
+        &["cache"],
+        "Writes and invalidations waiting for Redis in the recovery queue.",
+    ),
+    def(
+        names::RECOVERY_REPLAYED,
+        Counter,
+        &["cache"],
+        "Queued writes and invalidations applied to Redis and published after an outage.",
+    ),
+    def(
+        names::RECOVERY_DROPPED,
+        Counter,
+        &["cache"],
+        "Queued writes and invalidations dropped (queue full, or refused by Redis).",
     ),
     def(
         names::BUS_PUBLISH_ERRORS,

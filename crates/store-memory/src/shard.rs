@@ -544,6 +544,40 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         n
     }
 
+    /// Ends every entry's freshness at `cap(hash)` at the latest; entries already
+    /// fresh for less long are left alone, and every entry stays servable as
+    /// stale until its own stale end. Returns how many entries were shortened.
+    pub(crate) fn cap_fresh(&mut self, mut cap: impl FnMut(u64) -> Timestamp) -> u64 {
+        let mut n = 0;
+        for i in 0..self.links.len() {
+            let link = &mut self.links[i];
+            let until = cap(link.hash);
+            if until >= link.fresh_until {
+                continue;
+            }
+            link.fresh_until = until;
+            let (hash, stale_until) = (link.hash, link.stale_until);
+            let Some(node) = self.table.find_mut(hash, |n| n.slot as usize == i) else {
+                continue;
+            };
+            let delta = |from: Timestamp, to: Timestamp| {
+                to.as_millis()
+                    .checked_sub(from.as_millis())
+                    .and_then(|d| u32::try_from(d).ok())
+            };
+            match (delta(node.created_at, until), delta(until, stale_until)) {
+                (Some(f), Some(s)) => {
+                    node.fresh_ms = f;
+                    node.stale_ms = s;
+                    node.flags &= !WIDE;
+                }
+                _ => node.flags |= WIDE,
+            }
+            n += 1;
+        }
+        n
+    }
+
     pub(crate) fn clear(&mut self) {
         self.counters.removed += self.links.len() as u64;
         self.links.clear();

@@ -383,6 +383,31 @@ where
             .sum()
     }
 
+    /// Shortens what L1 may serve as fresh without asking anyone: every entry
+    /// stops being fresh at most `within` from now, at a point spread by its key's
+    /// hash over the second half of `within` (so the entries do not all go back
+    /// to their source at once). Entries already due sooner are left alone; every
+    /// entry stays servable as stale until its own stale end. `within` of zero
+    /// makes every entry stale at once. Returns how many entries were shortened.
+    ///
+    /// This is what a tiered cache does when it learns it may have missed
+    /// invalidations: it bounds how long a copy it can no longer vouch for is
+    /// served, instead of dropping everything onto the source.
+    pub fn cap_fresh(&self, within: Duration) -> u64 {
+        let now = self.clock.now().as_millis();
+        let window = within.as_millis() as u64;
+        let half = window / 2;
+        self.shards
+            .iter()
+            .map(|cell| {
+                cell.lock.write().cap_fresh(|hash| {
+                    let spread = if half == 0 { 0 } else { hash % (half + 1) };
+                    Timestamp::from_millis(now + (window - half) + spread)
+                })
+            })
+            .sum()
+    }
+
     /// Removes every expired entry now (they are also reclaimed as the store is
     /// used); returns how many.
     pub fn purge_expired(&self) -> u64 {

@@ -433,3 +433,55 @@ fn put_each_skips_refused_entries_and_keeps_the_rest() {
     assert_eq!(sorted_keys(&store), vec![1, 3]);
     assert_eq!(store.weight(), 4);
 }
+
+#[test]
+fn cap_fresh_bounds_freshness_spread_over_the_window_and_keeps_stale_copies() {
+    let clock = MockClock::default();
+    let store: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_entries(1_000)
+        .clock(clock.clone())
+        .build()
+        .expect("valid config");
+    for k in 0..200 {
+        let e = Entry::new(format!("v{k}"), clock.now(), TTL).with_stale_window(TTL);
+        store.put_sync(k, e).expect("put");
+    }
+    let short = Entry::new("short".to_owned(), clock.now(), Duration::from_secs(2));
+    store.put_sync(1_000, short).expect("put");
+    let start = clock.now();
+    let window = Duration::from_secs(10);
+    assert_eq!(store.cap_fresh(window), 200, "the 2 s entry is left alone");
+    let mut ends = std::collections::BTreeSet::new();
+    for k in 0..200 {
+        let e = store.peek_sync(&k).expect("kept");
+        let left = e.fresh_until().saturating_duration_since(start);
+        assert!(
+            left >= window / 2 && left <= window,
+            "{left:?} outside the second half of the window"
+        );
+        assert_eq!(
+            e.stale_until(),
+            start.saturating_add(TTL + TTL),
+            "stale end kept"
+        );
+        assert_eq!(
+            e.value().map(String::as_str),
+            Some(format!("v{k}").as_str())
+        );
+        ends.insert(left);
+    }
+    assert!(ends.len() > 50, "spread out, not one cliff: {}", ends.len());
+    let short = store.peek_sync(&1_000).expect("kept");
+    assert_eq!(
+        short.fresh_until(),
+        start.saturating_add(Duration::from_secs(2))
+    );
+
+    // A zero window makes everything stale at once, still servable as stale.
+    assert_eq!(store.cap_fresh(Duration::ZERO), 201);
+    let now = clock.now();
+    let e = store.peek_sync(&7).expect("kept");
+    assert!(!e.is_fresh(now) && !e.is_expired(now));
+    clock.advance(Duration::from_secs(1));
+    assert!(store.get_sync(&7).is_some_and(|e| !e.is_fresh(clock.now())));
+}

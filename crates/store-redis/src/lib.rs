@@ -76,9 +76,11 @@
 //!
 //! # The invalidation bus
 //!
-//! [`RedisStore::bus`] publishes and subscribes [`Invalidation`]s on the namespace's
-//! pub/sub channel; a [`Subscription`] resubscribes by itself after a reconnect and then
-//! yields [`BusEvent::Gap`], so an L1 can distrust what it holds.
+//! [`RedisStore::bus`] publishes [`Invalidation`]s to the namespace's Redis Stream and
+//! subscribes to it. A [`Subscription`] reads with a blocking `XREAD` from the last id
+//! it saw, so after a reconnect it replays what it missed; it reports
+//! [`BusEvent::Gap`] only when history is really gone (the server changed, or the
+//! stream was trimmed past its position), and the receiver decides what to distrust.
 //!
 //! # Crate features
 //!
@@ -95,7 +97,8 @@ pub mod envelope;
 mod store;
 
 pub use bus::{
-    Action, BusEvent, ConnectionStatus, GapReason, Invalidation, InvalidationBus, Subscription,
+    Action, BusEvent, BusStats, BusStatus, DEFAULT_HISTORY, DEFAULT_KEEPALIVE, GapReason,
+    Invalidation, InvalidationBus, Subscription,
 };
 pub use config::{
     DEFAULT_BATCH_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,

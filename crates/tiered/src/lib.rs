@@ -41,16 +41,27 @@
 //!   fault is returned. Invalid input is always returned.
 //! - When Redis returns, the breaker's half-open probes close it and L2 is used
 //!   again, with no restart.
-//! - Writes and invalidations are published on the bus; a listener task applies
-//!   other instances' messages to this L1. After a gap (reconnect, lag) the whole
-//!   L1 is cleared: it may have missed invalidations and must not serve them.
+//! - Writes and invalidations are published on the bus (a Redis Stream); a
+//!   listener task applies other instances' messages to this L1. A listener that
+//!   reconnects reads what it missed. Only when history is really gone (Redis
+//!   restarted or failed over, or the stream was trimmed past its position) does
+//!   it report a gap, and then the [`GapPolicy`] decides: by default L1 entries
+//!   stay but stop being fresh within 30 s, spread out, so an outage does not end
+//!   with every hot key going to the source at once.
+//! - Writes and invalidations (`put`, `put_many`, `remove`, `remove_many`,
+//!   `invalidate_tag`, `invalidate_prefix`) that cannot reach L2 or the bus join
+//!   a bounded recovery queue, one operation per key, tag or prefix (the last
+//!   wins, order kept), and are applied to L2 and published as soon as Redis
+//!   answers again, ahead of any newer write. While the queue holds anything,
+//!   health is degraded. A full queue drops its oldest operation and counts it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod recovery;
 mod tiered;
 
 pub use tiered::{
-    DEFAULT_BREAKER_FAILURES, FailMode, TieredBuilder, TieredStats, TieredStore, combined_health,
-    metric_names,
+    DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
+    TieredBuilder, TieredStats, TieredStore, combined_health, metric_names,
 };

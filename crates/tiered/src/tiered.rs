@@ -3,6 +3,7 @@
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use cache_breaker::{CircuitBreaker, State};
 use cache_core::{
@@ -10,8 +11,10 @@ use cache_core::{
     StoreHealth,
 };
 use cache_store_memory::MemoryStore;
-use cache_store_redis::{Action, BusEvent, ConnectionStatus, InvalidationBus, RedisStore};
+use cache_store_redis::{Action, BusEvent, BusStatus, InvalidationBus, RedisStore};
 use parking_lot::Mutex;
+
+use crate::recovery::{Pending, Pushed, RecoveryQueue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -21,19 +24,65 @@ pub mod metric_names {
     pub use cache_metrics::names::{FAIL_OPEN, L2_ERRORS, L2_OP_DURATION};
 }
 
-/// The health of an L1 + L2 cache from the L2's own health, its breaker and the
-/// fail mode; the one rule shared by [`TieredStore`]'s `health` and the facade.
+/// The health of an L1 + L2 cache from the L2's own health, its breaker, the
+/// fail mode and whether other instances can hear from this one; the one rule
+/// shared by [`TieredStore`]'s `health` and the facade.
 ///
-/// Healthy only when L2 is healthy (answers within half its op timeout) and the
-/// breaker is closed. Unhealthy only when fail-closed and L2 does not answer, since
-/// then callers get errors. Everything in between is degraded: the cache answers
-/// from L1 and the loader.
+/// Healthy only when L2 is healthy (answers within half its op timeout), the
+/// breaker is closed, the invalidation bus (if any) is connected and no write
+/// waits in the recovery queue. Unhealthy only when fail-closed and L2 does not
+/// answer, since then callers get errors. Everything in between is degraded: the
+/// cache answers from L1 and the loader, but other instances may serve copies
+/// this one has invalidated.
 #[must_use]
-pub fn combined_health(l2: HealthStatus, breaker: State, mode: FailMode) -> HealthStatus {
-    match (l2, breaker, mode) {
-        (HealthStatus::Healthy, State::Closed, _) => HealthStatus::Healthy,
-        (HealthStatus::Unhealthy, _, FailMode::Closed) => HealthStatus::Unhealthy,
+pub fn combined_health(
+    l2: HealthStatus,
+    breaker: State,
+    mode: FailMode,
+    coherent: bool,
+) -> HealthStatus {
+    match (l2, breaker, mode, coherent) {
+        (HealthStatus::Unhealthy, _, FailMode::Closed, _) => HealthStatus::Unhealthy,
+        (HealthStatus::Healthy, State::Closed, _, true) => HealthStatus::Healthy,
         _ => HealthStatus::Degraded,
+    }
+}
+
+/// What an instance does with its L1 when the invalidation bus reports a gap:
+/// messages were lost for good (Redis restarted or failed over, or the stream
+/// was trimmed past what this instance had read), so any L1 entry may be one
+/// that another instance invalidated meanwhile.
+///
+/// A bus that merely reconnects is *not* a gap: it replays what it missed.
+///
+/// | policy | a missed invalidation is served at most | cost |
+/// |---|---|---|
+/// | [`Clear`](GapPolicy::Clear) | not at all | every hot key of every instance goes to L2, and to the source when L2 came back empty |
+/// | [`Revalidate`](GapPolicy::Revalidate) | not at all (L2 is asked first) | every hot key is read from L2 once; from the source when L2 is empty |
+/// | [`Shorten`](GapPolicy::Shorten) (default, 30 s) | until the shortened lifetime ends | none at once: entries go back to L2 and the source spread over the second half of the window |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GapPolicy {
+    /// Drop every L1 entry.
+    Clear,
+    /// Keep L1 entries but make them stale: each is read again from L2 (or
+    /// loaded) before it is served fresh, and stays available as a fail-safe
+    /// fallback within its stale window.
+    Revalidate,
+    /// Keep L1 entries but end their freshness within this window (spread over
+    /// its second half by key), unless they end sooner anyway.
+    Shorten(Duration),
+}
+
+/// The default [`GapPolicy`]: shorten L1 lifetimes to at most 30 s.
+pub const DEFAULT_GAP_POLICY: GapPolicy = GapPolicy::Shorten(Duration::from_secs(30));
+
+/// Default bound of the recovery queue (operations, one per key, tag or prefix).
+pub const DEFAULT_RECOVERY_CAPACITY: usize = 100_000;
+
+impl Default for GapPolicy {
+    fn default() -> Self {
+        DEFAULT_GAP_POLICY
     }
 }
 
@@ -70,10 +119,21 @@ pub struct TieredStats {
     pub fail_open: u64,
     /// Invalidation messages from other instances applied to L1.
     pub bus_messages: u64,
-    /// Gaps on the bus (each cleared L1).
+    /// Invalidations read after the bus reconnected that were published while it
+    /// was away (replayed, not lost).
+    pub bus_replayed: u64,
+    /// Times the bus connection was re-established after it was lost.
+    pub bus_reconnects: u64,
+    /// Gaps on the bus: history really lost, handled by the [`GapPolicy`].
     pub bus_gaps: u64,
-    /// Publishes that failed (other instances may keep a stale L1 copy until expiry).
+    /// Publishes that failed (queued for replay).
     pub publish_errors: u64,
+    /// Writes and invalidations waiting in the recovery queue for L2.
+    pub recovery_pending: u64,
+    /// Operations the recovery queue applied to L2 (and published) after an outage.
+    pub recovery_replayed: u64,
+    /// Operations dropped from a full recovery queue (or refused by L2 on replay).
+    pub recovery_dropped: u64,
 }
 
 #[derive(Default)]
@@ -88,6 +148,8 @@ struct Counters {
     bus_messages: AtomicU64,
     bus_gaps: AtomicU64,
     publish_errors: AtomicU64,
+    recovery_replayed: AtomicU64,
+    recovery_dropped: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -163,7 +225,11 @@ struct Inner<K, V, C> {
     mode: FailMode,
     counters: Counters,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    bus_status: Mutex<Option<ConnectionStatus>>,
+    bus_status: Mutex<Option<BusStatus>>,
+    gap_policy: GapPolicy,
+    recovery: Mutex<RecoveryQueue<K, V>>,
+    /// Wakes the recovery worker early when a write joins the queue.
+    recovery_wake: Arc<tokio::sync::Notify>,
 }
 
 impl<K, V, C> Drop for Inner<K, V, C> {
@@ -205,6 +271,9 @@ pub struct TieredBuilder<K, V, C = Postcard> {
     breaker: Option<CircuitBreaker>,
     mode: FailMode,
     bus: bool,
+    bus_keepalive: Duration,
+    gap_policy: GapPolicy,
+    recovery_capacity: usize,
 }
 
 impl<K, V> TieredStore<K, V, Postcard> {
@@ -217,6 +286,9 @@ impl<K, V> TieredStore<K, V, Postcard> {
             breaker: None,
             mode: FailMode::Open,
             bus: true,
+            bus_keepalive: cache_store_redis::DEFAULT_KEEPALIVE,
+            gap_policy: DEFAULT_GAP_POLICY,
+            recovery_capacity: DEFAULT_RECOVERY_CAPACITY,
         }
     }
 }
@@ -231,6 +303,9 @@ impl<K, V, C> TieredBuilder<K, V, C> {
             breaker: self.breaker,
             mode: self.mode,
             bus: self.bus,
+            bus_keepalive: self.bus_keepalive,
+            gap_policy: self.gap_policy,
+            recovery_capacity: self.recovery_capacity,
         }
     }
 
@@ -250,6 +325,9 @@ impl<K, V, C> TieredBuilder<K, V, C> {
             breaker: self.breaker,
             mode: self.mode,
             bus: self.bus,
+            bus_keepalive: self.bus_keepalive,
+            gap_policy: self.gap_policy,
+            recovery_capacity: self.recovery_capacity,
         }
     }
 
@@ -272,6 +350,30 @@ impl<K, V, C> TieredBuilder<K, V, C> {
         self.bus = enabled;
         self
     }
+
+    /// How long the bus's idle blocking read waits before reading again
+    /// (default 1 s); a dead connection is noticed within this plus the connect
+    /// timeout.
+    pub fn bus_keepalive(mut self, keepalive: Duration) -> Self {
+        self.bus_keepalive = keepalive;
+        self
+    }
+
+    /// What to do with L1 when the bus reports a gap (default
+    /// [`DEFAULT_GAP_POLICY`]); see [`GapPolicy`].
+    pub fn gap_policy(mut self, policy: GapPolicy) -> Self {
+        self.gap_policy = policy;
+        self
+    }
+
+    /// How many writes and invalidations (one per key, tag or prefix) the
+    /// recovery queue holds while L2 is unreachable (default
+    /// [`DEFAULT_RECOVERY_CAPACITY`]); when full, the oldest is dropped and
+    /// counted. At least 1.
+    pub fn recovery_capacity(mut self, capacity: usize) -> Self {
+        self.recovery_capacity = capacity;
+        self
+    }
 }
 
 impl<K, V, C> TieredBuilder<K, V, C>
@@ -291,6 +393,18 @@ where
                 .build()
                 .map_err(|e| ConfigError::new("breaker", e.to_string()))?,
         };
+        if self.recovery_capacity == 0 {
+            return Err(ConfigError::new(
+                "recovery_capacity",
+                "must be at least 1 (the queue that keeps writes made during an outage)",
+            ));
+        }
+        if self.bus_keepalive < Duration::from_millis(10) {
+            return Err(ConfigError::new(
+                "bus_keepalive",
+                "must be at least 10 ms (each keep-alive is one blocking read on Redis)",
+            ));
+        }
         let listen = self.l2.is_some() && self.bus;
         if listen && tokio::runtime::Handle::try_current().is_err() {
             return Err(ConfigError::new(
@@ -299,7 +413,7 @@ where
             ));
         }
         let l2 = self.l2.map(|store| L2 {
-            bus: self.bus.then(|| store.bus()),
+            bus: self.bus.then(|| store.bus().keepalive(self.bus_keepalive)),
             store,
             breaker: Arc::new(breaker),
         });
@@ -314,6 +428,9 @@ where
                 counters: Counters::default(),
                 listener: Mutex::new(None),
                 bus_status: Mutex::new(None),
+                gap_policy: self.gap_policy,
+                recovery: Mutex::new(RecoveryQueue::new(self.recovery_capacity)),
+                recovery_wake: Arc::new(tokio::sync::Notify::new()),
             }),
         };
         if listen {
@@ -353,14 +470,32 @@ where
         self.inner.mode
     }
 
-    /// Whether the bus listener is currently subscribed (`false` without a bus).
+    /// Whether the bus listener is currently connected (`false` without a bus).
     #[must_use]
     pub fn bus_connected(&self) -> bool {
         self.inner
             .bus_status
             .lock()
             .as_ref()
-            .is_some_and(ConnectionStatus::is_connected)
+            .is_some_and(BusStatus::is_connected)
+    }
+
+    /// Whether this store publishes and listens on an invalidation bus.
+    #[must_use]
+    pub fn has_bus(&self) -> bool {
+        self.inner.l2.as_ref().is_some_and(|l2| l2.bus.is_some())
+    }
+
+    /// The gap policy in force.
+    #[must_use]
+    pub fn gap_policy(&self) -> GapPolicy {
+        self.inner.gap_policy
+    }
+
+    /// Writes and invalidations waiting in the recovery queue for L2.
+    #[must_use]
+    pub fn recovery_pending(&self) -> usize {
+        self.inner.recovery.lock().len()
     }
 
     /// Counters since the store was built.
@@ -368,6 +503,13 @@ where
     pub fn stats(&self) -> TieredStats {
         let c = &self.inner.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let bus = self
+            .inner
+            .bus_status
+            .lock()
+            .as_ref()
+            .map(BusStatus::stats)
+            .unwrap_or_default();
         TieredStats {
             l1_hits: get(&c.l1_hits),
             l2_hits: get(&c.l2_hits),
@@ -377,8 +519,13 @@ where
             l2_rejected: get(&c.l2_rejected),
             fail_open: get(&c.fail_open),
             bus_messages: get(&c.bus_messages),
+            bus_replayed: bus.replayed,
+            bus_reconnects: bus.connects.saturating_sub(1),
             bus_gaps: get(&c.bus_gaps),
             publish_errors: get(&c.publish_errors),
+            recovery_pending: self.recovery_pending() as u64,
+            recovery_replayed: get(&c.recovery_replayed),
+            recovery_dropped: get(&c.recovery_dropped),
         }
     }
 
@@ -390,7 +537,7 @@ where
         let task = tokio::spawn(async move {
             let mut sub = bus.subscribe().await;
             match Weak::upgrade(&weak) {
-                Some(inner) => *inner.bus_status.lock() = Some(sub.connection_status()),
+                Some(inner) => *inner.bus_status.lock() = Some(sub.status()),
                 None => return,
             }
             while let Some(event) = sub.recv().await {
@@ -523,20 +670,20 @@ where
         }
     }
 
-    /// Tells other instances to drop their L1 copies. Failures are counted (and
-    /// returned in fail-closed mode).
-    async fn publish(&self, action: Action) -> Result<(), CacheError> {
+    /// Tells other instances to drop their L1 copies. `Ok(true)` when published;
+    /// `Ok(false)` (fail-open) or the error (fail-closed) when not, counted.
+    async fn publish(&self, action: Action) -> Result<bool, CacheError> {
         let Some(bus) = self.inner.l2.as_ref().and_then(|l2| l2.bus.as_ref()) else {
-            return Ok(());
+            return Ok(true);
         };
         let published = self
             .guarded(L2Op::Publish, |_| async move { bus.publish(action).await })
             .await;
         match published {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(_)) => Ok(true),
             Ok(None) => {
                 bump(&self.inner.counters.publish_errors);
-                Ok(())
+                Ok(false)
             }
             Err(e) => {
                 bump(&self.inner.counters.publish_errors);
@@ -545,8 +692,251 @@ where
         }
     }
 
+    /// Sends a write or invalidation to L2 and the bus; when either cannot take it
+    /// now, or earlier operations still wait, it joins the recovery queue and is
+    /// replayed (applied to L2, published) once Redis answers again. Returns what
+    /// L2 reported (0 when queued). Fail-closed, an L2 fault is returned, and an
+    /// invalidation is queued all the same (this instance's L1 already changed).
+    async fn write_l2(&self, op: Pending<K, V>) -> Result<u64, CacheError> {
+        let (l2_op, action) = (op.l2_op(), op.action());
+        let send = op.clone();
+        let now = self.inner.l1.clock().now();
+        self.write_batch(l2_op, vec![op], action, |l2| async move {
+            send.apply_l2(l2, now).await
+        })
+        .await
+    }
+
+    /// [`write_l2`](Self::write_l2) for operations that go to L2 as one batch
+    /// (`send`) and to the bus as one message.
+    async fn write_batch<'a, F, Fut>(
+        &'a self,
+        l2_op: L2Op,
+        ops: Vec<Pending<K, V>>,
+        action: Action,
+        send: F,
+    ) -> Result<u64, CacheError>
+    where
+        F: FnOnce(&'a RedisStore<C>) -> Fut,
+        Fut: std::future::Future<Output = Result<u64, CacheError>>,
+    {
+        if self.inner.l2.is_none() || ops.is_empty() {
+            return Ok(0);
+        }
+        if self.inner.recovery.lock().is_pending() {
+            self.enqueue_all(ops);
+            return Ok(0);
+        }
+        match self.guarded(l2_op, send).await {
+            Ok(Some(n)) => match self.publish(action).await {
+                Ok(true) => Ok(n),
+                Ok(false) => {
+                    self.enqueue_all(ops);
+                    Ok(n)
+                }
+                Err(e) => {
+                    self.enqueue_all(ops);
+                    Err(e)
+                }
+            },
+            Ok(None) => {
+                self.enqueue_all(ops);
+                Ok(0)
+            }
+            Err(e) => {
+                // Fail-closed: a put that failed wrote nothing anywhere (the
+                // caller is told); an invalidation already changed this L1.
+                if e.is_backend_fault() {
+                    self.enqueue_all(
+                        ops.into_iter()
+                            .filter(|op| !matches!(op, Pending::Put(..)))
+                            .collect(),
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn enqueue_all(&self, ops: Vec<Pending<K, V>>) {
+        for op in ops {
+            self.enqueue(op);
+        }
+    }
+
+    /// Why other instances may not hear from this one right now, if they may not:
+    /// the bus is not connected, or writes wait in the recovery queue.
+    #[must_use]
+    pub fn incoherence(&self) -> Option<String> {
+        let l2 = self.inner.l2.as_ref()?;
+        let mut why = Vec::new();
+        if l2.bus.is_some() && !self.bus_connected() {
+            why.push("invalidation bus not connected".to_owned());
+        }
+        let pending = self.recovery_pending();
+        if pending > 0 {
+            why.push(format!(
+                "{pending} writes waiting for L2 in the recovery queue"
+            ));
+        }
+        (!why.is_empty()).then(|| why.join(", "))
+    }
+
+    /// Adds `op` to the recovery queue and makes sure a worker drains it.
+    fn enqueue(&self, op: Pending<K, V>) {
+        let start = {
+            let mut q = self.inner.recovery.lock();
+            if q.push(op) == Pushed::DroppedOldest {
+                bump(&self.inner.counters.recovery_dropped);
+            }
+            let start = !q.worker && tokio::runtime::Handle::try_current().is_ok();
+            q.worker |= start;
+            start
+        };
+        if start {
+            tokio::spawn(recover(Arc::downgrade(&self.inner)));
+        } else {
+            self.inner.recovery_wake.notify_one();
+        }
+    }
+
+    /// Applies one queued operation straight to L2 (past the breaker: this is the
+    /// only caller while Redis comes back), re-applies an invalidation to L1 (a
+    /// read may have backfilled the old value meanwhile) and publishes it.
+    async fn replay(&self, op: &Pending<K, V>) -> Result<(), CacheError> {
+        let Some(l2) = &self.inner.l2 else {
+            return Ok(());
+        };
+        op.apply_l2(&l2.store, self.inner.l1.clock().now()).await?;
+        let l1 = &self.inner.l1;
+        match op {
+            Pending::Put(..) => {}
+            Pending::Remove(k) => {
+                l1.remove_sync(k);
+            }
+            Pending::Tag(t) => {
+                l1.invalidate_tag_sync(t);
+            }
+            Pending::Prefix(p) => {
+                l1.invalidate_prefix_sync(p);
+            }
+        }
+        if let Some(bus) = &l2.bus {
+            bus.publish(op.action()).await?;
+        }
+        Ok(())
+    }
+
     fn keys_action(keys: &[K]) -> Action {
         Action::Keys(keys.iter().map(CacheKey::to_key_string).collect())
+    }
+}
+
+/// How long the recovery worker waits between attempts while Redis is away.
+const RECOVERY_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(25), Duration::from_millis(250));
+
+/// Drains the recovery queue: waits until L2 answers a `PING`, then replays the
+/// queue front to back; a replay that fails with a backend fault goes back to
+/// the front and the worker waits again. Ends when the queue is empty or the
+/// store is gone.
+async fn recover<K, V, C>(weak: Weak<Inner<K, V, C>>)
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    let mut backoff = RECOVERY_BACKOFF.0;
+    loop {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let store = TieredStore { inner };
+        let reachable = match &store.inner.l2 {
+            Some(l2) => l2.store.ping().await.is_ok(),
+            None => true,
+        };
+        if reachable {
+            backoff = RECOVERY_BACKOFF.0;
+            loop {
+                let op = {
+                    let mut q = store.inner.recovery.lock();
+                    match q.pop() {
+                        Some(op) => {
+                            q.busy = true;
+                            op
+                        }
+                        None => {
+                            q.worker = false;
+                            return;
+                        }
+                    }
+                };
+                let replayed = store.replay(&op).await;
+                let mut q = store.inner.recovery.lock();
+                q.busy = false;
+                match replayed {
+                    Ok(()) => bump(&store.inner.counters.recovery_replayed),
+                    Err(e) if e.is_backend_fault() => {
+                        q.retry(op);
+                        break;
+                    }
+                    // L2 refuses it for good (e.g. too large): retrying cannot help.
+                    Err(_) => bump(&store.inner.counters.recovery_dropped),
+                }
+            }
+        }
+        let wake = store.inner.recovery_wake.clone();
+        drop(store);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = wake.notified() => {}
+        }
+        backoff = (backoff * 2).min(RECOVERY_BACKOFF.1);
+    }
+}
+
+impl<K, V> Pending<K, V>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn l2_op(&self) -> L2Op {
+        match self {
+            Pending::Put(..) => L2Op::Put,
+            Pending::Remove(_) => L2Op::Remove,
+            Pending::Tag(_) => L2Op::InvalidateTag,
+            Pending::Prefix(_) => L2Op::InvalidatePrefix,
+        }
+    }
+
+    /// The bus message that tells other instances about it.
+    fn action(&self) -> Action {
+        match self {
+            Pending::Put(k, _) | Pending::Remove(k) => Action::Keys(vec![k.to_key_string()]),
+            Pending::Tag(t) => Action::Tag(t.clone()),
+            Pending::Prefix(p) => Action::Prefix(p.clone()),
+        }
+    }
+
+    /// Applies it to L2; what L2 reports (entries removed; 0 for a put). A put
+    /// whose entry has expired meanwhile writes nothing.
+    async fn apply_l2<C: Codec + Clone>(
+        &self,
+        l2: &RedisStore<C>,
+        now: cache_core::Timestamp,
+    ) -> Result<u64, CacheError> {
+        match self {
+            Pending::Put(k, e) => {
+                if e.is_expired(now) {
+                    return Ok(0);
+                }
+                l2.put(k.clone(), e.clone()).await.map(|()| 0)
+            }
+            Pending::Remove(k) => Store::<K, V>::remove(l2, k).await.map(u64::from),
+            Pending::Tag(t) => Store::<K, V>::invalidate_tag(l2, t).await,
+            Pending::Prefix(p) => Store::<K, V>::invalidate_prefix(l2, p).await,
+        }
     }
 }
 
@@ -578,7 +968,15 @@ where
         }
         BusEvent::Gap(_) => {
             bump(&inner.counters.bus_gaps);
-            inner.l1.clear();
+            match inner.gap_policy {
+                GapPolicy::Clear => inner.l1.clear(),
+                GapPolicy::Revalidate => {
+                    inner.l1.cap_fresh(Duration::ZERO);
+                }
+                GapPolicy::Shorten(within) => {
+                    inner.l1.cap_fresh(within);
+                }
+            }
         }
     }
 }
@@ -616,22 +1014,19 @@ where
     }
 
     async fn put(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
-        let action = Self::keys_action(std::slice::from_ref(&key));
-        self.fill(key, entry).await?;
-        self.publish(action).await
+        self.write_l2(Pending::Put(key.clone(), entry.clone()))
+            .await?;
+        self.inner.l1.put_sync(key, entry)
     }
 
+    /// Removes `key` from L1 and L2 and tells other instances. `true` when either
+    /// tier held it. When L2 cannot be reached (or earlier writes still wait), the
+    /// L2 and bus part is queued and replayed when Redis answers again; the answer
+    /// then reflects L1 only (see [`TieredStore::recovery_pending`]).
     async fn remove(&self, key: &K) -> Result<bool, CacheError> {
         let in_l1 = self.inner.l1.remove_sync(key);
-        let in_l2 = self
-            .guarded(L2Op::Remove, |l2| async move {
-                Store::<K, V>::remove(l2, key).await
-            })
-            .await?
-            .unwrap_or(false);
-        self.publish(Self::keys_action(std::slice::from_ref(key)))
-            .await?;
-        Ok(in_l1 || in_l2)
+        let in_l2 = self.write_l2(Pending::Remove(key.clone())).await?;
+        Ok(in_l1 || in_l2 > 0)
     }
 
     async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<Entry<V>>>, CacheError> {
@@ -675,17 +1070,23 @@ where
     }
 
     async fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
+        let ops = entries
+            .iter()
+            .map(|(k, e)| Pending::Put(k.clone(), e.clone()))
+            .collect();
         let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
         let l2_entries = entries.clone();
-        self.guarded(
+        self.write_batch(
             L2Op::PutMany,
-            |l2| async move { l2.put_many(l2_entries).await },
+            ops,
+            Self::keys_action(&keys),
+            |l2| async move { l2.put_many(l2_entries).await.map(|()| 0) },
         )
         .await?;
         for (k, e) in entries {
             self.inner.l1.put_sync(k, e)?;
         }
-        self.publish(Self::keys_action(&keys)).await
+        Ok(())
     }
 
     async fn remove_many(&self, keys: &[K]) -> Result<u64, CacheError> {
@@ -693,38 +1094,28 @@ where
         for k in keys {
             removed += u64::from(self.inner.l1.remove_sync(k));
         }
+        let ops = keys.iter().map(|k| Pending::Remove(k.clone())).collect();
         let in_l2 = self
-            .guarded(L2Op::RemoveMany, |l2| async move {
-                Store::<K, V>::remove_many(l2, keys).await
-            })
-            .await?
-            .unwrap_or(0);
-        self.publish(Self::keys_action(keys)).await?;
+            .write_batch(
+                L2Op::RemoveMany,
+                ops,
+                Self::keys_action(keys),
+                |l2| async move { Store::<K, V>::remove_many(l2, keys).await },
+            )
+            .await?;
         Ok(removed.max(in_l2))
     }
 
     async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
         cache_core::entry::validate_tag(tag)?;
         let in_l1 = self.inner.l1.invalidate_tag_sync(tag);
-        let in_l2 = self
-            .guarded(L2Op::InvalidateTag, |l2| async move {
-                Store::<K, V>::invalidate_tag(l2, tag).await
-            })
-            .await?
-            .unwrap_or(0);
-        self.publish(Action::Tag(tag.to_owned())).await?;
+        let in_l2 = self.write_l2(Pending::Tag(tag.to_owned())).await?;
         Ok(in_l1.max(in_l2))
     }
 
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, CacheError> {
         let in_l1 = self.inner.l1.invalidate_prefix_sync(prefix);
-        let in_l2 = self
-            .guarded(L2Op::InvalidatePrefix, |l2| async move {
-                Store::<K, V>::invalidate_prefix(l2, prefix).await
-            })
-            .await?
-            .unwrap_or(0);
-        self.publish(Action::Prefix(prefix.to_owned())).await?;
+        let in_l2 = self.write_l2(Pending::Prefix(prefix.to_owned())).await?;
         Ok(in_l1.max(in_l2))
     }
 
@@ -737,14 +1128,25 @@ where
         };
         let l2_health = Store::<K, V>::health(&l2.store).await;
         let breaker = l2.breaker.state();
-        let status = combined_health(l2_health.status, breaker, self.inner.mode);
+        let incoherence = self.incoherence();
+        let status = combined_health(
+            l2_health.status,
+            breaker,
+            self.inner.mode,
+            incoherence.is_none(),
+        );
+        let mut detail = format!(
+            "breaker {}, L2: {}",
+            breaker.as_str(),
+            l2_health.detail.as_deref().unwrap_or("-")
+        );
+        if let Some(why) = incoherence {
+            detail.push_str(", ");
+            detail.push_str(&why);
+        }
         let mut report = StoreHealth::new("tiered", status)
             .with_entries(entries)
-            .with_detail(format!(
-                "breaker {}, L2: {}",
-                breaker.as_str(),
-                l2_health.detail.as_deref().unwrap_or("-")
-            ));
+            .with_detail(detail);
         if let Some(l) = l2_health.latency {
             report = report.with_latency(l);
         }
