@@ -105,4 +105,4 @@ pub use config::{
     DEFAULT_RECONNECT_BACKOFF, DEFAULT_SCAN_COUNT, MAX_POOL_SIZE, REDIS_MAX_VALUE_SIZE,
     RedisStoreBuilder,
 };
-pub use store::{RedisHealth, RedisStats, RedisStore, escape_glob};
+pub use store::{NodeHealth, RedisHealth, RedisStats, RedisStore, escape_glob};

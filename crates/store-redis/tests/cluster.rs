@@ -91,3 +91,85 @@ async fn the_bus_delivers_across_instances() {
         "{event:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_covers_every_master_and_the_bus_follows_a_failover() {
+    let mut c = tokio::task::block_in_place(|| RedisCluster::start_with_replicas(3, 1))
+        .expect("a 3-master cluster with a replica each starts");
+    let store = RedisStore::builder()
+        .cluster(c.urls())
+        .namespace("failover")
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .expect("store");
+    let h = store.check().await;
+    assert_eq!(h.masters.len(), 3, "{h:?}");
+    assert!(
+        h.masters
+            .iter()
+            .all(|m| m.role.as_deref() == Some("master") && m.error.is_none()),
+        "{h:?}"
+    );
+    assert_eq!(
+        h.status(store.op_timeout()),
+        cache_core::HealthStatus::Healthy
+    );
+
+    let publisher = store.bus();
+    let reader = RedisStore::builder()
+        .cluster(c.urls())
+        .namespace("failover")
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .expect("reader");
+    let mut sub = reader
+        .bus()
+        .keepalive(Duration::from_millis(50))
+        .subscribe()
+        .await;
+    assert!(sub.is_connected());
+    let slot = {
+        let mut raw = c.nodes()[0].connect().expect("raw");
+        match raw
+            .cmd(&["CLUSTER", "KEYSLOT", publisher.stream_key()])
+            .expect("keyslot")
+        {
+            cache_testkit::Reply::Int(n) => n as u16,
+            other => panic!("KEYSLOT answered {other:?}"),
+        }
+    };
+    let (old, new) = tokio::task::block_in_place(|| c.kill_master_and_wait_for_promotion(slot))
+        .expect("a replica takes over");
+    assert_ne!(old, new);
+    let event = tokio::time::timeout(Duration::from_secs(15), sub.recv())
+        .await
+        .expect("in time");
+    assert_eq!(
+        event,
+        Some(BusEvent::Gap(cache_store_redis::GapReason::ServerChanged)),
+        "a failover may lose unreplicated messages: a gap"
+    );
+    let mut published = false;
+    for _ in 0..200 {
+        if publisher.publish(Action::Tag("after".into())).await.is_ok() {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(published, "publishing reaches the new master");
+    let event = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(&event, Some(BusEvent::Message(m)) if m.action == Action::Tag("after".into())),
+        "{event:?}"
+    );
+    let h = store.check().await;
+    assert_eq!(
+        h.masters.len(),
+        3,
+        "the promoted replica is a master: {h:?}"
+    );
+    assert!(h.masters.iter().all(|m| m.error.is_none()), "{h:?}");
+}

@@ -14,11 +14,19 @@ const BUS_OFFSET: u16 = 10_000;
 /// How long the cluster may take to report `cluster_state:ok`.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running Redis Cluster of `n` masters (no replicas) on `127.0.0.1`, slots split
-/// evenly. Every node is killed when the cluster is dropped.
+/// How long a promotion after a master's death may take (node timeout, election
+/// and the cluster agreeing again).
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running Redis Cluster on `127.0.0.1`: `n` masters with the slots split
+/// evenly, and optionally replicas of each (see
+/// [`start_with_replicas`](Self::start_with_replicas)). Every node is killed when
+/// the cluster is dropped.
 #[derive(Debug)]
 pub struct RedisCluster {
+    /// Masters first (in slot order), then replicas.
     nodes: Vec<RedisServer>,
+    masters: usize,
 }
 
 impl RedisCluster {
@@ -41,16 +49,52 @@ impl RedisCluster {
         let nodes = (0..masters.max(1))
             .map(|_| RedisServer::start_on_picked_port(cluster_port, &args))
             .collect::<Result<Vec<_>, _>>()?;
-        let cluster = RedisCluster { nodes };
+        let masters = nodes.len();
+        let cluster = RedisCluster { nodes, masters };
         cluster.assign_slots()?;
         cluster.meet()?;
         cluster.wait_ok()?;
         Ok(cluster)
     }
 
+    /// Starts `masters` masters with `replicas` replicas each, a short node
+    /// timeout (1 s, so a dead master is replaced within seconds), and waits until
+    /// every replica is in sync with its master and the cluster reports
+    /// `cluster_state:ok`.
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Result<Self, TestkitError> {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "1000",
+            "--cluster-replica-validity-factor",
+            "0",
+        ];
+        let masters = masters.max(1);
+        let total = masters * (1 + replicas);
+        let nodes = (0..total)
+            .map(|_| RedisServer::start_on_picked_port(cluster_port, &args))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = RedisCluster { nodes, masters };
+        cluster.assign_slots()?;
+        cluster.meet()?;
+        cluster.wait_known()?;
+        for r in 0..masters * replicas {
+            let master = &cluster.nodes[r % masters];
+            let id = node_id(master)?;
+            let replica = &cluster.nodes[masters + r];
+            replica.connect()?.cmd(&["CLUSTER", "REPLICATE", &id])?;
+        }
+        cluster.wait_ok()?;
+        cluster.wait_replicas_synced()?;
+        Ok(cluster)
+    }
+
     fn assign_slots(&self) -> Result<(), TestkitError> {
-        let n = self.nodes.len() as u32;
-        for (i, node) in self.nodes.iter().enumerate() {
+        let n = self.masters as u32;
+        for (i, node) in self.nodes[..self.masters].iter().enumerate() {
             let i = i as u32;
             let first = u32::from(SLOTS) * i / n;
             let last = u32::from(SLOTS) * (i + 1) / n - 1;
@@ -68,6 +112,181 @@ impl RedisCluster {
         let mut first = self.nodes[0].connect()?;
         for node in &self.nodes[1..] {
             first.cmd(&["CLUSTER", "MEET", "127.0.0.1", &node.port().to_string()])?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every node knows every other (so `CLUSTER REPLICATE` finds its
+    /// master).
+    fn wait_known(&self) -> Result<(), TestkitError> {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        let want = self.nodes.len();
+        loop {
+            let known = self.nodes.iter().all(|n| {
+                n.cluster_info()
+                    .ok()
+                    .and_then(|i| info_value(&i, "cluster_known_nodes"))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    == Some(want)
+            });
+            if known {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(TestkitError::NotReady(format!(
+                    "not every node knows the other {want} after {CLUSTER_TIMEOUT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_replicas_synced(&self) -> Result<(), TestkitError> {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        loop {
+            let synced = self.nodes[self.masters..]
+                .iter()
+                .all(|n| replication(n).is_ok_and(|r| r.contains("master_link_status:up")));
+            if synced {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(TestkitError::NotReady(format!(
+                    "replicas not in sync after {CLUSTER_TIMEOUT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the master that owns `slot` (SIGKILL) and waits until one of its
+    /// replicas has been promoted and the cluster is `ok` again. Returns the index
+    /// of the killed node and of the new master in [`nodes`](Self::nodes).
+    pub fn kill_master_and_wait_for_promotion(
+        &mut self,
+        slot: u16,
+    ) -> Result<(usize, usize), TestkitError> {
+        let old = self.owner_of(slot)?;
+        self.nodes[old].kill();
+        let deadline = Instant::now() + FAILOVER_TIMEOUT;
+        loop {
+            if let Ok(new) = self.owner_of(slot)
+                && new != old
+                && self.live_nodes_ok()
+            {
+                return Ok((old, new));
+            }
+            if Instant::now() > deadline {
+                return Err(TestkitError::NotReady(format!(
+                    "no replica took over slot {slot} within {FAILOVER_TIMEOUT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn live_nodes_ok(&mut self) -> bool {
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .collect();
+        live.iter().all(|&i| {
+            self.nodes[i]
+                .cluster_info()
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        })
+    }
+
+    /// The index of the node that serves `slot` as master, as a live node
+    /// reports it (`CLUSTER SHARDS`-free: parsed from `CLUSTER NODES`).
+    pub fn owner_of(&mut self, slot: u16) -> Result<usize, TestkitError> {
+        let mut last = None;
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].is_running() {
+                continue;
+            }
+            let text = match self.nodes[i].connect()?.cmd(&["CLUSTER", "NODES"]) {
+                Ok(r) => r.as_text().unwrap_or_default(),
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            for line in text.lines() {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
+                    continue;
+                };
+                if !flags.split(',').any(|f| f == "master")
+                    || flags.split(',').any(|f| f == "fail" || f == "fail?")
+                {
+                    continue;
+                }
+                let owns = fields.iter().skip(8).any(|range| {
+                    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                    match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                        (Ok(lo), Ok(hi)) => (lo..=hi).contains(&slot),
+                        _ => false,
+                    }
+                });
+                if !owns {
+                    continue;
+                }
+                let port = addr
+                    .split('@')
+                    .next()
+                    .and_then(|hp| hp.rsplit_once(':'))
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+                if let Some(idx) = self.nodes.iter().position(|n| Some(n.port()) == port) {
+                    return Ok(idx);
+                }
+            }
+            return Err(TestkitError::NotReady(format!(
+                "no live master owns slot {slot}"
+            )));
+        }
+        Err(last.unwrap_or_else(|| TestkitError::NotReady("no live node".into())))
+    }
+
+    /// Moves `slot` from its owner to the master at index `to`, keys included
+    /// (`SETSLOT IMPORTING/MIGRATING`, `MIGRATE` in batches, `SETSLOT NODE`), as
+    /// `redis-cli --cluster reshard` would. Clients see `ASK` and `MOVED`
+    /// redirections meanwhile.
+    pub fn migrate_slot(&mut self, slot: u16, to: usize) -> Result<(), TestkitError> {
+        let from = self.owner_of(slot)?;
+        if from == to {
+            return Ok(());
+        }
+        let slot_s = slot.to_string();
+        let to_id = node_id(&self.nodes[to])?;
+        let from_id = node_id(&self.nodes[from])?;
+        let to_port = self.nodes[to].port().to_string();
+        self.nodes[to]
+            .connect()?
+            .cmd(&["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &from_id])?;
+        self.nodes[from]
+            .connect()?
+            .cmd(&["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &to_id])?;
+        let mut src = self.nodes[from].connect()?;
+        loop {
+            let keys = src.cmd(&["CLUSTER", "GETKEYSINSLOT", &slot_s, "100"])?;
+            let keys: Vec<String> = match keys {
+                Reply::Array(Some(items)) => items.iter().filter_map(Reply::as_text).collect(),
+                _ => Vec::new(),
+            };
+            if keys.is_empty() {
+                break;
+            }
+            let mut args: Vec<&str> =
+                vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            src.cmd(&args)?;
+        }
+        for node in &mut self.nodes {
+            if !node.is_running() {
+                continue;
+            }
+            node.connect()?
+                .cmd(&["CLUSTER", "SETSLOT", &slot_s, "NODE", &to_id])?;
         }
         Ok(())
     }
@@ -95,7 +314,8 @@ impl RedisCluster {
         }
     }
 
-    /// The nodes (masters), in slot order.
+    /// The nodes: masters in slot order, then replicas (replica `r` follows
+    /// master `r % masters`).
     #[must_use]
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
@@ -110,6 +330,12 @@ impl RedisCluster {
     #[must_use]
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// How many masters the cluster was started with.
+    #[must_use]
+    pub fn masters(&self) -> usize {
+        self.masters
     }
 
     /// `CLUSTER INFO` as answered by the first node.
@@ -128,6 +354,30 @@ impl RedisServer {
             ))),
         }
     }
+}
+
+/// `CLUSTER MYID` of a node.
+fn node_id(node: &RedisServer) -> Result<String, TestkitError> {
+    node.connect()?
+        .cmd(&["CLUSTER", "MYID"])?
+        .as_text()
+        .ok_or_else(|| TestkitError::Redis("CLUSTER MYID answered no text".into()))
+}
+
+/// `INFO replication` of a node.
+fn replication(node: &RedisServer) -> Result<String, TestkitError> {
+    Ok(node
+        .connect()?
+        .cmd(&["INFO", "replication"])?
+        .as_text()
+        .unwrap_or_default())
+}
+
+fn info_value(info: &str, name: &str) -> Option<String> {
+    info.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == name).then(|| v.trim().to_owned())
+    })
 }
 
 /// A port whose cluster-bus twin (`port + 10000`) is free as well.
