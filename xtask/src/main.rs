@@ -5,12 +5,15 @@
 //!   installed from Debian's packages when missing and we are root), doctests, and
 //!   the loom models.
 //! - `cargo xtask ci` — formatting, clippy, rustdoc (all with warnings denied), then
-//!   `test`, a `bench --quick` smoke run, then `cargo deny check` when cargo-deny is
+//!   `test`, a `chaos --quick` run, a `bench --quick` smoke run, then `cargo deny check` when cargo-deny is
 //!   installed.
 //! - `cargo xtask bench` — the benchmark harness (`crates/bench`, release build):
 //!   this project side by side with moka, quick_cache, a sharded `Mutex<LruCache>`
 //!   and the raw redis client; report in `target/bench/`.
 //! - `cargo xtask demo` — the example service (`crates/demo`) through its story.
+//! - `cargo xtask chaos` — the fault suite (`crates/chaos`): several instances
+//!   under load through Redis kills, pauses, latency, black holes, a cluster
+//!   failover and slot migration; report in `target/chaos/`. `ci` runs `--quick`.
 #![forbid(unsafe_code)]
 
 use std::env;
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         "ci" => ci(rest),
         "bench" => bench(rest),
         "demo" => demo(rest),
+        "chaos" => chaos(rest),
         "help" | "-h" | "--help" => {
             print_help();
             Ok(())
@@ -51,9 +55,10 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          commands:\n  \
          test [--no-loom] [-- <test args>]   run every test (installs redis-server and promtool if missing and root)\n  \
-         ci                                  fmt + clippy + docs (-D warnings), test, bench --quick, cargo deny\n  \
+         ci                                  fmt + clippy + docs (-D warnings), test, chaos --quick, bench --quick, cargo deny\n  \
          bench [--quick] [--filter G] [--out D]  benchmarks vs moka, quick_cache, Mutex<LruCache>, raw redis (target/bench/)\n  \
          demo [--serve] [--quick]            the example service through its scripted story\n  \
+         chaos [--quick] [--filter S] [--out D]  several instances through Redis faults (target/chaos/)\n  \
          help                                this text"
     );
 }
@@ -343,6 +348,17 @@ fn demo(args: &[String]) -> Result {
     )
 }
 
+/// The fault suite needs real servers: a missing redis-server is an error here.
+fn chaos(args: &[String]) -> Result {
+    ensure_tools()?;
+    run(
+        "chaos",
+        cargo()
+            .args(["run", "--release", "--quiet", "-p", "cache-chaos", "--"])
+            .args(args),
+    )
+}
+
 fn ci(args: &[String]) -> Result {
     if let Some(a) = args.first() {
         return Err(format!("ci takes no arguments (got {a})"));
@@ -367,6 +383,7 @@ fn ci(args: &[String]) -> Result {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     test(&[])?;
+    chaos(&["--quick".to_owned()])?;
     bench(&["--quick".to_owned()])?;
     if succeeds(cargo().args(["deny", "--version"])) {
         run("cargo deny", cargo().args(["deny", "check"]))?;

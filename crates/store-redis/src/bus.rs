@@ -51,7 +51,7 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(1);
 /// Default for [`InvalidationBus::history`].
 pub const DEFAULT_HISTORY: u64 = 10_000;
 /// Longest wait between reconnect attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
 /// First wait between reconnect attempts.
 const MIN_BACKOFF: Duration = Duration::from_millis(25);
 /// Events buffered per subscription (the reader waits when it is full).
@@ -550,8 +550,15 @@ impl Reader {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(reply_within));
-        let connecting = client.get_multiplexed_async_connection_with_config(&config);
-        let Ok(Ok(mut conn)) = tokio::time::timeout(self.connect_timeout, connecting).await else {
+        let connecting = crate::conn::race_connect(self.connect_timeout, move || {
+            let (client, config) = (client.clone(), config.clone());
+            async move {
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            }
+        });
+        let Ok(mut conn) = connecting.await else {
             return End::Failed;
         };
         let bounded = self.connect_timeout;

@@ -17,6 +17,8 @@ use cache_core::CacheError;
 use parking_lot::RwLock;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use std::future::Future;
+
 use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
 use tokio::sync::Notify;
 
@@ -238,11 +240,11 @@ impl Connections {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let counters = self.counters.clone();
         tokio::spawn(async move {
-            let outcome = match tokio::time::timeout(timeout, target.open()).await {
-                Ok(Ok(handle)) => Ok(handle),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("connect timed out after {timeout:?}")),
-            };
+            let outcome = race_connect(timeout, move || {
+                let target = target.clone();
+                async move { target.open().await }
+            })
+            .await;
             let mut state = slot.state.write();
             *state = match outcome {
                 Ok(handle) => {
@@ -271,6 +273,63 @@ impl Connections {
         {
             *state = SlotState::Idle { failed: None };
             self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Attempts in flight at most while connecting.
+const MAX_RACERS: usize = 4;
+/// Attempts per connect at most.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Opens a connection with `open`, each attempt bounded by `timeout`. While an
+/// attempt hangs (a black-holed network answers nothing, so only the timeout ends
+/// it), another starts every `timeout / 4` (25..250 ms), up to four at once; the
+/// first to succeed wins and the rest are dropped. So when the network heals, a
+/// connection is made within a fraction of the connect timeout instead of after
+/// the attempt in progress gives up. An attempt that fails outright (refused)
+/// ends the race at once: that is an answer, not a hang.
+pub(crate) async fn race_connect<T, F, Fut>(timeout: Duration, open: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = RedisResult<T>> + Send + 'static,
+{
+    let stagger = (timeout / 4).clamp(Duration::from_millis(25), Duration::from_millis(250));
+    let mut racers = tokio::task::JoinSet::new();
+    let mut launched = 0;
+    let mut next = tokio::time::Instant::now();
+    let mut last = String::from("no connect attempt made");
+    loop {
+        let now = tokio::time::Instant::now();
+        if launched == 0
+            || (!racers.is_empty()
+                && now >= next
+                && racers.len() < MAX_RACERS
+                && launched < MAX_ATTEMPTS)
+        {
+            let attempt = open();
+            racers.spawn(async move { tokio::time::timeout(timeout, attempt).await });
+            launched += 1;
+            next = now + stagger;
+        }
+        if racers.is_empty() {
+            return Err(last);
+        }
+        tokio::select! {
+            joined = racers.join_next() => match joined {
+                Some(Ok(Ok(Ok(conn)))) => return Ok(conn),
+                Some(Ok(Ok(Err(e)))) => {
+                    // Refused or rejected: no point in racing further.
+                    last = e.to_string();
+                    if racers.is_empty() {
+                        return Err(last);
+                    }
+                }
+                Some(Ok(Err(_))) => last = format!("connect timed out after {timeout:?}"),
+                Some(Err(_)) | None => {}
+            },
+            () = tokio::time::sleep_until(next), if launched < MAX_ATTEMPTS => {}
         }
     }
 }

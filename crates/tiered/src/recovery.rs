@@ -19,7 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
-use cache_core::Entry;
+use cache_core::{Entry, Timestamp};
 
 /// A write or invalidation waiting for L2.
 #[derive(Debug, Clone)]
@@ -70,7 +70,8 @@ pub(crate) struct RecoveryQueue<K, V> {
     /// an item whose number no longer matches `live` is a leftover of a
     /// replaced operation and is skipped.
     order: VecDeque<(u64, Target<K>)>,
-    live: HashMap<Target<K>, (u64, Pending<K, V>)>,
+    /// Each target's operation and when it was made.
+    live: HashMap<Target<K>, (u64, Pending<K, V>, Timestamp)>,
     next: u64,
     capacity: usize,
     /// An operation taken by [`pop`](Self::pop) is being replayed.
@@ -107,11 +108,12 @@ impl<K: Clone + Eq + Hash, V> RecoveryQueue<K, V> {
         self.next
     }
 
-    /// Queues `op` at the back, replacing an operation on the same target.
-    pub(crate) fn push(&mut self, op: Pending<K, V>) -> Pushed {
+    /// Queues `op`, made at `at`, at the back, replacing an operation on the
+    /// same target.
+    pub(crate) fn push(&mut self, op: Pending<K, V>, at: Timestamp) -> Pushed {
         let target = op.target();
         let seq = self.seq();
-        let replaced = self.live.insert(target.clone(), (seq, op)).is_some();
+        let replaced = self.live.insert(target.clone(), (seq, op, at)).is_some();
         self.order.push_back((seq, target));
         let pushed = if replaced {
             Pushed::Replaced
@@ -127,21 +129,21 @@ impl<K: Clone + Eq + Hash, V> RecoveryQueue<K, V> {
 
     /// Puts an operation whose replay failed back at the front, unless a newer
     /// operation on its target was queued meanwhile (that one wins).
-    pub(crate) fn retry(&mut self, op: Pending<K, V>) {
+    pub(crate) fn retry(&mut self, op: Pending<K, V>, at: Timestamp) {
         let target = op.target();
         if self.live.contains_key(&target) {
             return;
         }
         let seq = self.seq();
-        self.live.insert(target.clone(), (seq, op));
+        self.live.insert(target.clone(), (seq, op, at));
         self.order.push_front((seq, target));
     }
 
-    /// Takes the oldest operation.
-    pub(crate) fn pop(&mut self) -> Option<Pending<K, V>> {
+    /// Takes the oldest operation and when it was made.
+    pub(crate) fn pop(&mut self) -> Option<(Pending<K, V>, Timestamp)> {
         while let Some((seq, target)) = self.order.pop_front() {
-            if self.live.get(&target).is_some_and(|(s, _)| *s == seq) {
-                return self.live.remove(&target).map(|(_, op)| op);
+            if self.live.get(&target).is_some_and(|(s, _, _)| *s == seq) {
+                return self.live.remove(&target).map(|(_, op, at)| (op, at));
             }
         }
         None
@@ -152,7 +154,7 @@ impl<K: Clone + Eq + Hash, V> RecoveryQueue<K, V> {
         if self.order.len() > 2 * self.live.len() + 64 {
             let live = &self.live;
             self.order
-                .retain(|(seq, target)| live.get(target).is_some_and(|(s, _)| s == seq));
+                .retain(|(seq, target)| live.get(target).is_some_and(|(s, _, _)| s == seq));
         }
     }
 }
@@ -165,13 +167,15 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
+    const T: Timestamp = Timestamp::ZERO;
+
     fn put(k: u8, v: u32) -> Pending<u8, u32> {
         Pending::Put(k, Entry::new(v, Timestamp::ZERO, Duration::from_secs(60)))
     }
 
     fn drain(q: &mut RecoveryQueue<u8, u32>) -> Vec<String> {
         std::iter::from_fn(|| q.pop())
-            .map(|op| match op {
+            .map(|(op, _)| match op {
                 Pending::Put(k, e) => format!("put {k}={}", e.value().copied().unwrap_or(0)),
                 Pending::Remove(k) => format!("remove {k}"),
                 Pending::Tag(t) => format!("tag {t}"),
@@ -183,10 +187,10 @@ mod tests {
     #[test]
     fn the_last_write_per_key_wins_and_moves_to_the_back() {
         let mut q = RecoveryQueue::new(10);
-        assert_eq!(q.push(put(1, 10)), Pushed::Queued);
-        assert_eq!(q.push(Pending::Remove(2)), Pushed::Queued);
-        assert_eq!(q.push(put(1, 11)), Pushed::Replaced);
-        assert_eq!(q.push(Pending::Tag("t".into())), Pushed::Queued);
+        assert_eq!(q.push(put(1, 10), T), Pushed::Queued);
+        assert_eq!(q.push(Pending::Remove(2), T), Pushed::Queued);
+        assert_eq!(q.push(put(1, 11), T), Pushed::Replaced);
+        assert_eq!(q.push(Pending::Tag("t".into()), T), Pushed::Queued);
         assert_eq!(q.len(), 3);
         assert_eq!(drain(&mut q), ["remove 2", "put 1=11", "tag t"]);
         assert!(!q.is_pending());
@@ -195,9 +199,9 @@ mod tests {
     #[test]
     fn overflow_drops_the_oldest_and_says_so() {
         let mut q = RecoveryQueue::new(2);
-        q.push(put(1, 1));
-        q.push(put(2, 2));
-        assert_eq!(q.push(put(3, 3)), Pushed::DroppedOldest);
+        q.push(put(1, 1), T);
+        q.push(put(2, 2), T);
+        assert_eq!(q.push(put(3, 3), T), Pushed::DroppedOldest);
         assert_eq!(q.len(), 2);
         assert_eq!(drain(&mut q), ["put 2=2", "put 3=3"]);
     }
@@ -205,16 +209,16 @@ mod tests {
     #[test]
     fn a_failed_replay_goes_back_to_the_front_unless_superseded() {
         let mut q = RecoveryQueue::new(10);
-        q.push(put(1, 1));
-        q.push(put(2, 2));
+        q.push(put(1, 1), T);
+        q.push(put(2, 2), T);
         let first = q.pop().expect("queued");
-        q.retry(first);
+        q.retry(first.0, T);
         assert_eq!(drain(&mut q), ["put 1=1", "put 2=2"]);
 
-        q.push(put(1, 1));
+        q.push(put(1, 1), T);
         let first = q.pop().expect("queued");
-        q.push(put(1, 5));
-        q.retry(first);
+        q.push(put(1, 5), T);
+        q.retry(first.0, T);
         assert_eq!(drain(&mut q), ["put 1=5"]);
     }
 
@@ -222,7 +226,7 @@ mod tests {
     fn leftovers_of_replaced_writes_do_not_pile_up() {
         let mut q = RecoveryQueue::new(4);
         for v in 0..10_000 {
-            q.push(put(1, v));
+            q.push(put(1, v), T);
         }
         assert_eq!(q.len(), 1);
         assert!(q.order.len() <= 2 * q.len() + 65, "{}", q.order.len());
@@ -274,10 +278,10 @@ mod tests {
             for op in &ops {
                 let p = to_pending(op);
                 apply(&mut expected, &p);
-                q.push(p);
+                q.push(p, T);
             }
             let mut replayed = initial;
-            while let Some(op) = q.pop() {
+            while let Some((op, _)) = q.pop() {
                 apply(&mut replayed, &op);
             }
             prop_assert_eq!(replayed, expected);

@@ -785,8 +785,9 @@ where
     /// Adds `op` to the recovery queue and makes sure a worker drains it.
     fn enqueue(&self, op: Pending<K, V>) {
         let start = {
+            let at = self.inner.l1.clock().now();
             let mut q = self.inner.recovery.lock();
-            if q.push(op) == Pushed::DroppedOldest {
+            if q.push(op, at) == Pushed::DroppedOldest {
                 bump(&self.inner.counters.recovery_dropped);
             }
             let start = !q.worker && tokio::runtime::Handle::try_current().is_ok();
@@ -801,24 +802,40 @@ where
     }
 
     /// Applies one queued operation straight to L2 (past the breaker: this is the
-    /// only caller while Redis comes back), re-applies an invalidation to L1 (a
-    /// read may have backfilled the old value meanwhile) and publishes it.
-    async fn replay(&self, op: &Pending<K, V>) -> Result<(), CacheError> {
+    /// only caller while Redis comes back), re-applies an invalidation made at
+    /// `at` to L1 (a read may have backfilled the old value from L2 meanwhile;
+    /// entries made since, loaded from the source, stay) and publishes it.
+    async fn replay(
+        &self,
+        op: &Pending<K, V>,
+        at: cache_core::Timestamp,
+    ) -> Result<(), CacheError> {
         let Some(l2) = &self.inner.l2 else {
             return Ok(());
         };
         op.apply_l2(&l2.store, self.inner.l1.clock().now()).await?;
         let l1 = &self.inner.l1;
+        let older = |e: &Entry<V>| e.created_at() < at;
         match op {
             Pending::Put(..) => {}
             Pending::Remove(k) => {
-                l1.remove_sync(k);
+                if l1.peek_sync(k).is_some_and(|e| older(&e)) {
+                    l1.remove_sync(k);
+                }
             }
             Pending::Tag(t) => {
-                l1.invalidate_tag_sync(t);
+                l1.remove_where(|_, e| older(e) && e.tags().iter().any(|x| x == t));
             }
             Pending::Prefix(p) => {
-                l1.invalidate_prefix_sync(p);
+                let mut buf = String::new();
+                l1.remove_where(|k, e| {
+                    if !older(e) {
+                        return false;
+                    }
+                    buf.clear();
+                    k.encode_key(&mut buf);
+                    buf.starts_with(p.as_str())
+                });
             }
         }
         if let Some(bus) = &l2.bus {
@@ -859,12 +876,12 @@ where
         if reachable {
             backoff = RECOVERY_BACKOFF.0;
             loop {
-                let op = {
+                let (op, at) = {
                     let mut q = store.inner.recovery.lock();
                     match q.pop() {
-                        Some(op) => {
+                        Some(popped) => {
                             q.busy = true;
-                            op
+                            popped
                         }
                         None => {
                             q.worker = false;
@@ -872,13 +889,13 @@ where
                         }
                     }
                 };
-                let replayed = store.replay(&op).await;
+                let replayed = store.replay(&op, at).await;
                 let mut q = store.inner.recovery.lock();
                 q.busy = false;
                 match replayed {
                     Ok(()) => bump(&store.inner.counters.recovery_replayed),
                     Err(e) if e.is_backend_fault() => {
-                        q.retry(op);
+                        q.retry(op, at);
                         break;
                     }
                     // L2 refuses it for good (e.g. too large): retrying cannot help.

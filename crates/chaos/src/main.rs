@@ -1,0 +1,551 @@
+//! `cargo xtask chaos`: several cache instances under concurrent load, through
+//! the faults the cache exists for, against real `redis-server` processes and a
+//! real cluster with replicas, all on loopback.
+//!
+//! ```text
+//! cargo xtask chaos [--quick] [--filter NAME] [--out DIR]
+//! ```
+//!
+//! Every scenario runs three instances (64 concurrent callers over 200 hot keys
+//! that fit L1) with a deterministic source, in phases (baseline, fault, after),
+//! and reports per phase: calls, caller errors, wrong values, values served after
+//! they were invalidated (stale-after-invalidate), source loads, L1 entries and
+//! latency; and the time until L2 is used again. During each fault, one instance
+//! invalidates keys the others hold.
+//!
+//! The figures it holds the cache to (exit code 1 when one is missed):
+//! - a healthy idle bus: no gap, no reconnect, L1 unchanged;
+//! - every scenario: 0 caller errors, 0 wrong values, 0 stale-after-invalidate
+//!   (an invalidation made during an outage reaches every instance within 1 s of
+//!   Redis being back);
+//! - source loads during the fault and the 5 s after it: at most one per
+//!   invalidated key per instance (no hot key goes back to the source because of
+//!   the outage).
+#![forbid(unsafe_code)]
+
+mod harness;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cache_facade::Cache;
+use cache_testkit::{FaultProxy, RedisCluster, RedisServer, Reply};
+use harness::{CONCURRENCY, Fleet, GRACE, PhaseStats};
+use serde::Serialize;
+
+/// Instances per scenario.
+const INSTANCES: usize = 3;
+/// Hot keys (they fit every L1).
+const HOT_KEYS: u64 = 200;
+/// Keys invalidated during each fault.
+const INVALIDATIONS: u64 = 10;
+/// How long to wait for L2 to be used again after a fault.
+const L2_WATCH: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Copy)]
+struct Timing {
+    idle: Duration,
+    baseline: Duration,
+    fault: Duration,
+    after: Duration,
+}
+
+const FULL: Timing = Timing {
+    idle: Duration::from_secs(60),
+    baseline: Duration::from_secs(2),
+    fault: Duration::from_secs(3),
+    after: Duration::from_secs(5),
+};
+
+const QUICK: Timing = Timing {
+    idle: Duration::from_secs(5),
+    baseline: Duration::from_secs(1),
+    fault: Duration::from_secs(3),
+    after: Duration::from_secs(5),
+};
+
+/// One figure a scenario must reach.
+#[derive(Debug, Serialize)]
+struct Check {
+    what: String,
+    ok: bool,
+    detail: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Outcome {
+    scenario: &'static str,
+    about: &'static str,
+    phases: Vec<PhaseStats>,
+    /// Seconds from the end of the fault until every breaker was closed and
+    /// every recovery queue empty.
+    l2_used_again_s: Option<f64>,
+    checks: Vec<Check>,
+}
+
+fn check(what: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        what: what.into(),
+        ok,
+        detail: detail.into(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let mut timing = FULL;
+    let mut filter: Option<String> = None;
+    let mut out = PathBuf::from("target/chaos");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => timing = QUICK,
+            "--filter" => filter = args.next(),
+            "--out" => out = args.next().map_or(out, PathBuf::from),
+            "-h" | "--help" => {
+                println!("cargo xtask chaos [--quick] [--filter NAME] [--out DIR]");
+                return std::process::ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("chaos: unknown argument {other}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chaos: no runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcomes = runtime.block_on(run_all(timing, filter.as_deref()));
+    let report = render(&outcomes);
+    println!("{report}");
+    if let Err(e) = write_report(&out, &report, &outcomes) {
+        eprintln!(
+            "chaos: could not write the report to {}: {e}",
+            out.display()
+        );
+    }
+    let failed: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| {
+            o.checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(move |c| format!("{}: {} ({})", o.scenario, c.what, c.detail))
+        })
+        .collect();
+    let total: usize = outcomes.iter().map(|o| o.checks.len()).sum();
+    println!(
+        "chaos: {} passed, {} failed",
+        total - failed.len(),
+        failed.len()
+    );
+    if failed.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        for f in &failed {
+            eprintln!("chaos: MISSED {f}");
+        }
+        std::process::ExitCode::FAILURE
+    }
+}
+
+type Scenario = (&'static str, &'static str);
+
+const SCENARIOS: &[Scenario] = &[
+    (
+        "idle-bus",
+        "a healthy, idle Redis watched: the bus must not cry wolf",
+    ),
+    (
+        "kill-restart",
+        "redis-server SIGKILLed, restarted empty after the fault",
+    ),
+    ("pause", "CLIENT PAUSE for the length of the fault"),
+    (
+        "latency",
+        "300 ms added to every packet by the fault proxy (op timeout 100 ms)",
+    ),
+    (
+        "black-hole",
+        "the fault proxy swallows every byte, connections stay open",
+    ),
+    (
+        "failover",
+        "cluster with replicas: the master holding the bus is killed, a replica promoted",
+    ),
+    (
+        "slot-migration",
+        "cluster: the slots of every hot key and of the bus move to another master under load",
+    ),
+];
+
+async fn run_all(t: Timing, filter: Option<&str>) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for &(name, about) in SCENARIOS {
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        println!("chaos: {name} ({about})");
+        let started = Instant::now();
+        let result = match name {
+            "idle-bus" => idle_bus(t).await,
+            "kill-restart" => standalone(t, Fault::Kill).await,
+            "pause" => standalone(t, Fault::Pause).await,
+            "latency" => standalone(t, Fault::Latency).await,
+            "black-hole" => standalone(t, Fault::BlackHole).await,
+            "failover" => failover(t).await,
+            _ => slot_migration(t).await,
+        };
+        let (phases, l2_again, checks) = match result {
+            Ok(r) => r,
+            Err(e) => (Vec::new(), None, vec![check("the scenario ran", false, e)]),
+        };
+        println!(
+            "chaos: {name} done in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        out.push(Outcome {
+            scenario: name,
+            about,
+            phases,
+            l2_used_again_s: l2_again.map(|d| d.as_secs_f64()),
+            checks,
+        });
+    }
+    out
+}
+
+type Run = Result<(Vec<PhaseStats>, Option<Duration>, Vec<Check>), String>;
+
+fn cache(name: &str, redis: &Redis) -> Result<Cache<u64, u64>, String> {
+    let b = Cache::builder(name)
+        .default_ttl(Duration::from_secs(60))
+        .stale_window(Duration::from_secs(60));
+    let b = match redis {
+        Redis::Url(u) => b.redis_url(u.clone()),
+        Redis::Cluster(urls) => b.redis_cluster(urls.clone()),
+    };
+    b.build().map_err(|e| e.to_string())
+}
+
+enum Redis {
+    Url(String),
+    Cluster(Vec<String>),
+}
+
+async fn fleet(name: &str, redis: &Redis) -> Result<Fleet, String> {
+    let caches = (0..INSTANCES)
+        .map(|_| cache(name, redis))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fleet = Fleet::new(caches, HOT_KEYS);
+    if !fleet.wait_for_buses().await {
+        return Err("the invalidation buses did not connect".into());
+    }
+    fleet.warm().await;
+    Ok(fleet)
+}
+
+fn connections_received(server: &RedisServer) -> Result<u64, String> {
+    let info = server
+        .connect()
+        .and_then(|mut c| c.cmd(&["INFO", "stats"]))
+        .map_err(|e| e.to_string())?
+        .as_text()
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no total_connections_received in INFO".to_owned())
+}
+
+async fn idle_bus(t: Timing) -> Run {
+    let server = RedisServer::start().map_err(|e| e.to_string())?;
+    let f = fleet("idle", &Redis::Url(server.url())).await?;
+    let entries = f.l1_entries();
+    let conns = connections_received(&server)?;
+    let started = Instant::now();
+    tokio::time::sleep(t.idle).await;
+    let (gaps, reconnects) = f.bus_counters();
+    let after = f.l1_entries();
+    let new_conns = connections_received(&server)? - conns;
+    let phase = PhaseStats {
+        name: "idle".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        l1_entries: after,
+        ..PhaseStats::default()
+    };
+    let checks = vec![
+        check("bus gaps", gaps == 0, format!("{gaps}")),
+        check("bus reconnects", reconnects == 0, format!("{reconnects}")),
+        check(
+            "connections Redis received while idle (1 = this check's own)",
+            new_conns == 1,
+            format!("{new_conns}"),
+        ),
+        check(
+            "L1 unchanged",
+            after == entries,
+            format!("{entries} -> {after}"),
+        ),
+    ];
+    Ok((vec![phase], None, checks))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Kill,
+    Pause,
+    Latency,
+    BlackHole,
+}
+
+async fn standalone(t: Timing, fault: Fault) -> Run {
+    let mut server = RedisServer::start().map_err(|e| e.to_string())?;
+    let proxy = FaultProxy::start(server.addr()).map_err(|e| e.to_string())?;
+    let name = match fault {
+        Fault::Kill => "kill",
+        Fault::Pause => "pause",
+        Fault::Latency => "latency",
+        Fault::BlackHole => "blackhole",
+    };
+    let mut f = fleet(name, &Redis::Url(proxy.url())).await?;
+    f.start_load("baseline");
+    tokio::time::sleep(t.baseline).await;
+    f.begin_phase("fault");
+    let fault_started = Instant::now();
+    match fault {
+        Fault::Kill => server.kill(),
+        Fault::Pause => {
+            let ms = t.fault.as_millis().to_string();
+            server
+                .connect()
+                .and_then(|mut c| c.cmd(&["CLIENT", "PAUSE", &ms]))
+                .map_err(|e| e.to_string())?;
+        }
+        Fault::Latency => proxy.set_latency(Duration::from_millis(300)),
+        Fault::BlackHole => proxy.black_hole(),
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let invalidated = f.invalidate(INVALIDATIONS).await;
+    tokio::time::sleep(t.fault.saturating_sub(fault_started.elapsed())).await;
+    match fault {
+        Fault::Kill => {
+            tokio::task::block_in_place(|| server.restart()).map_err(|e| e.to_string())?
+        }
+        Fault::Pause => {}
+        Fault::Latency | Fault::BlackHole => proxy.heal(),
+    }
+    outage_end(t, f, invalidated).await
+}
+
+/// The common end of a fault: Redis is back now; measure until L2 is used
+/// again and through the after phase; judge the figures.
+async fn outage_end(t: Timing, mut f: Fleet, invalidated: u64) -> Run {
+    let back = Instant::now();
+    f.invalidated.set_deadline(back + GRACE);
+    f.begin_phase("after");
+    let watch = f.watch_l2(L2_WATCH);
+    tokio::time::sleep(t.after).await;
+    let (gaps, _) = f.bus_counters();
+    let phases = f.finish().await;
+    let l2_again = watch.await.ok().flatten();
+    let mut checks = Vec::new();
+    let sum = |get: fn(&PhaseStats) -> u64| phases.iter().map(get).sum::<u64>();
+    checks.push(check(
+        "caller errors",
+        sum(|p| p.errors) == 0,
+        format!("{}", sum(|p| p.errors)),
+    ));
+    checks.push(check(
+        "wrong values",
+        sum(|p| p.wrong) == 0,
+        format!("{}", sum(|p| p.wrong)),
+    ));
+    checks.push(check(
+        "stale after invalidate (1 s after Redis is back)",
+        sum(|p| p.stale_after_invalidate) == 0,
+        format!("{}", sum(|p| p.stale_after_invalidate)),
+    ));
+    checks.push(check(
+        "invalidations accepted during the fault",
+        invalidated == INVALIDATIONS,
+        format!("{invalidated} of {INVALIDATIONS}"),
+    ));
+    let loads: u64 = phases.iter().skip(1).map(|p| p.loads).sum();
+    let allowed = invalidated * INSTANCES as u64;
+    checks.push(check(
+        "source loads in the fault and the 5 s after ≤ invalidated keys × instances",
+        loads <= allowed,
+        format!("{loads} ≤ {allowed} (gaps handled by the policy: {gaps})"),
+    ));
+    checks.push(check(
+        "load ran with every caller",
+        phases.first().is_some_and(|p| p.calls > CONCURRENCY as u64),
+        format!("{} baseline calls", phases.first().map_or(0, |p| p.calls)),
+    ));
+    Ok((phases, l2_again, checks))
+}
+
+/// `CLUSTER KEYSLOT` of `key`, asked of a node.
+fn keyslot(cluster: &RedisCluster, key: &str) -> Result<u16, String> {
+    let node = cluster
+        .nodes()
+        .first()
+        .ok_or_else(|| "empty cluster".to_owned())?;
+    match node
+        .connect()
+        .and_then(|mut c| c.cmd(&["CLUSTER", "KEYSLOT", key]))
+        .map_err(|e| e.to_string())?
+    {
+        Reply::Int(n) => u16::try_from(n).map_err(|e| e.to_string()),
+        other => Err(format!("KEYSLOT answered {other:?}")),
+    }
+}
+
+fn bus_key(name: &str) -> String {
+    format!("cache:{name}#bus")
+}
+
+async fn failover(t: Timing) -> Run {
+    let mut cluster = tokio::task::block_in_place(|| RedisCluster::start_with_replicas(3, 1))
+        .map_err(|e| e.to_string())?;
+    let name = "failover";
+    let mut f = fleet(name, &Redis::Cluster(cluster.urls())).await?;
+    let slot = keyslot(&cluster, &bus_key(name))?;
+    f.start_load("baseline");
+    tokio::time::sleep(t.baseline).await;
+    f.begin_phase("fault");
+    let killing = tokio::task::spawn_blocking(move || {
+        let r = cluster.kill_master_and_wait_for_promotion(slot);
+        (cluster, r)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let invalidated = f.invalidate(INVALIDATIONS).await;
+    let (cluster, promoted) = killing.await.map_err(|e| e.to_string())?;
+    promoted.map_err(|e| e.to_string())?;
+    let run = outage_end(t, f, invalidated).await;
+    drop(cluster);
+    run
+}
+
+async fn slot_migration(t: Timing) -> Run {
+    let cluster = tokio::task::block_in_place(RedisCluster::start).map_err(|e| e.to_string())?;
+    let name = "migration";
+    let mut f = fleet(name, &Redis::Cluster(cluster.urls())).await?;
+    let store = f.caches[0]
+        .tiered()
+        .l2()
+        .ok_or_else(|| "no L2".to_owned())?
+        .clone();
+    let mut slots = std::collections::BTreeSet::new();
+    slots.insert(keyslot(&cluster, &bus_key(name))?);
+    for k in 0..HOT_KEYS {
+        let key = store.redis_key(&k).map_err(|e| e.to_string())?;
+        slots.insert(keyslot(&cluster, &key)?);
+    }
+    f.start_load("baseline");
+    tokio::time::sleep(t.baseline).await;
+    f.begin_phase("fault");
+    let masters = cluster.masters();
+    let moving = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        let mut moved = 0usize;
+        for &slot in &slots {
+            let to = match cluster.owner_of(slot) {
+                Ok(owner) => (owner + 1) % masters,
+                Err(e) => return (cluster, Err(e.to_string())),
+            };
+            if let Err(e) = cluster.migrate_slot(slot, to) {
+                return (cluster, Err(format!("slot {slot}: {e}")));
+            }
+            moved += 1;
+        }
+        (cluster, Ok(moved))
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let invalidated = f.invalidate(INVALIDATIONS).await;
+    let (cluster, moved) = moving.await.map_err(|e| e.to_string())?;
+    let moved = moved?;
+    println!("chaos: moved {moved} slots");
+    let run = outage_end(t, f, invalidated).await;
+    drop(cluster);
+    run
+}
+
+fn render(outcomes: &[Outcome]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Chaos report\n");
+    let _ = writeln!(
+        s,
+        "{INSTANCES} instances, {CONCURRENCY} concurrent callers, {HOT_KEYS} hot keys (fit L1), \
+         {INVALIDATIONS} keys invalidated on one instance during each fault.\n"
+    );
+    for o in outcomes {
+        let _ = writeln!(s, "## {}\n\n{}\n", o.scenario, o.about);
+        let _ = writeln!(
+            s,
+            "| phase | s | calls | errors | wrong | stale after inv. | loads | L1 entries | p50 ms | p99 ms | max ms |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for p in &o.phases {
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} |",
+                p.name,
+                p.seconds,
+                p.calls,
+                p.errors,
+                p.wrong,
+                p.stale_after_invalidate,
+                p.loads,
+                p.l1_entries,
+                p.p50_ms,
+                p.p99_ms,
+                p.max_ms
+            );
+        }
+        match o.l2_used_again_s {
+            Some(l2) => {
+                let _ = writeln!(
+                    s,
+                    "\nL2 used again (every breaker closed, every recovery queue empty) {l2:.2} s after the fault ended."
+                );
+            }
+            None if o.phases.len() > 1 => {
+                let _ = writeln!(
+                    s,
+                    "\nL2 not used again within {} s of the fault's end.",
+                    L2_WATCH.as_secs()
+                );
+            }
+            None => {}
+        }
+        let _ = writeln!(s);
+        for c in &o.checks {
+            let _ = writeln!(
+                s,
+                "- {} {}: {}",
+                if c.ok { "ok" } else { "**MISSED**" },
+                c.what,
+                c.detail
+            );
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+fn write_report(dir: &PathBuf, report: &str, outcomes: &[Outcome]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("report.md"), report)?;
+    let json = serde_json::to_string_pretty(outcomes).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("results.json"), json)
+}
