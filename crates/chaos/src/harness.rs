@@ -102,14 +102,14 @@ pub(crate) struct PhaseStats {
     pub(crate) loads: u64,
     /// L1 entries over all instances at the end of the phase.
     pub(crate) l1_entries: u64,
-    /// Latency percentiles in milliseconds.
-    pub(crate) p50_ms: f64,
-    /// 99th percentile.
-    pub(crate) p99_ms: f64,
-    /// Slowest call.
+    /// Median latency in microseconds.
+    pub(crate) p50_us: f64,
+    /// 99th percentile, in microseconds.
+    pub(crate) p99_us: f64,
+    /// Slowest call, in milliseconds.
     pub(crate) max_ms: f64,
     #[serde(skip)]
-    pub(crate) latencies_us: Vec<u32>,
+    pub(crate) latencies_ns: Vec<u32>,
 }
 
 impl PhaseStats {
@@ -118,23 +118,23 @@ impl PhaseStats {
         self.errors += other.errors;
         self.wrong += other.wrong;
         self.stale_after_invalidate += other.stale_after_invalidate;
-        self.latencies_us.extend_from_slice(&other.latencies_us);
+        self.latencies_ns.extend_from_slice(&other.latencies_ns);
     }
 
     fn finish(&mut self) {
-        let l = &mut self.latencies_us;
+        let l = &mut self.latencies_ns;
         l.sort_unstable();
         let at = |q: f64| {
             if l.is_empty() {
                 0.0
             } else {
                 let i = ((l.len() - 1) as f64 * q).round() as usize;
-                f64::from(l[i]) / 1_000.0
+                f64::from(l[i])
             }
         };
-        self.p50_ms = at(0.5);
-        self.p99_ms = at(0.99);
-        self.max_ms = at(1.0);
+        self.p50_us = at(0.5) / 1_000.0;
+        self.p99_us = at(0.99) / 1_000.0;
+        self.max_ms = at(1.0) / 1_000_000.0;
         l.clear();
         l.shrink_to_fit();
     }
@@ -250,8 +250,8 @@ impl Fleet {
                     let took = started.elapsed();
                     let s = &mut stats[p];
                     s.calls += 1;
-                    s.latencies_us
-                        .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                    s.latencies_ns
+                        .push(u32::try_from(took.as_nanos()).unwrap_or(u32::MAX));
                     match got {
                         Ok(Some(v)) => {
                             let (k, version) = (v / VERSION_SPAN, v % VERSION_SPAN);

@@ -492,13 +492,13 @@ fn render(outcomes: &[Outcome]) -> String {
         let _ = writeln!(s, "## {}\n\n{}\n", o.scenario, o.about);
         let _ = writeln!(
             s,
-            "| phase | s | calls | errors | wrong | stale after inv. | loads | L1 entries | p50 ms | p99 ms | max ms |"
+            "| phase | s | calls | errors | wrong | stale after inv. | loads | L1 entries | p50 µs | p99 µs | max ms |"
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for p in &o.phases {
             let _ = writeln!(
                 s,
-                "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} |",
+                "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
                 p.name,
                 p.seconds,
                 p.calls,
@@ -507,8 +507,8 @@ fn render(outcomes: &[Outcome]) -> String {
                 p.stale_after_invalidate,
                 p.loads,
                 p.l1_entries,
-                p.p50_ms,
-                p.p99_ms,
+                p.p50_us,
+                p.p99_us,
                 p.max_ms
             );
         }

@@ -655,7 +655,23 @@ where
             .collect())
     }
 
-    /// Removes `key` from both tiers and from other instances' L1.
+    /// Removes `key` from both tiers and from other instances' L1. `true` when
+    /// either tier held it.
+    ///
+    /// When Redis cannot be reached (down, paused, breaker open), this instance's
+    /// L1 changes at once and the rest — the L2 delete and the message to other
+    /// instances — waits in the recovery queue and is applied as soon as Redis
+    /// answers again, before any later write; the answer then reflects L1 only.
+    /// [`TieredStore::recovery_pending`] (on [`tiered`](Self::tiered)) and
+    /// `cache_recovery_queue_depth` show what still waits. The same holds for
+    /// [`set`](Self::set), [`set_many`](Self::set_many),
+    /// [`invalidate_tag`](Self::invalidate_tag) and
+    /// [`invalidate_prefix`](Self::invalidate_prefix).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future after it started may leave L1 changed and the L2 part
+    /// not sent; nothing is queued for a write that was never attempted.
     pub async fn remove(&self, key: &K) -> Result<bool, Error> {
         self.inner
             .tiered

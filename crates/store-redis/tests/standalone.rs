@@ -341,28 +341,36 @@ async fn a_healthy_idle_bus_keeps_one_connection_through_many_keepalives() {
     assert_eq!(sub.try_recv(), None, "an idle bus yields nothing");
 }
 
-#[tokio::test]
-async fn a_bus_cut_off_by_a_partition_replays_what_it_missed_without_a_gap() {
-    let s = server();
+/// A publisher straight on `s` and a subscription behind a fault proxy, both on
+/// namespace `ns`.
+async fn behind_a_proxy(
+    s: &RedisServer,
+    ns: &str,
+) -> (RedisStore, FaultProxy, cache_store_redis::Subscription) {
     let proxy = FaultProxy::start(s.addr()).expect("proxy");
     let publisher = RedisStore::builder()
         .url(s.url())
-        .namespace("part")
+        .namespace(ns)
         .build()
         .expect("publisher");
     let behind = RedisStore::builder()
         .url(proxy.url())
-        .namespace("part")
+        .namespace(ns)
         .connect_timeout(Duration::from_millis(200))
         .build()
         .expect("subscriber");
-    let mut sub = behind
+    let sub = behind
         .bus()
         .keepalive(Duration::from_millis(50))
         .subscribe()
         .await;
     assert!(sub.is_connected());
+    (publisher, proxy, sub)
+}
 
+/// Cuts the proxy's connections and refuses new ones until the subscription
+/// notices.
+async fn partition(proxy: &FaultProxy, sub: &cache_store_redis::Subscription) {
     proxy.refuse();
     proxy.cut_connections();
     eventually("the subscription notices the partition", || {
@@ -370,6 +378,13 @@ async fn a_bus_cut_off_by_a_partition_replays_what_it_missed_without_a_gap() {
         async move { down }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_bus_cut_off_by_a_partition_replays_what_it_missed_without_a_gap() {
+    let s = server();
+    let (publisher, proxy, mut sub) = behind_a_proxy(&s, "part").await;
+    partition(&proxy, &sub).await;
     let bus = publisher.bus();
     for i in 0..5 {
         bus.publish(Action::Keys(vec![format!("k{i}")]))
@@ -404,23 +419,7 @@ async fn a_bus_cut_off_by_a_partition_replays_what_it_missed_without_a_gap() {
 #[tokio::test]
 async fn history_trimmed_past_a_subscription_is_a_gap() {
     let s = server();
-    let proxy = FaultProxy::start(s.addr()).expect("proxy");
-    let publisher = RedisStore::builder()
-        .url(s.url())
-        .namespace("trim")
-        .build()
-        .expect("publisher");
-    let behind = RedisStore::builder()
-        .url(proxy.url())
-        .namespace("trim")
-        .connect_timeout(Duration::from_millis(200))
-        .build()
-        .expect("subscriber");
-    let mut sub = behind
-        .bus()
-        .keepalive(Duration::from_millis(50))
-        .subscribe()
-        .await;
+    let (publisher, proxy, mut sub) = behind_a_proxy(&s, "trim").await;
     let bus = publisher.bus().history(10);
     bus.publish(Action::Keys(vec!["seen".into()]))
         .await
@@ -430,13 +429,7 @@ async fn history_trimmed_past_a_subscription_is_a_gap() {
         .expect("in time");
     assert!(matches!(first, Some(BusEvent::Message(_))), "{first:?}");
 
-    proxy.refuse();
-    proxy.cut_connections();
-    eventually("the subscription notices the partition", || {
-        let down = !sub.is_connected();
-        async move { down }
-    })
-    .await;
+    partition(&proxy, &sub).await;
     // Far more than the history keeps (XADD MAXLEN ~ trims whole nodes of 100).
     for i in 0..500 {
         bus.publish(Action::Keys(vec![format!("k{i}")]))

@@ -116,47 +116,41 @@ impl RedisCluster {
         Ok(())
     }
 
+    /// Polls `ready` every 50 ms for up to [`CLUSTER_TIMEOUT`].
+    fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> Result<(), TestkitError> {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        while !ready() {
+            if Instant::now() > deadline {
+                return Err(TestkitError::NotReady(format!(
+                    "{what} after {CLUSTER_TIMEOUT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// Waits until every node knows every other (so `CLUSTER REPLICATE` finds its
     /// master).
     fn wait_known(&self) -> Result<(), TestkitError> {
-        let deadline = Instant::now() + CLUSTER_TIMEOUT;
         let want = self.nodes.len();
-        loop {
-            let known = self.nodes.iter().all(|n| {
+        Self::wait_for("not every node knows every other", || {
+            self.nodes.iter().all(|n| {
                 n.cluster_info()
                     .ok()
                     .and_then(|i| info_value(&i, "cluster_known_nodes"))
                     .and_then(|v| v.parse::<usize>().ok())
                     == Some(want)
-            });
-            if known {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(TestkitError::NotReady(format!(
-                    "not every node knows the other {want} after {CLUSTER_TIMEOUT:?}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            })
+        })
     }
 
     fn wait_replicas_synced(&self) -> Result<(), TestkitError> {
-        let deadline = Instant::now() + CLUSTER_TIMEOUT;
-        loop {
-            let synced = self.nodes[self.masters..]
+        Self::wait_for("replicas not in sync", || {
+            self.nodes[self.masters..]
                 .iter()
-                .all(|n| replication(n).is_ok_and(|r| r.contains("master_link_status:up")));
-            if synced {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(TestkitError::NotReady(format!(
-                    "replicas not in sync after {CLUSTER_TIMEOUT:?}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                .all(|n| replication(n).is_ok_and(|r| r.contains("master_link_status:up")))
+        })
     }
 
     /// Kills the master that owns `slot` (SIGKILL) and waits until one of its
