@@ -209,6 +209,13 @@ async fn a_scrape_follows_hits_misses_loads_and_an_l2_outage() {
     let closed =
         drive_until_breaker_closes(&cache, &breaker_clock, Duration::from_secs(5), 1_000).await;
     assert!(closed, "the breaker never closed after Redis returned");
+    // Healthy also needs the bus back (it reconnects on its own) and nothing
+    // left in the recovery queue.
+    eventually("the bus reconnects", || cache.tiered().bus_connected()).await;
+    eventually("the recovery queue drains", || {
+        cache.tiered().recovery_pending() == 0
+    })
+    .await;
     let (code, body) = health(addr).await;
     assert_eq!(
         (code, body["status"].as_str()),
