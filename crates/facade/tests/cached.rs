@@ -229,7 +229,7 @@ async fn orders_of(customer: u64) -> std::io::Result<Option<Vec<u64>>> {
 }
 
 #[tokio::test]
-async fn result_of_option_caches_ok_none_as_absent_and_never_errors() {
+async fn result_of_option_caches_ok_none_as_absent_and_does_not_cache_errors() {
     assert_eq!(orders_of(3).await.expect("ok"), Some(vec![30, 31]));
     assert_eq!(orders_of(3).await.expect("ok"), Some(vec![30, 31]));
     assert_eq!(orders_of(42).await.expect("ok"), None);

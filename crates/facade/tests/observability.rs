@@ -14,8 +14,11 @@ mod common;
 use common::drive_until_breaker_closes;
 
 /// Sums every sample of `name` whose labels include all of `labels`.
+/// The sum of every series of `name` carrying `labels`; panics when there is
+/// none, so a metric that was never exported cannot pass as 0.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
+    let values: Vec<f64> = text
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
         .filter(|(series, _)| {
@@ -26,7 +29,9 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                     .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
         })
         .map(|(_, v)| v.parse::<f64>().unwrap_or(f64::NAN))
-        .sum()
+        .collect();
+    assert!(!values.is_empty(), "no series {name}{labels:?} in:\n{text}");
+    values.iter().sum()
 }
 
 async fn scrape(addr: std::net::SocketAddr) -> String {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::{Clock, Entry, ErrorKind, HealthStatus, MockClock, Store, SystemClock};
 use cache_store_redis::{Action, BusEvent, GapReason, RedisStore};
-use cache_testkit::{FaultProxy, RedisServer};
+use cache_testkit::{FaultProxy, RedisServer, eventually_async};
 use common::{Fixture, Raw};
 
 async fn fixture(server: &RedisServer) -> Fixture {
@@ -18,22 +18,6 @@ async fn fixture(server: &RedisServer) -> Fixture {
 
 fn server() -> RedisServer {
     RedisServer::start().expect("redis-server starts (cargo xtask test installs it)")
-}
-
-/// Polls `check` every 20 ms for up to 10 s (waiting for real processes, not time).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 #[tokio::test]
@@ -175,7 +159,7 @@ async fn reconnects_after_the_server_is_killed_and_restarted() {
     assert_eq!(report.status, HealthStatus::Unhealthy);
 
     s.restart().expect("restart");
-    eventually("the store reconnects", || {
+    eventually_async("the store reconnects", || {
         let store = store.clone();
         async move { put(store, 2).await.is_ok() }
     })
@@ -283,7 +267,7 @@ async fn the_bus_delivers_across_instances_and_reports_a_gap_after_a_restart() {
     // A restart (empty: the test server keeps nothing) loses history for good:
     // that, and only that, is a gap.
     s.kill();
-    eventually("the subscription notices the outage", || {
+    eventually_async("the subscription notices the outage", || {
         let down = !sub_b.is_connected();
         async move { down }
     })
@@ -294,7 +278,7 @@ async fn the_bus_delivers_across_instances_and_reports_a_gap_after_a_restart() {
         .expect("in time");
     assert_eq!(event, Some(BusEvent::Gap(GapReason::ServerChanged)));
     assert!(sub_b.is_connected());
-    eventually("publishing works again", || {
+    eventually_async("publishing works again", || {
         let bus = bus_a.clone();
         async move { bus.publish(Action::Prefix("p".into())).await.is_ok() }
     })
@@ -373,7 +357,7 @@ async fn behind_a_proxy(
 async fn partition(proxy: &FaultProxy, sub: &cache_store_redis::Subscription) {
     proxy.refuse();
     proxy.cut_connections();
-    eventually("the subscription notices the partition", || {
+    eventually_async("the subscription notices the partition", || {
         let down = !sub.is_connected();
         async move { down }
     })
@@ -458,7 +442,7 @@ async fn a_subscription_started_while_redis_is_down_misses_nothing_published_aft
     // Published before the subscription gets through.
     let other = RedisStore::builder().url(s.url()).build().expect("config");
     let bus = other.bus();
-    eventually("publishing works", || {
+    eventually_async("publishing works", || {
         let bus = bus.clone();
         async move { bus.publish(Action::Tag("early".into())).await.is_ok() }
     })

@@ -10,7 +10,8 @@
 //!   bytes (for example corrupt values) behind a store's back.
 //! - [`http_get`] fetches a page from a test server; [`promtool`] runs Prometheus'
 //!   checker on exposition text and rule files.
-//! - [`eventually`] waits (bounded) for a condition that other tasks make true.
+//! - [`eventually`] and [`eventually_async`] wait (bounded) for a condition that
+//!   other tasks make true.
 //!
 //! Every process and thread is cleaned up when its handle drops, also when a
 //! test panics. Nothing here mocks Redis.
@@ -50,4 +51,4 @@ pub use promtool::{promtool, promtool_binary};
 pub use proxy::{Fault, FaultProxy};
 pub use resp::{RawConnection, Reply};
 pub use server::{RedisServer, free_port, redis_server_binary};
-pub use wait::eventually;
+pub use wait::{eventually, eventually_async};

@@ -568,9 +568,18 @@ where
         Ok(got)
     }
 
-    /// Writes L1 only (no publishing).
+    /// Writes L1 only (no publishing). When L1 refuses the entry (a key or
+    /// weight over its limits), whatever L1 held for the key is dropped, so an
+    /// older value is never served in place of the one just written to L2.
     pub fn fill_l1(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
-        self.inner.l1.put_sync(key, entry)
+        let l1 = &self.inner.l1;
+        match l1.put_sync(key.clone(), entry) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                l1.remove_sync(&key);
+                Err(e)
+            }
+        }
     }
 
     /// Writes L2 only, through the breaker (no publishing).
@@ -588,7 +597,7 @@ where
             return Ok(());
         }
         for (k, e) in &entries {
-            let _ = self.inner.l1.put_sync(k.clone(), e.clone());
+            let _ = self.fill_l1(k.clone(), e.clone());
         }
         self.guarded(
             L2Op::PutMany,
@@ -1030,10 +1039,13 @@ where
         }
     }
 
+    /// Writes L2, tells other instances, then writes L1. An entry L1 refuses
+    /// (over its key or weight limit) is still in L2 and other instances dropped
+    /// their copies; this L1 drops its old copy too, and the refusal is returned.
     async fn put(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
         self.write_l2(Pending::Put(key.clone(), entry.clone()))
             .await?;
-        self.inner.l1.put_sync(key, entry)
+        self.fill_l1(key, entry)
     }
 
     /// Removes `key` from L1 and L2 and tells other instances. `true` when either
@@ -1100,10 +1112,13 @@ where
             |l2| async move { l2.put_many(l2_entries).await.map(|()| 0) },
         )
         .await?;
+        let mut refused = Ok(());
         for (k, e) in entries {
-            self.inner.l1.put_sync(k, e)?;
+            if let Err(e) = self.fill_l1(k, e) {
+                refused = Err(e);
+            }
         }
-        Ok(())
+        refused
     }
 
     async fn remove_many(&self, keys: &[K]) -> Result<u64, CacheError> {

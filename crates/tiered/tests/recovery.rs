@@ -8,7 +8,7 @@ use std::time::Duration;
 use cache_core::{Clock, Entry, HealthStatus, Store, SystemClock};
 use cache_store_memory::MemoryStore;
 use cache_store_redis::RedisStore;
-use cache_testkit::{FaultProxy, RedisServer, eventually};
+use cache_testkit::{FaultProxy, RedisServer, eventually, eventually_async};
 use cache_tiered::TieredStore;
 
 type Tiered = TieredStore<String, u32>;
@@ -51,15 +51,9 @@ async fn in_l2(store: &Tiered, key: &str) -> Option<u32> {
         .and_then(Entry::into_value)
 }
 
-/// Polls an async condition (an L2 read) for up to 10 s.
+/// Waits until L2 holds `want` for `key`.
 async fn eventually_l2(what: &str, store: &Tiered, key: &str, want: Option<u32>) {
-    for _ in 0..500 {
-        if in_l2(store, key).await == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
+    eventually_async(what, || async { in_l2(store, key).await == want }).await;
 }
 
 #[tokio::test]

@@ -314,3 +314,45 @@ async fn a_healthy_bus_watched_over_many_keepalives_declares_no_gap() {
     assert_eq!(store.l1().len(), 50, "L1 untouched");
     assert!(store.bus_connected());
 }
+
+/// An L1 whose entries weigh their value, holding at most 1,000.
+fn weighing_l1() -> MemoryStore<String, u32> {
+    MemoryStore::builder()
+        .max_entries(100)
+        .shards(1)
+        .max_weight(1_000)
+        .weigher(|_, v: &u32| u64::from(*v))
+        .build()
+        .expect("l1")
+}
+
+#[tokio::test]
+async fn a_value_l1_refuses_still_replaces_the_old_copy_on_every_instance() {
+    let server = RedisServer::start().expect("redis");
+    let a: Tiered = TieredStore::builder(weighing_l1())
+        .l2(l2(&server))
+        .build()
+        .expect("a");
+    let b: Tiered = TieredStore::builder(weighing_l1())
+        .l2(l2(&server))
+        .build()
+        .expect("b");
+    wait_for_bus(&a).await;
+    wait_for_bus(&b).await;
+    a.put("k".into(), entry(1)).await.expect("put");
+    assert!(b.get(&"k".to_owned()).await.expect("get").is_some());
+    assert!(b.l1().peek_sync(&"k".to_owned()).is_some());
+
+    let refused = a.put("k".into(), entry(5_000)).await;
+    assert!(refused.is_err(), "L1 cannot hold it: {refused:?}");
+    assert!(
+        a.l1().peek_sync(&"k".to_owned()).is_none(),
+        "the old copy is not served here"
+    );
+    eventually("b drops its old copy", || {
+        b.l1().peek_sync(&"k".to_owned()).is_none()
+    })
+    .await;
+    let got = b.get(&"k".to_owned()).await.expect("get");
+    assert_eq!(got.and_then(Entry::into_value), Some(5_000), "from L2");
+}
