@@ -13,6 +13,8 @@ use cache_singleflight::Group;
 use cache_store_memory::MemoryStore;
 use cache_store_redis::RedisStore;
 use cache_tiered::{FailMode, GapPolicy, TieredStore};
+
+use crate::log::{log_info, log_warn};
 use cache_ttl_jitter::Jitter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,6 +30,8 @@ use crate::report::{Counters, Meters, metric_names};
 
 /// Default TTL of a cached value (5 minutes).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Loads at least this slow are logged as warnings by default (1 second).
+pub const DEFAULT_SLOW_LOAD: Duration = Duration::from_secs(1);
 /// Default TTL of a cached *absent* marker (10 seconds).
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 /// Default L1 entry bound.
@@ -57,6 +61,7 @@ pub struct CacheBuilder<C = Postcard> {
     connect_timeout: Duration,
     soft_timeout: Option<Duration>,
     hard_timeout: Option<Duration>,
+    slow_load: Duration,
     breaker: Option<cache_breaker::Builder>,
     fail_mode: FailMode,
     bus: bool,
@@ -86,6 +91,7 @@ impl CacheBuilder<Postcard> {
             connect_timeout: cache_store_redis::DEFAULT_CONNECT_TIMEOUT,
             soft_timeout: None,
             hard_timeout: None,
+            slow_load: DEFAULT_SLOW_LOAD,
             breaker: None,
             fail_mode: FailMode::Open,
             bus: true,
@@ -196,6 +202,13 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         self
     }
 
+    /// Loads that take at least this long are logged as a warning (feature
+    /// `tracing`; default 1 s).
+    pub fn slow_load_warning(mut self, threshold: Duration) -> Self {
+        self.slow_load = threshold;
+        self
+    }
+
     /// The breaker policy guarding L2 (default: open after 5 consecutive failures,
     /// probe after 5 s). Its name and transition listener are set by the cache.
     pub fn breaker(mut self, breaker: cache_breaker::Builder) -> Self {
@@ -280,6 +293,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             connect_timeout: self.connect_timeout,
             soft_timeout: self.soft_timeout,
             hard_timeout: self.hard_timeout,
+            slow_load: self.slow_load,
             breaker: self.breaker,
             fail_mode: self.fail_mode,
             bus: self.bus,
@@ -384,6 +398,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                 stale_window: self.stale_window,
                 soft_timeout: self.soft_timeout,
                 hard_timeout: self.hard_timeout,
+                slow_load: self.slow_load,
                 refresh: self.refresh,
             },
             clock: self.clock,
@@ -407,6 +422,11 @@ fn breaker_for(
     builder
         .name(format!("{name}-l2"))
         .on_transition(move |t| {
+            if t.to == cache_breaker::State::Closed {
+                log_info!(cache = %label, from = t.from.as_str(), to = t.to.as_str(), "circuit breaker of Redis (L2) closed: L2 is used again");
+            } else {
+                log_warn!(cache = %label, from = t.from.as_str(), to = t.to.as_str(), "circuit breaker of Redis (L2) changed state: L2 is skipped while open");
+            }
             gauge.set(f64::from(t.to.as_gauge()));
             metrics::counter!(
                 metric_names::BREAKER_TRANSITIONS,

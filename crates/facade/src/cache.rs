@@ -19,6 +19,7 @@ use tokio::task::AbortHandle;
 
 use crate::builder::CacheBuilder;
 use crate::error::Error;
+use crate::log::log_warn;
 use crate::refresh::RefreshAhead;
 use crate::report::{
     CacheStats, Counters, EVICTION_REASONS, HealthReport, L1Report, L2Report, Meters, bump,
@@ -31,6 +32,8 @@ pub(crate) struct Settings {
     pub(crate) stale_window: Duration,
     pub(crate) soft_timeout: Option<Duration>,
     pub(crate) hard_timeout: Option<Duration>,
+    /// Loads this slow are logged.
+    pub(crate) slow_load: Duration,
     pub(crate) refresh: Option<RefreshAhead>,
 }
 
@@ -433,11 +436,45 @@ where
         self.load(key, stale, loader).await
     }
 
+    /// [`load_untraced`](Self::load_untraced) in a `cache_load` span (feature
+    /// `tracing`) that records the cache name and the outcome, never the key.
+    async fn load<F, Fut, E>(
+        &self,
+        key: K,
+        stale: Option<Entry<V>>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        #[cfg(feature = "tracing")]
+        {
+            use tracing::Instrument;
+            let span = tracing::info_span!(
+                "cache_load",
+                cache = %self.inner.name,
+                outcome = tracing::field::Empty
+            );
+            let result = self
+                .load_untraced(key, stale, loader)
+                .instrument(span.clone())
+                .await;
+            span.record("outcome", crate::log::outcome(&result));
+            result
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            self.load_untraced(key, stale, loader).await
+        }
+    }
+
     /// Runs the loader as a task that also writes its result, so neither a
     /// cancelled caller nor a soft timeout loses the load. The answer is handed over
     /// as soon as L1 holds it; the L2 write finishes in the task (fail-open), so a
     /// slow Redis does not delay the caller a second time.
-    async fn load<F, Fut, E>(
+    async fn load_untraced<F, Fut, E>(
         &self,
         key: K,
         stale: Option<Entry<V>>,
@@ -489,6 +526,9 @@ where
         };
         let took = started.elapsed();
         inner.meters.load_duration.record(took.as_secs_f64());
+        if took >= inner.settings.slow_load {
+            log_warn!(cache = %inner.name, took_ms = took.as_millis() as u64, "slow load: the source took longer than the slow-load threshold");
+        }
         match waited {
             Waited::Done(Ok(Ok((value, written)))) => {
                 inner.recompute.record(took);

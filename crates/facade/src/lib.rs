@@ -45,13 +45,26 @@
 //!    without one, every coalesced caller gets the same [`Error::Load`].
 //!
 //! Writes (`set`, `remove`, `invalidate_tag`, `invalidate_prefix`) go to both tiers
-//! and are published so other instances drop their L1 copies.
+//! and are published so other instances drop their L1 copies. While Redis cannot be
+//! reached they change this instance's L1 at once and wait in a recovery queue for
+//! the rest, replayed as soon as Redis answers.
 //!
 //! # Observability
 //!
 //! [`Cache::stats`] and [`Cache::health`] work without any metrics recorder; the
 //! metrics in [`metric_names`] go through the `metrics` facade (install the recorder
-//! before building caches).
+//! before building caches). Logs go through `tracing` (feature `tracing`).
+//!
+//! # Crate features
+//!
+//! - `tracing` (default) — log events: a `cache_load` span per load (cache name and
+//!   outcome, never the key), slow loads, breaker transitions, and from the tiers
+//!   below: Redis connection lost, failing and restored (an error when the first
+//!   connect fails), L2 faults (at most one warning a second), bus disconnects,
+//!   reconnects and gaps, recovery replays and overflow. Without a subscriber an
+//!   event costs a level check.
+//! - `prometheus` — `PrometheusExporter`: installs a Prometheus recorder.
+//! - `http` — `Endpoint`: `/metrics` and `/health/cache` over HTTP (axum).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -60,6 +73,7 @@ mod batch;
 mod builder;
 mod cache;
 mod error;
+mod log;
 mod memo;
 #[cfg(feature = "http")]
 mod observe;
@@ -68,7 +82,9 @@ mod report;
 mod rules;
 mod warm;
 
-pub use builder::{CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
+pub use builder::{
+    CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_SLOW_LOAD, DEFAULT_TTL,
+};
 pub use cache::{Cache, WriteOptions};
 pub use error::Error;
 #[doc(hidden)]

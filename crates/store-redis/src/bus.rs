@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::Target;
+use crate::log::{log_info, log_warn};
 use crate::store::RedisStore;
 
 /// Wire format version of bus messages.
@@ -508,6 +509,9 @@ impl Reader {
             let end = self.session(&info, &mut pos, &mut first).await;
             if self.shared.connected.swap(false, Ordering::AcqRel) {
                 pos.lost = true;
+                if !matches!(end, End::Closed) {
+                    log_warn!(stream = %self.key, "invalidation bus disconnected; reconnecting (missed messages will be replayed)");
+                }
             }
             match end {
                 End::Closed => return,
@@ -612,12 +616,16 @@ impl Reader {
         }
         pos.run_id = run_id;
         pos.back_at_ms = pos.lost.then(now_ms);
+        if pos.lost {
+            log_info!(stream = %self.key, "invalidation bus reconnected");
+        }
         self.shared.connects.fetch_add(1, Ordering::Relaxed);
         self.shared.connected.store(true, Ordering::Release);
         if let Some(f) = first.take() {
             let _ = f.send(());
         }
         if let Some(reason) = gap {
+            log_warn!(stream = %self.key, reason = reason.as_str(), "invalidation bus gap: messages may have been lost for good");
             self.shared.gaps.fetch_add(1, Ordering::Relaxed);
             if self.tx.send(BusEvent::Gap(reason)).await.is_err() {
                 return End::Closed;
@@ -702,6 +710,7 @@ impl Reader {
             if full {
                 match self.trimmed_past(conn, before).await {
                     Some(true) => {
+                        log_warn!(stream = %self.key, reason = "history_trimmed", "invalidation bus gap: this reader fell behind the stream's history");
                         self.shared.gaps.fetch_add(1, Ordering::Relaxed);
                         if self
                             .tx

@@ -285,7 +285,9 @@ impl<C: Codec> RedisStoreBuilder<C> {
                 }
             }
         };
+        let name: Arc<str> = self.name.into();
         let conns = Connections::new(
+            name.clone(),
             target,
             self.pool_size,
             self.connect_timeout,
@@ -293,7 +295,7 @@ impl<C: Codec> RedisStoreBuilder<C> {
         );
         Ok(RedisStore::from_inner(
             Arc::new(Inner {
-                name: self.name.into(),
+                name: name.to_string().into(),
                 space,
                 conns,
                 op_timeout: self.op_timeout,

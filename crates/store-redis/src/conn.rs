@@ -24,6 +24,8 @@ use tokio::sync::Notify;
 
 pub(crate) const BACKEND: &str = "redis";
 
+use crate::log::{log_error, log_info, log_warn};
+
 /// One open connection: standalone (multiplexed) or cluster.
 #[derive(Clone)]
 pub(crate) enum Handle {
@@ -116,6 +118,45 @@ pub(crate) struct ConnCounters {
     pub(crate) connects: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) disconnects: AtomicU64,
+    /// A loss or failure was logged and no recovery since: log the next
+    /// success, and no further failure until then.
+    pub(crate) trouble_logged: std::sync::atomic::AtomicBool,
+}
+
+impl ConnCounters {
+    /// Logs a failed connect: an error the very first time (the store never
+    /// reached Redis), a warning on the first failure of an outage, nothing for
+    /// the rest of it.
+    fn connect_failed(&self, name: &str, why: &str) {
+        let first_ever = self.connects.load(Ordering::Relaxed) == 0
+            && self.connect_failures.load(Ordering::Relaxed) == 0;
+        self.connect_failures.fetch_add(1, Ordering::Relaxed);
+        if self.trouble_logged.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if first_ever {
+            log_error!(store = %name, error = %why, "cannot connect to Redis; the cache serves from L1 and the loader until it can");
+        } else {
+            log_warn!(store = %name, error = %why, "cannot connect to Redis; retrying");
+        }
+        let _ = (name, why, first_ever);
+    }
+
+    fn connected(&self, name: &str) {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        if self.trouble_logged.swap(false, Ordering::Relaxed) {
+            log_info!(store = %name, "connected to Redis again");
+        }
+        let _ = name;
+    }
+
+    fn lost(&self, name: &str) {
+        self.disconnects.fetch_add(1, Ordering::Relaxed);
+        if !self.trouble_logged.swap(true, Ordering::Relaxed) {
+            log_warn!(store = %name, "connection to Redis lost; reconnecting");
+        }
+        let _ = name;
+    }
 }
 
 /// The connection pool (one slot by default) and its settings.
@@ -127,10 +168,13 @@ pub(crate) struct Connections {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_backoff: Duration,
     pub(crate) counters: Arc<ConnCounters>,
+    /// The store's name, for log events.
+    name: Arc<str>,
 }
 
 impl Connections {
     pub(crate) fn new(
+        name: Arc<str>,
         target: Target,
         pool_size: usize,
         connect_timeout: Duration,
@@ -152,6 +196,7 @@ impl Connections {
             connect_timeout,
             reconnect_backoff,
             counters: Arc::new(ConnCounters::default()),
+            name,
         }
     }
 
@@ -239,6 +284,7 @@ impl Connections {
         let timeout = self.connect_timeout;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let counters = self.counters.clone();
+        let name = self.name.clone();
         tokio::spawn(async move {
             let outcome = race_connect(timeout, move || {
                 let target = target.clone();
@@ -248,11 +294,11 @@ impl Connections {
             let mut state = slot.state.write();
             *state = match outcome {
                 Ok(handle) => {
-                    counters.connects.fetch_add(1, Ordering::Relaxed);
+                    counters.connected(&name);
                     SlotState::Ready { handle, generation }
                 }
                 Err(why) => {
-                    counters.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    counters.connect_failed(&name, &why);
                     SlotState::Idle {
                         failed: Some((Instant::now(), why)),
                     }
@@ -272,7 +318,7 @@ impl Connections {
             && *generation == ticket.generation
         {
             *state = SlotState::Idle { failed: None };
-            self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            self.counters.lost(&self.name);
         }
     }
 }

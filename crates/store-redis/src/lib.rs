@@ -86,6 +86,9 @@
 //!
 //! - `tls` — `rediss://` URLs (rustls with the ring provider, webpki roots).
 //! - `json` — the JSON codec from `cache-core`.
+//! - `tracing` — log events through `tracing`: a first connect that fails (error),
+//!   a connection lost or failing (one warning per outage) and restored; the
+//!   bus's disconnects, reconnects and gaps. Never a key or a URL.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -94,6 +97,7 @@ mod bus;
 mod config;
 mod conn;
 pub mod envelope;
+mod log;
 mod store;
 
 pub use bus::{

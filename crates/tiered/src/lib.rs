@@ -54,10 +54,17 @@
 //!   wins, order kept), and are applied to L2 and published as soon as Redis
 //!   answers again, ahead of any newer write. While the queue holds anything,
 //!   health is degraded. A full queue drops its oldest operation and counts it.
+//!
+//! # Crate features
+//!
+//! - `tracing` — log events through `tracing`: L2 faults (at most one warning a
+//!   second), bus gaps and the policy applied, recovery replays and overflow,
+//!   and the Redis store's own connection events. Never a key or a URL.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod log;
 mod recovery;
 mod tiered;
 

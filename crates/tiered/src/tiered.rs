@@ -14,6 +14,7 @@ use cache_store_memory::MemoryStore;
 use cache_store_redis::{Action, BusEvent, BusStatus, InvalidationBus, RedisStore};
 use parking_lot::Mutex;
 
+use crate::log::{log_info, log_warn};
 use crate::recovery::{Pending, Pushed, RecoveryQueue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -150,6 +151,24 @@ struct Counters {
     publish_errors: AtomicU64,
     recovery_replayed: AtomicU64,
     recovery_dropped: AtomicU64,
+    /// Limits the L2 fault and queue overflow warnings.
+    fault_logged: OncePerSecond,
+    drop_logged: OncePerSecond,
+}
+
+/// Lets one log event through per second (the time is the L1 clock's, in ms).
+#[derive(Default)]
+struct OncePerSecond(AtomicU64);
+
+impl OncePerSecond {
+    fn allow(&self, now_ms: u64) -> bool {
+        let last = self.0.load(Ordering::Relaxed);
+        (last == 0 || now_ms >= last.saturating_add(1_000))
+            && self
+                .0
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 fn bump(c: &AtomicU64) {
@@ -644,6 +663,12 @@ where
             }
             Err(e) if e.is_backend_fault() => {
                 permit.failure();
+                if counters
+                    .fault_logged
+                    .allow(self.inner.l1.clock().now().as_millis())
+                {
+                    log_warn!(cache = %self.inner.name, op = op.as_str(), error = %e, "Redis (L2) operation failed; serving from L1 and the loader (at most one such warning a second)");
+                }
                 bump(&counters.l2_errors);
                 if matches!(e, CacheError::Timeout { .. }) {
                     bump(&counters.l2_timeouts);
@@ -798,6 +823,9 @@ where
             let mut q = self.inner.recovery.lock();
             if q.push(op, at) == Pushed::DroppedOldest {
                 bump(&self.inner.counters.recovery_dropped);
+                if self.inner.counters.drop_logged.allow(at.as_millis()) {
+                    log_warn!(cache = %self.inner.name, "recovery queue full: the oldest queued write was dropped; its keys may be served stale elsewhere until they expire");
+                }
             }
             let start = !q.worker && tokio::runtime::Handle::try_current().is_ok();
             q.worker |= start;
@@ -873,6 +901,7 @@ where
     C: Codec + Clone,
 {
     let mut backoff = RECOVERY_BACKOFF.0;
+    let mut drained = 0u64;
     loop {
         let Some(inner) = weak.upgrade() else {
             return;
@@ -894,6 +923,9 @@ where
                         }
                         None => {
                             q.worker = false;
+                            if drained > 0 {
+                                log_info!(cache = %store.inner.name, replayed = drained, "recovery queue drained: writes made while Redis was unreachable are applied and published");
+                            }
                             return;
                         }
                     }
@@ -902,7 +934,10 @@ where
                 let mut q = store.inner.recovery.lock();
                 q.busy = false;
                 match replayed {
-                    Ok(()) => bump(&store.inner.counters.recovery_replayed),
+                    Ok(()) => {
+                        drained += 1;
+                        bump(&store.inner.counters.recovery_replayed);
+                    }
                     Err(e) if e.is_backend_fault() => {
                         q.retry(op, at);
                         break;
@@ -992,7 +1027,9 @@ where
                 _ => inner.l1.clear(),
             }
         }
-        BusEvent::Gap(_) => {
+        BusEvent::Gap(reason) => {
+            log_warn!(cache = %inner.name, reason = reason.as_str(), policy = ?inner.gap_policy, "invalidation bus gap: applying the gap policy to L1");
+            let _ = reason;
             bump(&inner.counters.bus_gaps);
             match inner.gap_policy {
                 GapPolicy::Clear => inner.l1.clear(),
