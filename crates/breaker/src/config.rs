@@ -85,6 +85,8 @@ pub struct Builder {
     pub(crate) permitted_in_half_open: u32,
     pub(crate) slow_call: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Whether [`clock`](Builder::clock) was called.
+    clock_set: bool,
     pub(crate) listener: Option<Listener>,
 }
 
@@ -111,6 +113,7 @@ impl Default for Builder {
             permitted_in_half_open: 3,
             slow_call: None,
             clock: Arc::new(SystemClock),
+            clock_set: false,
             listener: None,
         }
     }
@@ -181,8 +184,16 @@ impl Builder {
         self
     }
 
+    /// Whether a clock was given with [`clock`](Self::clock) (a composing crate
+    /// may then leave it alone, or else supply its own).
+    #[must_use]
+    pub fn has_clock(&self) -> bool {
+        self.clock_set
+    }
+
     /// The clock (default: the system's monotonic clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock_set = true;
         self.clock = Arc::new(clock);
         self
     }

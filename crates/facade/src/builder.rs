@@ -70,6 +70,8 @@ pub struct CacheBuilder<C = Postcard> {
     recovery_capacity: usize,
     codec: C,
     clock: Arc<dyn Clock>,
+    /// Whether `clock()` was called (then it drives the breaker too).
+    clock_set: bool,
     bloom: Option<Arc<AtomicBloomFilter>>,
     refresh: Option<RefreshAhead>,
 }
@@ -100,6 +102,7 @@ impl CacheBuilder<Postcard> {
             recovery_capacity: cache_tiered::DEFAULT_RECOVERY_CAPACITY,
             codec: Postcard,
             clock: Arc::new(SystemClock),
+            clock_set: false,
             bloom: None,
             refresh: None,
         }
@@ -254,8 +257,11 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         self
     }
 
-    /// The clock entries are timed with (default [`SystemClock`]).
+    /// The clock entries are timed with (default [`SystemClock`]). It drives the
+    /// L2 circuit breaker's timing too (so one mock clock moves both), unless the
+    /// breaker given to [`breaker`](Self::breaker) has a clock of its own.
     pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock_set = true;
         self.clock = Arc::new(clock);
         self
     }
@@ -302,6 +308,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             recovery_capacity: self.recovery_capacity,
             codec,
             clock: self.clock,
+            clock_set: self.clock_set,
             bloom: self.bloom,
             refresh: self.refresh,
         }
@@ -372,7 +379,8 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                     Redis::None => redis,
                 };
                 let redis = redis.codec(self.codec.clone()).build()?;
-                let breaker = breaker_for(self.breaker.take(), &name)?;
+                let clock = self.clock_set.then(|| self.clock.clone());
+                let breaker = breaker_for(self.breaker.take(), &name, clock)?;
                 tiered = tiered.breaker(breaker);
                 tiered
                     .l2(redis)
@@ -409,13 +417,39 @@ impl<C: Codec + Clone> CacheBuilder<C> {
 }
 
 /// The L2 breaker, reporting its state and transitions as metrics.
+/// The cache's clock as the breaker's monotonic one: breaker time moves exactly
+/// as the cache clock does from the moment the cache is built (a mock clock
+/// advances both).
+#[derive(Debug)]
+struct BreakerTime {
+    base: std::time::Instant,
+    start: cache_core::Timestamp,
+    clock: Arc<dyn Clock>,
+}
+
+impl cache_breaker::Clock for BreakerTime {
+    fn now(&self) -> std::time::Instant {
+        self.base + self.clock.now().saturating_duration_since(self.start)
+    }
+}
+
 fn breaker_for(
     configured: Option<cache_breaker::Builder>,
     name: &str,
+    clock: Option<Arc<dyn Clock>>,
 ) -> Result<CircuitBreaker, ConfigError> {
-    let builder = configured.unwrap_or_else(|| {
+    let mut builder = configured.unwrap_or_else(|| {
         CircuitBreaker::builder().consecutive_failures(cache_tiered::DEFAULT_BREAKER_FAILURES)
     });
+    if let Some(clock) = clock
+        && !builder.has_clock()
+    {
+        builder = builder.clock(BreakerTime {
+            base: std::time::Instant::now(),
+            start: clock.now(),
+            clock,
+        });
+    }
     let label = name.to_owned();
     let gauge = metrics::gauge!(metric_names::BREAKER_STATE, "cache" => label.clone());
     gauge.set(0.0);

@@ -499,3 +499,35 @@ async fn without_redis_the_health_is_healthy_and_serializes() {
     assert_eq!(json["status"], "healthy");
     assert_eq!(json["stats"]["loads"], 1);
 }
+
+#[tokio::test]
+async fn the_cache_clock_drives_the_breaker_too() {
+    let mut server = RedisServer::start().expect("redis");
+    let clock = MockClock::default();
+    let cache: Cache<u64, String> = Cache::builder("one_clock")
+        .redis_url(server.url())
+        .clock(clock.clone())
+        .breaker(BreakerBuilder::default().consecutive_failures(2))
+        .build()
+        .expect("build");
+    server.kill();
+    for k in 0..5 {
+        let _ = cache.get(&k).await;
+    }
+    let breaker = cache.tiered().breaker().expect("breaker").clone();
+    assert_eq!(breaker.state().as_str(), "open");
+    server.restart().expect("restart");
+    // Each round moves the mock clock past the 5 s open wait; on the breaker's
+    // own clock, 2 s of real time in all would never end it.
+    let mut closed = false;
+    for k in 0..200 {
+        clock.advance(Duration::from_secs(6));
+        let _ = cache.get(&(100 + k)).await;
+        if breaker.state().as_str() == "closed" {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "the mock clock ended the breaker's open wait");
+}
