@@ -107,11 +107,9 @@ where
                     }
                     other => {
                         if let Some(e) = other
-                            && stale
-                                .get(&k)
-                                .is_none_or(|s| e.stale_until() > s.stale_until())
+                            && let Some(kept) = cache_tiered::longer_lived(stale.remove(&k), e)
                         {
-                            stale.insert(k.clone(), e);
+                            stale.insert(k.clone(), kept);
                         }
                         still.push(k);
                     }
@@ -251,8 +249,8 @@ where
                 entries.push((k, entry));
             }
         }
-        // Fail-open: L2 faults were counted and absorbed; L1 holds the batch.
-        if let Err(e) = inner.tiered.fill_many(entries).await
+        // Fail-open: L1 holds the batch, L2 follows (faults counted, absorbed).
+        if let Err(e) = inner.tiered.write_back_many(entries).await
             && e.is_backend_fault()
         {
             return Err(e.into());

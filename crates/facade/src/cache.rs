@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cache_bloom::AtomicBloomFilter;
 use cache_core::{CacheKey, Clock, Codec, DecodeKey, Entry, HealthStatus, Postcard, Store};
 use cache_singleflight::{FlightError, Group, Role};
-use cache_tiered::{FailMode, TieredStore};
+use cache_tiered::{FailMode, Tier, TierRead, TieredStore};
 use cache_ttl_jitter::{Jitter, RecomputeTime};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -131,18 +131,6 @@ impl Cache<(), ()> {
     }
 }
 
-/// What the tiers hold for a key, as a flight's leader found it.
-pub(crate) enum Tiers<V> {
-    /// A fresh entry (its hit already counted).
-    Fresh(Entry<V>),
-    /// Nothing fresh: the longest-lived stale entry, if any, and the L2 fault a
-    /// fail-closed cache reports.
-    Missing {
-        stale: Option<Entry<V>>,
-        fault: Option<cache_core::CacheError>,
-    },
-}
-
 /// How a load ended, as seen by the flight's leader.
 enum Waited<T> {
     Done(T),
@@ -251,17 +239,13 @@ where
     }
 
     async fn get_from_l2(&self, key: &K) -> Result<Option<V>, Error> {
-        let now = self.inner.clock.recent();
-        match self.inner.tiered.get_l2(key).await {
-            Ok(Some(e)) if e.is_fresh(now) => {
-                self.l2_hit();
-                Ok(e.into_value())
-            }
-            Ok(_) => {
+        match self.read_tiers(key, None, |_| true).await {
+            TierRead::Fresh(e, _) => Ok(e.into_value()),
+            TierRead::Missing { fault: Some(e), .. } => Err(self.failed(e)),
+            TierRead::Missing { fault: None, .. } => {
                 self.miss();
                 Ok(None)
             }
-            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -375,44 +359,21 @@ where
         }
     }
 
-    /// A flight leader's look at the tiers: L1 again (a flight that just finished
-    /// may have filled it), then L2. Only entries `usable` accepts count; a fresh
-    /// one is a counted hit. Otherwise the longest-lived stale entry (starting
-    /// from `stale`) and, fail-closed, the L2 fault.
+    /// A flight leader's look at the tiers ([`TieredStore::read`]), with the
+    /// hit counted by the tier that answered.
     pub(crate) async fn read_tiers(
         &self,
         key: &K,
         stale: Option<Entry<V>>,
         usable: impl Fn(&Entry<V>) -> bool,
-    ) -> Tiers<V> {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        let mut stale = stale.filter(&usable);
-        if let Some(e) = inner.tiered.l1().get_sync(key).filter(&usable) {
-            if e.is_fresh(now) {
-                self.l1_hit();
-                return Tiers::Fresh(e);
-            }
-            stale = Some(e);
+    ) -> TierRead<V> {
+        let read = self.inner.tiered.read(key, stale, usable).await;
+        match &read {
+            TierRead::Fresh(_, Tier::L1) => self.l1_hit(),
+            TierRead::Fresh(_, Tier::L2) => self.l2_hit(),
+            TierRead::Missing { .. } => {}
         }
-        let fault = match inner.tiered.get_l2(key).await {
-            Ok(Some(e)) if usable(&e) => {
-                if e.is_fresh(now) {
-                    self.l2_hit();
-                    return Tiers::Fresh(e);
-                }
-                if stale
-                    .as_ref()
-                    .is_none_or(|s| e.stale_until() > s.stale_until())
-                {
-                    stale = Some(e);
-                }
-                None
-            }
-            Ok(_) => None,
-            Err(e) => Some(e),
-        };
-        Tiers::Missing { stale, fault }
+        read
     }
 
     /// The flight leader's part of the read path: L1 again, L2, then the loader.
@@ -428,9 +389,9 @@ where
         E: std::error::Error + Send + Sync + 'static,
     {
         let stale = match self.read_tiers(&key, l1, |_| true).await {
-            Tiers::Fresh(e) => return Ok(e.into_value()),
-            Tiers::Missing { fault: Some(e), .. } => return Err(e.into()),
-            Tiers::Missing { stale, fault: None } => stale,
+            TierRead::Fresh(e, _) => return Ok(e.into_value()),
+            TierRead::Missing { fault: Some(e), .. } => return Err(e.into()),
+            TierRead::Missing { stale, fault: None } => stale,
         };
         self.miss();
         self.load(key, stale, loader).await
@@ -500,20 +461,13 @@ where
                     return;
                 }
             };
-            let tiered = &writer.inner.tiered;
             let Some(entry) = writer.loaded_entry(&key, value.clone()) else {
                 let _ = tx.send(Ok((value, Ok(()))));
                 return;
             };
-            if tiered.fail_mode() == FailMode::Closed {
-                let written = tiered.fill(key, entry).await;
-                let _ = tx.send(Ok((value, written)));
-            } else {
-                let in_l1 = tiered.fill_l1(key.clone(), entry.clone());
-                let _ = tx.send(Ok((value, in_l1)));
-                // Faults are counted by the tiered store; nobody waits for this.
-                let _ = tiered.fill_l2(key, entry).await;
-            }
+            // Fail-open answers once L1 holds it (L2 follows in the background).
+            let written = writer.inner.tiered.write_back(key, entry).await;
+            let _ = tx.send(Ok((value, written)));
         });
         let soft = inner.settings.soft_timeout.filter(|_| stale.is_some());
         let limit = soft.or(inner.settings.hard_timeout);

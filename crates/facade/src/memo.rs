@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use cache_core::{CacheKey, Codec, DecodeKey, Entry};
 use cache_singleflight::Role;
-use cache_tiered::FailMode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{Cache, Tiers};
+use crate::cache::Cache;
 use crate::error::Error;
 use crate::report::bump;
+use cache_tiered::TierRead;
 
 /// What a memoized computation produced, and whether the cache may keep it.
 ///
@@ -315,8 +315,8 @@ where
     {
         let inner = &self.inner;
         let stale = match self.read_tiers(key, l1, S::accepts).await {
-            Tiers::Fresh(e) => return Ok(e.into_value()),
-            Tiers::Missing { stale, fault } => {
+            TierRead::Fresh(e, _) => return Ok(e.into_value()),
+            TierRead::Missing { stale, fault } => {
                 // Fail-closed L2 fault: counted, and the computation answers anyway.
                 if let Some(e) = fault {
                     let _ = self.failed(e);
@@ -370,18 +370,7 @@ where
             None => self.make_entry(None, self.inner.settings.default_ttl),
         };
         let Some(entry) = entry else { return };
-        let tiered = &self.inner.tiered;
-        if tiered.fail_mode() == FailMode::Closed {
-            let _ = tiered.fill(key, entry).await;
-            return;
-        }
-        let _ = tiered.fill_l1(key.clone(), entry.clone());
-        if tiered.l2().is_some() {
-            let writer = self.clone();
-            tokio::spawn(async move {
-                let _ = writer.inner.tiered.fill_l2(key, entry).await;
-            });
-        }
+        let _ = self.inner.tiered.write_back(key, entry).await;
     }
 }
 

@@ -170,10 +170,8 @@ where
             inner.recompute.record(took);
             cache.count_loaded(value.is_some());
             if let Some(entry) = cache.loaded_entry(&key, value.clone()) {
-                // Fail-open absorbs L2 faults; fail-closed still has the new L1 copy.
-                if inner.tiered.fill(key.clone(), entry.clone()).await.is_err() {
-                    let _ = inner.tiered.fill_l1(key, entry);
-                }
+                // L1 holds the new copy whatever L2 did (faults are counted there).
+                let _ = inner.tiered.write_back(key, entry).await;
             }
             return Ok(value);
         }

@@ -65,9 +65,11 @@
 #![deny(missing_docs)]
 
 mod log;
+mod protocol;
 mod recovery;
 mod tiered;
 
+pub use protocol::{Tier, TierRead, longer_lived};
 pub use tiered::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
     TieredBuilder, TieredStats, TieredStore, combined_health, metric_names,

@@ -15,6 +15,7 @@ use cache_store_redis::{Action, BusEvent, BusStatus, InvalidationBus, RedisStore
 use parking_lot::Mutex;
 
 use crate::log::{log_info, log_warn};
+use crate::protocol::TierRead;
 use crate::recovery::{Pending, Pushed, RecoveryQueue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -138,10 +139,10 @@ pub struct TieredStats {
 }
 
 #[derive(Default)]
-struct Counters {
-    l1_hits: AtomicU64,
-    l2_hits: AtomicU64,
-    misses: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) l1_hits: AtomicU64,
+    pub(crate) l2_hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
     l2_errors: AtomicU64,
     l2_timeouts: AtomicU64,
     l2_rejected: AtomicU64,
@@ -171,7 +172,7 @@ impl OncePerSecond {
     }
 }
 
-fn bump(c: &AtomicU64) {
+pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -183,7 +184,7 @@ struct L2<C> {
 
 /// The L2 operations timed in `cache_l2_op_duration_seconds{op}`.
 #[derive(Debug, Clone, Copy)]
-enum L2Op {
+pub(crate) enum L2Op {
     Get,
     Put,
     PutMany,
@@ -236,13 +237,13 @@ fn op_durations(name: &Arc<str>) -> [metrics::Histogram; L2Op::COUNT] {
     })
 }
 
-struct Inner<K, V, C> {
+pub(crate) struct Inner<K, V, C> {
     name: Arc<str>,
     op_durations: [metrics::Histogram; L2Op::COUNT],
-    l1: MemoryStore<K, V>,
+    pub(crate) l1: MemoryStore<K, V>,
     l2: Option<L2<C>>,
     mode: FailMode,
-    counters: Counters,
+    pub(crate) counters: Counters,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     bus_status: Mutex<Option<BusStatus>>,
     gap_policy: GapPolicy,
@@ -261,7 +262,7 @@ impl<K, V, C> Drop for Inner<K, V, C> {
 
 /// L1 + optional L2 as one store; see the [crate docs](crate). Cheap to clone.
 pub struct TieredStore<K, V, C = Postcard> {
-    inner: Arc<Inner<K, V, C>>,
+    pub(crate) inner: Arc<Inner<K, V, C>>,
 }
 
 impl<K, V, C> Clone for TieredStore<K, V, C> {
@@ -569,24 +570,6 @@ where
         *self.inner.listener.lock() = Some(task);
     }
 
-    /// Reads L2 through the breaker; a hit backfills L1 (capped by L1's maximum TTL).
-    /// `Ok(None)` for a miss, no L2, an open breaker or (fail-open) a fault.
-    pub async fn get_l2(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
-        let got = self
-            .guarded(
-                L2Op::Get,
-                |l2| async move { Store::<K, V>::get(l2, key).await },
-            )
-            .await?
-            .flatten();
-        if let Some(entry) = &got {
-            bump(&self.inner.counters.l2_hits);
-            // A refused backfill (e.g. too heavy for L1) only costs a later L2 read.
-            let _ = self.inner.l1.put_sync(key.clone(), entry.clone());
-        }
-        Ok(got)
-    }
-
     /// Writes L1 only (no publishing). When L1 refuses the entry (a key or
     /// weight over its limits), whatever L1 held for the key is dropped, so an
     /// older value is never served in place of the one just written to L2.
@@ -601,41 +584,13 @@ where
         }
     }
 
-    /// Writes L2 only, through the breaker (no publishing).
-    pub async fn fill_l2(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
-        self.guarded(L2Op::Put, |l2| async move { l2.put(key, entry).await })
-            .await
-            .map(|_| ())
-    }
-
-    /// Writes several entries to L1, then to L2 in one pipelined batch through the
-    /// breaker, without publishing (for a batch loaded from the source). An L1
-    /// refusal (e.g. too heavy) skips that entry's L1 copy only.
-    pub async fn fill_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        for (k, e) in &entries {
-            let _ = self.fill_l1(k.clone(), e.clone());
-        }
-        self.guarded(
-            L2Op::PutMany,
-            |l2| async move { l2.put_many(entries).await },
-        )
-        .await
-        .map(|_| ())
-    }
-
-    /// Writes both tiers without publishing (for values loaded from the source,
-    /// which no other instance can hold a newer copy of).
-    pub async fn fill(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
-        self.fill_l2(key.clone(), entry.clone()).await?;
-        self.fill_l1(key, entry)
-    }
-
     /// Runs `f` on L2 through the breaker. `Ok(None)`: no L2, or a fault absorbed by
     /// fail-open.
-    async fn guarded<'a, T, F, Fut>(&'a self, op: L2Op, f: F) -> Result<Option<T>, CacheError>
+    pub(crate) async fn guarded<'a, T, F, Fut>(
+        &'a self,
+        op: L2Op,
+        f: F,
+    ) -> Result<Option<T>, CacheError>
     where
         F: FnOnce(&'a RedisStore<C>) -> Fut,
         Fut: std::future::Future<Output = Result<T, CacheError>>,
@@ -1050,29 +1005,13 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     C: Codec + Clone,
 {
+    /// [`TieredStore::read`]: the fresh entry from L1 or L2, else the
+    /// longest-lived stale one (fail-closed: an L2 fault is returned).
     async fn get(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
-        let l1 = self.inner.l1.get_sync(key);
-        let now = self.inner.l1.clock().now();
-        if let Some(e) = &l1
-            && e.is_fresh(now)
-        {
-            bump(&self.inner.counters.l1_hits);
-            return Ok(l1);
-        }
-        match self.get_l2(key).await? {
-            // Prefer whichever copy is usable longer.
-            Some(e2)
-                if l1
-                    .as_ref()
-                    .is_none_or(|e1| e2.stale_until() >= e1.stale_until()) =>
-            {
-                Ok(Some(e2))
-            }
-            _ if l1.is_some() => Ok(l1),
-            _ => {
-                bump(&self.inner.counters.misses);
-                Ok(None)
-            }
+        match self.read(key, None, |_| true).await {
+            TierRead::Fresh(e, _) => Ok(Some(e)),
+            TierRead::Missing { fault: Some(e), .. } => Err(e),
+            TierRead::Missing { stale, fault: None } => Ok(stale),
         }
     }
 

@@ -356,3 +356,28 @@ async fn a_value_l1_refuses_still_replaces_the_old_copy_on_every_instance() {
     let got = b.get(&"k".to_owned()).await.expect("get");
     assert_eq!(got.and_then(Entry::into_value), Some(5_000), "from L2");
 }
+
+#[tokio::test]
+async fn a_stale_l2_entry_is_a_counted_miss_that_comes_back_for_stale_on_error() {
+    let server = RedisServer::start().expect("redis");
+    let store: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .invalidation_bus(false)
+        .build()
+        .expect("build");
+    let short = Entry::new(7, SystemClock.now(), Duration::from_millis(1))
+        .with_stale_window(Duration::from_secs(60));
+    store.put("k".into(), short).await.expect("put");
+    store.l1().clear();
+    tokio::time::sleep(Duration::from_millis(20)).await; // past its 1 ms TTL
+    match store.read(&"k".to_owned(), None, |_| true).await {
+        cache_tiered::TierRead::Missing { stale, fault } => {
+            assert!(fault.is_none());
+            assert_eq!(stale.and_then(Entry::into_value), Some(7));
+        }
+        other => panic!("a stale entry is not a hit: {other:?}"),
+    }
+    let stats = store.stats();
+    assert_eq!((stats.l2_hits, stats.misses), (0, 1), "{stats:?}");
+    assert!(store.l1().is_empty(), "a stale L2 entry is not backfilled");
+}

@@ -1,0 +1,202 @@
+//! The tier protocol: the one read past a caller's own L1 check and the one
+//! write-back of a loaded entry, used by every read-through path of the facade
+//! (`get`, `get_or_load`, `memoize`, refresh, batches) and by this crate's own
+//! [`Store`](cache_core::Store) implementation.
+
+use std::hash::Hash;
+
+use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Store};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::tiered::{FailMode, L2Op, TieredStore, bump};
+
+/// Which tier answered a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// The in-process L1.
+    L1,
+    /// Redis; the entry was backfilled into L1.
+    L2,
+}
+
+/// What the tiers hold for a key; see [`TieredStore::read`].
+#[derive(Debug)]
+pub enum TierRead<V> {
+    /// A fresh entry, and the tier it came from.
+    Fresh(Entry<V>, Tier),
+    /// Nothing fresh.
+    Missing {
+        /// The longest-lived stale entry seen (the caller's, L1's or L2's), for
+        /// stale-on-error.
+        stale: Option<Entry<V>>,
+        /// The L2 fault, when the cache is fail-closed (fail-open absorbs it).
+        fault: Option<CacheError>,
+    },
+}
+
+/// The one stale-selection rule: `candidate` replaces `current` only if it can
+/// be served (as stale) strictly longer.
+#[must_use]
+pub fn longer_lived<V>(current: Option<Entry<V>>, candidate: Entry<V>) -> Option<Entry<V>> {
+    match current {
+        Some(c) if c.stale_until() >= candidate.stale_until() => Some(c),
+        _ => Some(candidate),
+    }
+}
+
+impl<K, V, C> TieredStore<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    /// Reads `key` past a caller's own L1 check: L1 again (a load that just
+    /// finished may have filled it), then L2 through the breaker; a fresh L2 hit
+    /// is backfilled into L1 (capped by L1's maximum TTL). Only entries `usable`
+    /// accepts count (a typed reader skips entries of another shape). When
+    /// nothing is fresh, the longest-lived stale entry — starting from `stale`,
+    /// the caller's — comes back for stale-on-error.
+    ///
+    /// Counted in [`TieredStats`](crate::TieredStats): `l1_hits`, `l2_hits`
+    /// (fresh only), `misses`.
+    pub async fn read(
+        &self,
+        key: &K,
+        stale: Option<Entry<V>>,
+        usable: impl Fn(&Entry<V>) -> bool,
+    ) -> TierRead<V> {
+        let inner = &self.inner;
+        let counters = &inner.counters;
+        let now = inner.l1.clock().now();
+        let mut stale = stale.filter(&usable);
+        if let Some(e) = inner.l1.get_sync(key).filter(&usable) {
+            if e.is_fresh(now) {
+                bump(&counters.l1_hits);
+                return TierRead::Fresh(e, Tier::L1);
+            }
+            stale = longer_lived(stale, e);
+        }
+        let fault = match self
+            .guarded(
+                L2Op::Get,
+                |l2| async move { Store::<K, V>::get(l2, key).await },
+            )
+            .await
+        {
+            Ok(found) => {
+                if let Some(e) = found.flatten().filter(&usable) {
+                    if e.is_fresh(now) {
+                        bump(&counters.l2_hits);
+                        // A refused backfill (too heavy for L1) costs a later L2 read.
+                        let _ = inner.l1.put_sync(key.clone(), e.clone());
+                        return TierRead::Fresh(e, Tier::L2);
+                    }
+                    stale = longer_lived(stale, e);
+                }
+                None
+            }
+            Err(e) => Some(e),
+        };
+        bump(&counters.misses);
+        TierRead::Missing { stale, fault }
+    }
+
+    /// Writes an entry just loaded from the source, without publishing (no other
+    /// instance can hold a newer copy of it).
+    ///
+    /// Fail-open: L1 now, L2 in a background task (a slow Redis does not delay
+    /// the caller a second time; its faults are counted and absorbed); the
+    /// result is L1's. Fail-closed: L2, then L1, both before returning; an L2
+    /// fault is returned (L1 still holds the entry).
+    pub async fn write_back(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        if self.l2().is_none() {
+            return self.fill_l1(key, entry);
+        }
+        match self.fail_mode() {
+            FailMode::Closed => {
+                let in_l2 = self
+                    .guarded(L2Op::Put, |l2| {
+                        let (key, entry) = (key.clone(), entry.clone());
+                        async move { l2.put(key, entry).await }
+                    })
+                    .await;
+                let in_l1 = self.fill_l1(key, entry);
+                in_l2.and(in_l1)
+            }
+            FailMode::Open => {
+                let in_l1 = self.fill_l1(key.clone(), entry.clone());
+                let store = self.clone();
+                tokio::spawn(async move {
+                    let _ = store
+                        .guarded(L2Op::Put, |l2| async move { l2.put(key, entry).await })
+                        .await;
+                });
+                in_l1
+            }
+        }
+    }
+
+    /// [`write_back`](Self::write_back) for a batch loaded at once: L1 for each
+    /// entry (one refused entry skips only its own copy), L2 in one pipelined
+    /// batch — in the background when fail-open, awaited (fault returned) when
+    /// fail-closed.
+    pub async fn write_back_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for (k, e) in &entries {
+            let _ = self.fill_l1(k.clone(), e.clone());
+        }
+        if self.l2().is_none() {
+            return Ok(());
+        }
+        match self.fail_mode() {
+            FailMode::Closed => self
+                .guarded(
+                    L2Op::PutMany,
+                    |l2| async move { l2.put_many(entries).await },
+                )
+                .await
+                .map(|_| ()),
+            FailMode::Open => {
+                let store = self.clone();
+                tokio::spawn(async move {
+                    let _ = store
+                        .guarded(
+                            L2Op::PutMany,
+                            |l2| async move { l2.put_many(entries).await },
+                        )
+                        .await;
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cache_core::Timestamp;
+    use std::time::Duration;
+
+    fn until(stale_s: u64) -> Entry<u32> {
+        Entry::new(stale_s as u32, Timestamp::ZERO, Duration::from_secs(1))
+            .with_stale_window(Duration::from_secs(stale_s))
+    }
+
+    #[test]
+    fn the_longer_lived_stale_entry_wins_and_a_tie_keeps_the_first() {
+        let pick = |a: Option<Entry<u32>>, b| longer_lived(a, b).and_then(Entry::into_value);
+        assert_eq!(pick(None, until(5)), Some(5));
+        assert_eq!(pick(Some(until(5)), until(9)), Some(9));
+        assert_eq!(pick(Some(until(9)), until(5)), Some(9));
+        let tie = longer_lived(
+            Some(until(5)),
+            Entry::new(7, Timestamp::ZERO, Duration::from_secs(1))
+                .with_stale_window(Duration::from_secs(5)),
+        );
+        assert_eq!(tie.and_then(Entry::into_value), Some(5));
+    }
+}
