@@ -392,7 +392,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                     .build()?
             }
         };
-        Ok(Cache::from_inner(Arc::new(CacheInner {
+        let inner = Arc::new(CacheInner {
             meters: Meters::new(&name),
             name,
             tiered,
@@ -412,11 +412,13 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             clock: self.clock,
             bloom: self.bloom,
             counters: Counters::default(),
-        })))
+        });
+        let cache = Cache::from_inner(inner);
+        cache.start_upkeep();
+        Ok(cache)
     }
 }
 
-/// The L2 breaker, reporting its state and transitions as metrics.
 /// The cache's clock as the breaker's monotonic one: breaker time moves exactly
 /// as the cache clock does from the moment the cache is built (a mock clock
 /// advances both).
@@ -433,6 +435,7 @@ impl cache_breaker::Clock for BreakerTime {
     }
 }
 
+/// The L2 breaker, reporting its state and transitions as metrics and logs.
 fn breaker_for(
     configured: Option<cache_breaker::Builder>,
     name: &str,

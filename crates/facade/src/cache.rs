@@ -131,6 +131,9 @@ impl Cache<(), ()> {
     }
 }
 
+/// How often a cache publishes its read-at-scrape metrics by itself.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// How a load ended, as seen by the flight's leader.
 enum Waited<T> {
     Done(T),
@@ -145,6 +148,28 @@ where
 {
     pub(crate) fn from_inner(inner: Arc<CacheInner<K, V, C>>) -> Self {
         Cache { inner }
+    }
+
+    /// Publishes what is read rather than counted (L1 hits, sizes, evictions,
+    /// bus and recovery state) to the metrics recorder every
+    /// [`UPKEEP_EVERY`], so a recorder the application installed sees them
+    /// without calling [`record_metrics`](Self::record_metrics). Needs a tokio
+    /// runtime when the cache is built (without one, call `record_metrics`
+    /// yourself); ends when the last handle is dropped.
+    pub(crate) fn start_upkeep(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(UPKEEP_EVERY).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                Cache::from_inner(inner).record_metrics();
+            }
+        });
     }
 
     /// The cache's name.
@@ -635,18 +660,44 @@ where
     }
 
     /// Fresh values for several keys (L1, then one L2 round trip for the rest).
+    /// Each key counts as one request: an L1 hit, an L2 hit or a miss.
     pub async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<V>>, Error> {
+        let mut out: Vec<Option<V>> = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            match self.fresh_in_l1(k) {
+                Some(v) => out.push(v),
+                None => {
+                    out.push(None);
+                    missing.push(i);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        if self.inner.tiered.l2().is_none() {
+            missing.iter().for_each(|_| self.miss());
+            return Ok(out);
+        }
+        let wanted: Vec<K> = missing.iter().map(|&i| keys[i].clone()).collect();
         let now = self.inner.clock.recent();
         let entries = self
             .inner
             .tiered
-            .get_many(keys)
+            .get_many(&wanted)
             .await
             .map_err(|e| self.failed(e))?;
-        Ok(entries
-            .into_iter()
-            .map(|e| e.filter(|e| e.is_fresh(now)).and_then(Entry::into_value))
-            .collect())
+        for (i, e) in missing.into_iter().zip(entries) {
+            match e.filter(|e| e.is_fresh(now)) {
+                Some(e) => {
+                    self.l2_hit();
+                    out[i] = e.into_value();
+                }
+                None => self.miss(),
+            }
+        }
+        Ok(out)
     }
 
     /// Removes `key` from both tiers and from other instances' L1. `true` when
@@ -696,9 +747,9 @@ where
     /// Records the metrics that are read rather than counted: L1 hits (counted
     /// in striped counters, so a hit does not touch a shared metric), L1 entries,
     /// bound and weight, L1 evictions by reason, invalidation-bus counters and
-    /// connection. The `/metrics` endpoint calls it before every scrape; with a
-    /// recorder of your own, call it on a timer (it locks each L1 shard briefly to
-    /// read its counters).
+    /// connection. The cache calls it every [`UPKEEP_EVERY`] by itself (when built
+    /// inside a tokio runtime) and the `/metrics` endpoint before every scrape; it
+    /// locks each L1 shard briefly to read its counters.
     pub fn record_metrics(&self) {
         let meters = &self.inner.meters;
         let tiered = &self.inner.tiered;

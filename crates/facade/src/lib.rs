@@ -85,7 +85,7 @@ mod warm;
 pub use builder::{
     CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_SLOW_LOAD, DEFAULT_TTL,
 };
-pub use cache::{Cache, WriteOptions};
+pub use cache::{Cache, UPKEEP_EVERY, WriteOptions};
 pub use error::Error;
 #[doc(hidden)]
 pub use memo::__private;

@@ -531,3 +531,27 @@ async fn the_cache_clock_drives_the_breaker_too() {
     }
     assert!(closed, "the mock clock ended the breaker's open wait");
 }
+
+#[tokio::test]
+async fn get_many_counts_every_key_as_a_request() {
+    let server = RedisServer::start().expect("redis");
+    let cache: Cache<u64, String> = Cache::builder("many_counted")
+        .redis_url(server.url())
+        .build()
+        .expect("build");
+    cache
+        .set_many(vec![(1, "a".into()), (2, "b".into()), (3, "c".into())])
+        .await
+        .expect("set");
+    cache.tiered().l1().remove_sync(&3);
+    let before = cache.stats();
+    let got = cache.get_many(&[1, 2, 3, 4]).await.expect("get_many");
+    assert_eq!(
+        got,
+        vec![Some("a".into()), Some("b".into()), Some("c".into()), None]
+    );
+    let after = cache.stats();
+    assert_eq!(after.l1_hits - before.l1_hits, 2, "{after:?}");
+    assert_eq!(after.l2_hits - before.l2_hits, 1, "{after:?}");
+    assert_eq!(after.misses - before.misses, 1, "{after:?}");
+}
