@@ -64,13 +64,23 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
+mod config;
+mod guard;
+mod health;
+mod listener;
 mod log;
 mod protocol;
 mod recovery;
+mod replay;
+mod store;
 mod tiered;
 
-pub use protocol::{Tier, TierRead, longer_lived};
-pub use tiered::{
+pub use builder::TieredBuilder;
+pub use config::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
-    TieredBuilder, TieredStats, TieredStore, combined_health, metric_names,
+    metric_names,
 };
+pub use health::combined_health;
+pub use protocol::{Tier, TierRead, longer_lived};
+pub use tiered::{TieredStats, TieredStore};

@@ -9,7 +9,9 @@ use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::tiered::{FailMode, L2Op, TieredStore, bump};
+use crate::config::FailMode;
+use crate::guard::L2Op;
+use crate::tiered::{TieredStore, bump};
 
 /// Which tier answered a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,60 @@
+//! Configuration types: the fail mode, the gap policy and their defaults.
+
+use std::time::Duration;
+
+/// Names of the L2 metrics this crate emits through the `metrics` facade (the
+/// catalogue, with help texts, is `cache_metrics::CATALOG`).
+pub mod metric_names {
+    pub use cache_metrics::names::{FAIL_OPEN, L2_ERRORS, L2_OP_DURATION};
+}
+
+/// What an instance does with its L1 when the invalidation bus reports a gap:
+/// messages were lost for good (Redis restarted or failed over, or the stream
+/// was trimmed past what this instance had read), so any L1 entry may be one
+/// that another instance invalidated meanwhile.
+///
+/// A bus that merely reconnects is *not* a gap: it replays what it missed.
+///
+/// | policy | a missed invalidation is served at most | cost |
+/// |---|---|---|
+/// | [`Clear`](GapPolicy::Clear) | not at all | every hot key of every instance goes to L2, and to the source when L2 came back empty |
+/// | [`Revalidate`](GapPolicy::Revalidate) | not at all (L2 is asked first) | every hot key is read from L2 once; from the source when L2 is empty |
+/// | [`Shorten`](GapPolicy::Shorten) (default, 30 s) | until the shortened lifetime ends | none at once: entries go back to L2 and the source spread over the second half of the window |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GapPolicy {
+    /// Drop every L1 entry.
+    Clear,
+    /// Keep L1 entries but make them stale: each is read again from L2 (or
+    /// loaded) before it is served fresh, and stays available as a fail-safe
+    /// fallback within its stale window.
+    Revalidate,
+    /// Keep L1 entries but end their freshness within this window (spread over
+    /// its second half by key), unless they end sooner anyway.
+    Shorten(Duration),
+}
+
+/// The default [`GapPolicy`]: shorten L1 lifetimes to at most 30 s.
+pub const DEFAULT_GAP_POLICY: GapPolicy = GapPolicy::Shorten(Duration::from_secs(30));
+
+/// Default bound of the recovery queue (operations, one per key, tag or prefix).
+pub const DEFAULT_RECOVERY_CAPACITY: usize = 100_000;
+
+/// Consecutive L2 failures that open the default breaker.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+
+impl Default for GapPolicy {
+    fn default() -> Self {
+        DEFAULT_GAP_POLICY
+    }
+}
+
+/// What an L2 fault does to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Degrade to L1 (and the loader): reads miss, writes are counted, not thrown.
+    #[default]
+    Open,
+    /// Return the fault to the caller.
+    Closed,
+}

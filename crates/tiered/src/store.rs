@@ -1,0 +1,178 @@
+//! [`Store`] for [`TieredStore`]: the tier protocol's read, writes through L2, the
+//! bus and the recovery queue, and the health report.
+
+use std::hash::Hash;
+use std::sync::atomic::Ordering;
+
+use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, HealthStatus, Store, StoreHealth};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::guard::L2Op;
+use crate::health::combined_health;
+use crate::protocol::TierRead;
+use crate::recovery::Pending;
+use crate::tiered::TieredStore;
+
+impl<K, V, C> Store<K, V> for TieredStore<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    /// [`TieredStore::read`]: the fresh entry from L1 or L2, else the
+    /// longest-lived stale one (fail-closed: an L2 fault is returned).
+    async fn get(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
+        match self.read(key, None, |_| true).await {
+            TierRead::Fresh(e, _) => Ok(Some(e)),
+            TierRead::Missing { fault: Some(e), .. } => Err(e),
+            TierRead::Missing { stale, fault: None } => Ok(stale),
+        }
+    }
+
+    /// Writes L2, tells other instances, then writes L1. An entry L1 refuses
+    /// (over its key or weight limit) is still in L2 and other instances dropped
+    /// their copies; this L1 drops its old copy too, and the refusal is returned.
+    async fn put(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        self.write_l2(Pending::Put(key.clone(), entry.clone()))
+            .await?;
+        self.fill_l1(key, entry)
+    }
+
+    /// Removes `key` from L1 and L2 and tells other instances. `true` when either
+    /// tier held it. When L2 cannot be reached (or earlier writes still wait), the
+    /// L2 and bus part is queued and replayed when Redis answers again; the answer
+    /// then reflects L1 only (see [`TieredStore::recovery_pending`]).
+    async fn remove(&self, key: &K) -> Result<bool, CacheError> {
+        let in_l1 = self.inner.l1.remove_sync(key);
+        let in_l2 = self.write_l2(Pending::Remove(key.clone())).await?;
+        Ok(in_l1 || in_l2 > 0)
+    }
+
+    async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<Entry<V>>>, CacheError> {
+        let now = self.inner.l1.clock().now();
+        let mut out: Vec<Option<Entry<V>>> = keys
+            .iter()
+            .map(|k| self.inner.l1.get_sync(k).filter(|e| e.is_fresh(now)))
+            .collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        let hits = (keys.len() - missing.len()) as u64;
+        self.inner
+            .counters
+            .l1_hits
+            .fetch_add(hits, Ordering::Relaxed);
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let wanted: Vec<K> = missing.iter().map(|&i| keys[i].clone()).collect();
+        let wanted_ref = &wanted;
+        let found = self
+            .guarded(L2Op::GetMany, |l2| async move {
+                Store::<K, V>::get_many(l2, wanted_ref).await
+            })
+            .await?
+            .unwrap_or_default();
+        let mut backfill = Vec::with_capacity(found.len());
+        for (slot, entry) in missing.iter().zip(found) {
+            if let Some(e) = entry {
+                backfill.push((keys[*slot].clone(), e.clone()));
+                out[*slot] = Some(e);
+            }
+        }
+        let l2_hits = backfill.len() as u64;
+        self.inner.l1.put_each_sync(backfill);
+        let counters = &self.inner.counters;
+        counters.l2_hits.fetch_add(l2_hits, Ordering::Relaxed);
+        counters
+            .misses
+            .fetch_add(missing.len() as u64 - l2_hits, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    async fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
+        let ops = entries
+            .iter()
+            .map(|(k, e)| Pending::Put(k.clone(), e.clone()))
+            .collect();
+        let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+        let l2_entries = entries.clone();
+        self.write_batch(
+            L2Op::PutMany,
+            ops,
+            Self::keys_action(&keys),
+            |l2| async move { l2.put_many(l2_entries).await.map(|()| 0) },
+        )
+        .await?;
+        let mut refused = Ok(());
+        for (k, e) in entries {
+            if let Err(e) = self.fill_l1(k, e) {
+                refused = Err(e);
+            }
+        }
+        refused
+    }
+
+    async fn remove_many(&self, keys: &[K]) -> Result<u64, CacheError> {
+        let mut removed = 0;
+        for k in keys {
+            removed += u64::from(self.inner.l1.remove_sync(k));
+        }
+        let ops = keys.iter().map(|k| Pending::Remove(k.clone())).collect();
+        let in_l2 = self
+            .write_batch(
+                L2Op::RemoveMany,
+                ops,
+                Self::keys_action(keys),
+                |l2| async move { Store::<K, V>::remove_many(l2, keys).await },
+            )
+            .await?;
+        Ok(removed.max(in_l2))
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
+        cache_core::entry::validate_tag(tag)?;
+        let in_l1 = self.inner.l1.invalidate_tag_sync(tag);
+        let in_l2 = self.write_l2(Pending::Tag(tag.to_owned())).await?;
+        Ok(in_l1.max(in_l2))
+    }
+
+    async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, CacheError> {
+        let in_l1 = self.inner.l1.invalidate_prefix_sync(prefix);
+        let in_l2 = self.write_l2(Pending::Prefix(prefix.to_owned())).await?;
+        Ok(in_l1.max(in_l2))
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let entries = self.inner.l1.len() as u64;
+        let Some(l2) = &self.inner.l2 else {
+            return StoreHealth::new("tiered", HealthStatus::Healthy)
+                .with_entries(entries)
+                .with_detail("L1 only");
+        };
+        let l2_health = Store::<K, V>::health(&l2.store).await;
+        let breaker = l2.breaker.state();
+        let incoherence = self.incoherence();
+        let status = combined_health(
+            l2_health.status,
+            breaker,
+            self.inner.mode,
+            incoherence.is_none(),
+        );
+        let mut detail = format!(
+            "breaker {}, L2: {}",
+            breaker.as_str(),
+            l2_health.detail.as_deref().unwrap_or("-")
+        );
+        if let Some(why) = incoherence {
+            detail.push_str(", ");
+            detail.push_str(&why);
+        }
+        let mut report = StoreHealth::new("tiered", status)
+            .with_entries(entries)
+            .with_detail(detail);
+        if let Some(l) = l2_health.latency {
+            report = report.with_latency(l);
+        }
+        report
+    }
+}
