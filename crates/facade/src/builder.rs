@@ -25,7 +25,7 @@ use cache_ttl_jitter::RecomputeTime;
 use parking_lot::Mutex;
 
 use crate::cache::{Cache, CacheInner, Settings};
-use crate::refresh::RefreshAhead;
+use crate::refresh::policy::RefreshAhead;
 use crate::report::{Counters, Meters, metric_names};
 
 /// Default TTL of a cached value (5 minutes).
@@ -475,4 +475,11 @@ fn breaker_for(
         })
         .build()
         .map_err(|e| ConfigError::new("breaker", e.to_string()))
+}
+
+impl Cache<(), ()> {
+    /// A builder for a cache named `name` (also its Redis namespace).
+    pub fn builder(name: impl Into<String>) -> CacheBuilder<Postcard> {
+        CacheBuilder::new(name)
+    }
 }

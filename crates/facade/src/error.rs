@@ -24,7 +24,7 @@ pub enum Error {
     LoaderPanicked,
     /// An invalidation rule could not be applied (unknown event or cache, a
     /// field the event lacks).
-    Rule(crate::rules::RuleError),
+    Rule(crate::rules::error::RuleError),
 }
 
 impl Error {

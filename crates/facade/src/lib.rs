@@ -73,6 +73,8 @@ mod batch;
 mod builder;
 mod cache;
 mod error;
+mod health;
+mod load;
 mod log;
 mod memo;
 #[cfg(feature = "http")]
@@ -81,12 +83,14 @@ mod refresh;
 mod report;
 mod rules;
 mod warm;
+mod write;
 
 pub use builder::{
     CacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_SLOW_LOAD, DEFAULT_TTL,
 };
-pub use cache::{Cache, UPKEEP_EVERY, WriteOptions};
+pub use cache::Cache;
 pub use error::Error;
+pub use health::UPKEEP_EVERY;
 #[doc(hidden)]
 pub use memo::__private;
 pub use memo::{Computed, MemoOptions};
@@ -97,6 +101,7 @@ pub use rules::{
     RuleError, RuleSet, RulesBuilder, TargetKind,
 };
 pub use warm::{DEFAULT_WARM_CONCURRENCY, WarmOptions, WarmProgress, WarmReport};
+pub use write::WriteOptions;
 
 /// The README's examples, compiled and run as doctests (they show the `http`
 /// feature, so they run with it: `cargo xtask test` enables every feature).

@@ -1,0 +1,145 @@
+//! What the cache tells about itself: the health report and the metrics that are
+//! read rather than counted, published by a periodic upkeep.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_core::{CacheKey, Codec, DecodeKey, HealthStatus};
+use cache_tiered::FailMode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::Cache;
+use crate::report::{EVICTION_REASONS, HealthReport, L1Report, L2Report};
+
+/// How often a cache publishes its read-at-scrape metrics by itself.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl<K, V, C> Cache<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    /// Publishes what is read rather than counted (L1 hits, sizes, evictions,
+    /// bus and recovery state) to the metrics recorder every
+    /// [`UPKEEP_EVERY`], so a recorder the application installed sees them
+    /// without calling [`record_metrics`](Self::record_metrics). Needs a tokio
+    /// runtime when the cache is built (without one, call `record_metrics`
+    /// yourself); ends when the last handle is dropped.
+    pub(crate) fn start_upkeep(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(UPKEEP_EVERY).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                Cache::from_inner(inner).record_metrics();
+            }
+        });
+    }
+
+    /// Records the metrics that are read rather than counted: L1 hits (counted
+    /// in striped counters, so a hit does not touch a shared metric), L1 entries,
+    /// bound and weight, L1 evictions by reason, invalidation-bus counters and
+    /// connection. The cache calls it every [`UPKEEP_EVERY`] by itself (when built
+    /// inside a tokio runtime) and the `/metrics` endpoint before every scrape; it
+    /// locks each L1 shard briefly to read its counters.
+    pub fn record_metrics(&self) {
+        let meters = &self.inner.meters;
+        let tiered = &self.inner.tiered;
+        meters.l1_hit.absolute(self.inner.counters.l1_hits.sum());
+        let l1 = tiered.l1().stats();
+        meters.l1_entries.set(l1.entries as f64);
+        meters.l1_weight.set(l1.weight as f64);
+        meters.l1_max_entries.set(tiered.l1().max_entries() as f64);
+        for (counter, reason) in meters.evictions.iter().zip(EVICTION_REASONS) {
+            counter.absolute(l1.evictions(reason));
+        }
+        if tiered.l2().is_some() {
+            let t = tiered.stats();
+            meters.bus_messages.absolute(t.bus_messages);
+            meters.bus_gaps.absolute(t.bus_gaps);
+            meters.bus_publish_errors.absolute(t.publish_errors);
+            meters
+                .bus_connected
+                .set(if tiered.bus_connected() { 1.0 } else { 0.0 });
+            meters.bus_replayed.absolute(t.bus_replayed);
+            meters.bus_reconnects.absolute(t.bus_reconnects);
+            meters.recovery_pending.set(t.recovery_pending as f64);
+            meters.recovery_replayed.absolute(t.recovery_replayed);
+            meters.recovery_dropped.absolute(t.recovery_dropped);
+        }
+    }
+
+    /// The cache's health: tiers, breaker, hit ratio. Pings Redis (bounded by the
+    /// op timeout).
+    ///
+    /// The rule is [`cache_tiered::combined_health`]: healthy when Redis answers
+    /// within half the op timeout and the breaker is closed; unhealthy only when
+    /// fail-closed and Redis does not answer; degraded otherwise.
+    pub async fn health(&self) -> HealthReport {
+        let tiered = &self.inner.tiered;
+        let l1 = tiered.l1();
+        self.inner.meters.l1_entries.set(l1.len() as f64);
+        let stats = self.stats();
+        let mut status = HealthStatus::Healthy;
+        let l2 = match (tiered.l2(), tiered.breaker()) {
+            (Some(store), Some(breaker)) => {
+                let h = store.check().await;
+                let l2_status = h.status(store.op_timeout());
+                let state = breaker.state();
+                let incoherence = tiered.incoherence();
+                status = cache_tiered::combined_health(
+                    l2_status,
+                    state,
+                    tiered.fail_mode(),
+                    incoherence.is_none(),
+                );
+                let mut reasons = Vec::new();
+                if l2_status != HealthStatus::Healthy {
+                    reasons.push(match &h.error {
+                        Some(e) => format!("redis {}: {e}", l2_status.as_str()),
+                        None => format!("redis {}", l2_status.as_str()),
+                    });
+                }
+                if state != cache_breaker::State::Closed {
+                    reasons.push(format!("breaker {}", state.as_str()));
+                }
+                reasons.extend(incoherence);
+                Some(L2Report {
+                    status: l2_status,
+                    reachable: h.latency.is_some() && h.error.is_none(),
+                    latency_ms: h.latency.map(|l| l.as_secs_f64() * 1_000.0),
+                    breaker: state.as_str(),
+                    bus_connected: tiered.bus_connected(),
+                    recovery_pending: tiered.recovery_pending() as u64,
+                    reasons,
+                    detail: Some(h.summary()),
+                })
+            }
+            _ => None,
+        };
+        HealthReport {
+            cache: self.inner.name.clone(),
+            status,
+            fail_mode: match tiered.fail_mode() {
+                FailMode::Open => "open",
+                FailMode::Closed => "closed",
+            },
+            l1: L1Report {
+                entries: l1.len() as u64,
+                max_entries: l1.max_entries() as u64,
+                weight: l1.weight(),
+            },
+            l2,
+            hit_ratio: stats.hit_ratio(),
+            stats,
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The read-through path past L1: one flight per key, the tier protocol's read,
+//! the loader with its soft and hard timeouts, and what a load writes back.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use cache_core::{CacheKey, Codec, DecodeKey, Entry};
+use cache_singleflight::{FlightError, Role};
+use cache_tiered::{Tier, TierRead};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::log::log_warn;
+use crate::report::bump;
+
+/// What the read path needs past an L1 miss (or a stale L1 entry).
+pub(crate) struct L1Miss<K, V, F> {
+    key: K,
+    l1: Option<Entry<V>>,
+    loader: F,
+}
+
+/// How a load ended, as seen by the flight's leader.
+pub(crate) enum Waited<T> {
+    Done(T),
+    TimedOut(Duration),
+}
+
+impl<K, V, C> Cache<K, V, C>
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    /// The value for `key`: from L1, else L2, else `loader` — run once however many
+    /// callers ask at the same time. `None` from the loader is cached as *absent* for
+    /// the negative TTL. See the [crate docs](crate) for the whole read path.
+    pub fn get_or_load<F, Fut>(
+        &self,
+        key: K,
+        loader: F,
+    ) -> impl Future<Output = Result<Option<V>, Error>>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Option<V>> + Send + 'static,
+    {
+        self.try_get_or_load(key, move |k| {
+            let load = loader(k);
+            async move { Ok::<_, std::convert::Infallible>(load.await) }
+        })
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load) for a fallible loader. When the loader
+    /// fails, a stale value within the stale window is served instead; without one,
+    /// every coalesced caller gets the same [`Error::Load`].
+    pub fn try_get_or_load<F, Fut, E>(
+        &self,
+        key: K,
+        loader: F,
+    ) -> impl Future<Output = Result<Option<V>, Error>>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        // By hand, like `get`: the first poll answers a fresh L1 hit; only a miss
+        // boxes the rest of the read path.
+        let mut args = Some((key, loader));
+        let mut rest = None;
+        std::future::poll_fn(move |cx| {
+            let rest = match &mut rest {
+                Some(rest) => rest,
+                None => {
+                    let Some((key, loader)) = args.take() else {
+                        panic!("`try_get_or_load` polled after it completed");
+                    };
+                    match self.l1_or_miss(key, loader) {
+                        Ok(value) => return Poll::Ready(Ok(value)),
+                        Err(L1Miss { key, l1, loader }) => {
+                            rest.insert(Box::pin(self.load_through(key, l1, loader)))
+                        }
+                    }
+                }
+            };
+            rest.as_mut().poll(cx)
+        })
+    }
+
+    /// A fresh L1 hit's value (starting a background refresh when one is due), or
+    /// what the rest of the read path needs.
+    fn l1_or_miss<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, L1Miss<K, V, F>>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if self.bloom_rejects(&key) {
+            return Ok(None);
+        }
+        let now = self.inner.clock.recent();
+        let l1 = self.inner.tiered.l1().get_sync(&key);
+        if let Some(e) = &l1
+            && e.is_fresh(now)
+        {
+            self.l1_hit();
+            let value = e.value().cloned();
+            if let Some(kind) = self.refresh_due(e, now) {
+                self.spawn_refresh(key, l1.clone(), kind, loader);
+            }
+            return Ok(value);
+        }
+        Err(L1Miss { key, l1, loader })
+    }
+
+    /// `try_get_or_load` past an L1 miss: one flight per key, led by `lead`.
+    async fn load_through<F, Fut, E>(
+        &self,
+        key: K,
+        l1: Option<Entry<V>>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let this = self.clone();
+        let flight_key = key.clone();
+        let outcome = self
+            .inner
+            .flights
+            .work(flight_key, move || this.lead(key, l1, loader))
+            .await;
+        if outcome.role() == Role::Follower {
+            bump(&self.inner.counters.coalesced);
+            self.inner.meters.coalesced.increment(1);
+        }
+        match outcome.into_result() {
+            Ok(v) => Ok(v),
+            Err(FlightError::Failed(e)) => Err(self.failed((*e).clone())),
+            Err(_) => Err(self.failed(Error::LoaderPanicked)),
+        }
+    }
+
+    /// A flight leader's look at the tiers ([`TieredStore::read`]), with the
+    /// hit counted by the tier that answered.
+    pub(crate) async fn read_tiers(
+        &self,
+        key: &K,
+        stale: Option<Entry<V>>,
+        usable: impl Fn(&Entry<V>) -> bool,
+    ) -> TierRead<V> {
+        let read = self.inner.tiered.read(key, stale, usable).await;
+        match &read {
+            TierRead::Fresh(_, Tier::L1) => self.l1_hit(),
+            TierRead::Fresh(_, Tier::L2) => self.l2_hit(),
+            TierRead::Missing { .. } => {}
+        }
+        read
+    }
+
+    /// The flight leader's part of the read path: L1 again, L2, then the loader.
+    async fn lead<F, Fut, E>(
+        self,
+        key: K,
+        l1: Option<Entry<V>>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let stale = match self.read_tiers(&key, l1, |_| true).await {
+            TierRead::Fresh(e, _) => return Ok(e.into_value()),
+            TierRead::Missing { fault: Some(e), .. } => return Err(e.into()),
+            TierRead::Missing { stale, fault: None } => stale,
+        };
+        self.miss();
+        self.load(key, stale, loader).await
+    }
+
+    /// [`load_untraced`](Self::load_untraced) in a `cache_load` span (feature
+    /// `tracing`) that records the cache name and the outcome, never the key.
+    async fn load<F, Fut, E>(
+        &self,
+        key: K,
+        stale: Option<Entry<V>>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        #[cfg(feature = "tracing")]
+        {
+            use tracing::Instrument;
+            let span = tracing::info_span!(
+                "cache_load",
+                cache = %self.inner.name,
+                outcome = tracing::field::Empty
+            );
+            let result = self
+                .load_untraced(key, stale, loader)
+                .instrument(span.clone())
+                .await;
+            span.record("outcome", crate::log::outcome(&result));
+            result
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            self.load_untraced(key, stale, loader).await
+        }
+    }
+
+    /// Runs the loader as a task that also writes its result, so neither a
+    /// cancelled caller nor a soft timeout loses the load. The answer is handed over
+    /// as soon as L1 holds it; the L2 write finishes in the task (fail-open), so a
+    /// slow Redis does not delay the caller a second time.
+    async fn load_untraced<F, Fut, E>(
+        &self,
+        key: K,
+        stale: Option<Entry<V>>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(K) -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        bump(&inner.counters.loads);
+        let started = Instant::now();
+        let fut = loader(key.clone());
+        let writer = self.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let result = fut.await;
+            let value = match result {
+                Ok(value) => value,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let Some(entry) = writer.loaded_entry(&key, value.clone()) else {
+                let _ = tx.send(Ok((value, Ok(()))));
+                return;
+            };
+            // Fail-open answers once L1 holds it (L2 follows in the background).
+            let written = writer.inner.tiered.write_back(key, entry).await;
+            let _ = tx.send(Ok((value, written)));
+        });
+        let soft = inner.settings.soft_timeout.filter(|_| stale.is_some());
+        let limit = soft.or(inner.settings.hard_timeout);
+        let waited = match limit {
+            Some(limit) => match tokio::time::timeout(limit, rx).await {
+                Ok(done) => Waited::Done(done),
+                Err(_) => Waited::TimedOut(limit),
+            },
+            None => Waited::Done(rx.await),
+        };
+        let took = started.elapsed();
+        inner.meters.load_duration.record(took.as_secs_f64());
+        if took >= inner.settings.slow_load {
+            log_warn!(cache = %inner.name, took_ms = took.as_millis() as u64, "slow load: the source took longer than the slow-load threshold");
+        }
+        match waited {
+            Waited::Done(Ok(Ok((value, written)))) => {
+                inner.recompute.record(took);
+                self.count_loaded(value.is_some());
+                match written {
+                    Err(e) if e.is_backend_fault() => Err(e.into()),
+                    // A value the cache refuses (too large, …) is still the answer.
+                    _ => Ok(value),
+                }
+            }
+            Waited::Done(Ok(Err(e))) => {
+                self.load_failed();
+                self.stale_or(stale, Error::Load(Arc::new(e)))
+            }
+            Waited::Done(Err(_panicked)) => {
+                bump(&inner.counters.load_errors);
+                inner.meters.load_panic.increment(1);
+                self.stale_or(stale, Error::LoaderPanicked)
+            }
+            Waited::TimedOut(after) => {
+                self.load_timed_out();
+                match (soft, inner.settings.hard_timeout) {
+                    // Serve stale now; the load goes on, bounded by the hard timeout.
+                    (Some(soft), Some(hard)) => {
+                        let abort = task.abort_handle();
+                        tokio::spawn(async move {
+                            let rest = hard.saturating_sub(soft);
+                            if tokio::time::timeout(rest, task).await.is_err() {
+                                abort.abort();
+                            }
+                        });
+                    }
+                    (Some(_), None) => {}
+                    (None, _) => task.abort(),
+                }
+                self.stale_or(stale, Error::LoadTimeout(after))
+            }
+        }
+    }
+
+    pub(crate) fn stale_or(
+        &self,
+        stale: Option<Entry<V>>,
+        error: Error,
+    ) -> Result<Option<V>, Error> {
+        let now = self.inner.clock.now();
+        match stale {
+            Some(e) if !e.is_expired(now) => {
+                bump(&self.inner.counters.stale_served);
+                self.inner.meters.stale_served.increment(1);
+                Ok(e.into_value())
+            }
+            _ => Err(error),
+        }
+    }
+
+    /// Counts a loaded key by outcome: found or absent.
+    pub(crate) fn count_loaded(&self, found: bool) {
+        let meters = &self.inner.meters;
+        let meter = if found {
+            &meters.load_ok
+        } else {
+            &meters.load_absent
+        };
+        meter.increment(1);
+    }
+
+    /// Counts a load whose loader returned an error.
+    pub(crate) fn load_failed(&self) {
+        bump(&self.inner.counters.load_errors);
+        self.inner.meters.load_error.increment(1);
+    }
+
+    /// Counts a load that hit its timeout.
+    pub(crate) fn load_timed_out(&self) {
+        bump(&self.inner.counters.load_timeouts);
+        self.inner.meters.load_timeout.increment(1);
+    }
+
+    /// What a load of `key` writes: a value joins the bloom guard and gets the
+    /// jittered default TTL; *absent* gets the negative TTL (or nothing when
+    /// negative caching is off).
+    pub(crate) fn loaded_entry(&self, key: &K, value: Option<V>) -> Option<Entry<V>> {
+        if value.is_some()
+            && let Some(bloom) = &self.inner.bloom
+        {
+            bloom.insert(key);
+        }
+        self.make_entry(value, self.inner.settings.default_ttl)
+    }
+
+    pub(crate) fn make_entry(&self, value: Option<V>, ttl: Duration) -> Option<Entry<V>> {
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now();
+        match value {
+            Some(v) => {
+                Some(Entry::new(v, now, s.jitter.apply(ttl)).with_stale_window(s.stale_window))
+            }
+            None if s.negative_ttl.is_zero() => None,
+            None => Some(Entry::absent(now, s.jitter.apply(s.negative_ttl))),
+        }
+    }
+}
