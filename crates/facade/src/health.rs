@@ -5,7 +5,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{CacheKey, Codec, DecodeKey, HealthStatus};
+use cache_core::{CacheKey, Codec, DecodeKey};
 use cache_tiered::FailMode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -80,51 +80,27 @@ where
     /// The cache's health: tiers, breaker, hit ratio. Pings Redis (bounded by the
     /// op timeout).
     ///
-    /// The rule is [`cache_tiered::combined_health`]: healthy when Redis answers
-    /// within half the op timeout and the breaker is closed; unhealthy only when
+    /// The verdict is the tiered store's ([`TieredStore::check`](cache_tiered::TieredStore::check)):
+    /// healthy when Redis answers within half the op timeout, the breaker is
+    /// closed, the bus is connected and no write waits; unhealthy only when
     /// fail-closed and Redis does not answer; degraded otherwise.
     pub async fn health(&self) -> HealthReport {
         let tiered = &self.inner.tiered;
         let l1 = tiered.l1();
         self.inner.meters.l1_entries.set(l1.len() as f64);
         let stats = self.stats();
-        let mut status = HealthStatus::Healthy;
-        let l2 = match (tiered.l2(), tiered.breaker()) {
-            (Some(store), Some(breaker)) => {
-                let h = store.check().await;
-                let l2_status = h.status(store.op_timeout());
-                let state = breaker.state();
-                let incoherence = tiered.incoherence();
-                status = cache_tiered::combined_health(
-                    l2_status,
-                    state,
-                    tiered.fail_mode(),
-                    incoherence.is_none(),
-                );
-                let mut reasons = Vec::new();
-                if l2_status != HealthStatus::Healthy {
-                    reasons.push(match &h.error {
-                        Some(e) => format!("redis {}: {e}", l2_status.as_str()),
-                        None => format!("redis {}", l2_status.as_str()),
-                    });
-                }
-                if state != cache_breaker::State::Closed {
-                    reasons.push(format!("breaker {}", state.as_str()));
-                }
-                reasons.extend(incoherence);
-                Some(L2Report {
-                    status: l2_status,
-                    reachable: h.latency.is_some() && h.error.is_none(),
-                    latency_ms: h.latency.map(|l| l.as_secs_f64() * 1_000.0),
-                    breaker: state.as_str(),
-                    bus_connected: tiered.bus_connected(),
-                    recovery_pending: tiered.recovery_pending() as u64,
-                    reasons,
-                    detail: Some(h.summary()),
-                })
-            }
-            _ => None,
-        };
+        let checked = tiered.check().await;
+        let l2 = checked.l2.map(|l2| L2Report {
+            status: l2.status,
+            reachable: l2.redis.latency.is_some() && l2.redis.error.is_none(),
+            latency_ms: l2.redis.latency.map(|l| l.as_secs_f64() * 1_000.0),
+            breaker: l2.breaker.as_str(),
+            bus_connected: l2.bus_connected,
+            recovery_pending: l2.recovery_pending,
+            reasons: checked.reasons,
+            detail: Some(l2.redis.summary()),
+        });
+        let status = checked.status;
         HealthReport {
             cache: self.inner.name.clone(),
             status,

@@ -127,4 +127,29 @@ pub use cache_breaker::Builder as BreakerBuilder;
 pub use cache_core::{CacheKey, DecodeKey, HealthStatus};
 pub use cache_macros::cached;
 pub use cache_tiered::{FailMode, GapPolicy};
+
+/// What a service needs to build and use caches, in one import:
+///
+/// ```
+/// use cache_facade::prelude::*;
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let clock = MockClock::default();
+/// let cache: Cache<u64, String> = Cache::builder("users").clock(clock.clone()).build()?;
+/// let v = cache.get_or_load(1, |id| async move { Some(format!("user {id}")) }).await?;
+/// assert_eq!(v.as_deref(), Some("user 1"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub mod prelude {
+    pub use crate::{
+        BreakerBuilder, Cache, CacheBuilder, Error, FailMode, GapPolicy, HealthStatus, Jitter,
+        RefreshAhead, WriteOptions, XFetch,
+    };
+    pub use cache_breaker::State as BreakerState;
+    pub use cache_core::{
+        CacheKey, Clock, Codec, ConfigError, DecodeKey, ErrorKind, MockClock, Postcard, SystemClock,
+    };
+}
 pub use cache_ttl_jitter::{Jitter, XFetch};

@@ -59,6 +59,7 @@ impl CacheStats {
 
 /// L1 part of a [`HealthReport`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct L1Report {
     /// Entries held.
     pub entries: u64,
@@ -70,6 +71,7 @@ pub struct L1Report {
 
 /// L2 part of a [`HealthReport`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct L2Report {
     /// The L2's own health.
     pub status: HealthStatus,
@@ -97,6 +99,7 @@ pub struct L2Report {
 /// or writes wait in the recovery queue).
 /// `unhealthy`: the cache cannot answer as configured (fail-closed with L2 down).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct HealthReport {
     /// Cache name.
     pub cache: String,

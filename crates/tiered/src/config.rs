@@ -2,12 +2,6 @@
 
 use std::time::Duration;
 
-/// Names of the L2 metrics this crate emits through the `metrics` facade (the
-/// catalogue, with help texts, is `cache_metrics::CATALOG`).
-pub mod metric_names {
-    pub use cache_metrics::names::{FAIL_OPEN, L2_ERRORS, L2_OP_DURATION};
-}
-
 /// What an instance does with its L1 when the invalidation bus reports a gap:
 /// messages were lost for good (Redis restarted or failed over, or the stream
 /// was trimmed past what this instance had read), so any L1 entry may be one

@@ -10,7 +10,9 @@ use cache_store_redis::{Action, RedisStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::{FailMode, metric_names};
+use cache_metrics::names as metric_names;
+
+use crate::config::FailMode;
 use crate::log::log_warn;
 use crate::tiered::{TieredStore, bump};
 

@@ -79,8 +79,7 @@ mod tiered;
 pub use builder::TieredBuilder;
 pub use config::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
-    metric_names,
 };
-pub use health::combined_health;
+pub use health::{L2Health, TierHealth, combined_health};
 pub use protocol::{Tier, TierRead, longer_lived};
 pub use tiered::{TieredStats, TieredStore};

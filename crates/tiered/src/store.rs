@@ -4,12 +4,11 @@
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
 
-use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, HealthStatus, Store, StoreHealth};
+use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Store, StoreHealth};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::guard::L2Op;
-use crate::health::combined_health;
 use crate::protocol::TierRead;
 use crate::recovery::Pending;
 use crate::tiered::TieredStore;
@@ -144,33 +143,25 @@ where
 
     async fn health(&self) -> StoreHealth {
         let entries = self.inner.l1.len() as u64;
-        let Some(l2) = &self.inner.l2 else {
-            return StoreHealth::new("tiered", HealthStatus::Healthy)
+        let h = self.check().await;
+        let Some(l2) = &h.l2 else {
+            return StoreHealth::new("tiered", h.status)
                 .with_entries(entries)
                 .with_detail("L1 only");
         };
-        let l2_health = Store::<K, V>::health(&l2.store).await;
-        let breaker = l2.breaker.state();
-        let incoherence = self.incoherence();
-        let status = combined_health(
-            l2_health.status,
-            breaker,
-            self.inner.mode,
-            incoherence.is_none(),
-        );
         let mut detail = format!(
             "breaker {}, L2: {}",
-            breaker.as_str(),
-            l2_health.detail.as_deref().unwrap_or("-")
+            l2.breaker.as_str(),
+            l2.redis.summary()
         );
-        if let Some(why) = incoherence {
+        for why in &h.reasons {
             detail.push_str(", ");
-            detail.push_str(&why);
+            detail.push_str(why);
         }
-        let mut report = StoreHealth::new("tiered", status)
+        let mut report = StoreHealth::new("tiered", h.status)
             .with_entries(entries)
             .with_detail(detail);
-        if let Some(l) = l2_health.latency {
+        if let Some(l) = l2.redis.latency {
             report = report.with_latency(l);
         }
         report
