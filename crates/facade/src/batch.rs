@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::report::bump;
+use crate::report::Event;
 
 /// What the batch loader produced, shared with every key's flight.
 type Batch<K, V> = Result<Arc<HashMap<K, V>>, Error>;
@@ -185,8 +185,9 @@ where
         let mut first_error = None;
         for (k, outcome) in wanted.into_iter().zip(outcomes) {
             if outcome.role() == Role::Follower {
-                bump(&self.inner.counters.coalesced);
-                self.inner.meters.coalesced.increment(1);
+                self.inner
+                    .counters
+                    .record(&self.inner.meters, Event::Coalesced);
             }
             let result = match outcome.into_result() {
                 Ok(v) => Ok(v),
@@ -218,7 +219,7 @@ where
         E: std::error::Error + Send + Sync + 'static,
     {
         let inner = &self.inner;
-        bump(&inner.counters.loads);
+        inner.counters.record(&inner.meters, Event::LoadStarted);
         let started = Instant::now();
         let fut = loader(keys.clone());
         let result = match inner.settings.hard_timeout {

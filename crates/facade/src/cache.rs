@@ -19,7 +19,7 @@ use tokio::task::AbortHandle;
 
 use crate::error::Error;
 use crate::refresh::policy::RefreshAhead;
-use crate::report::{CacheStats, Counters, Meters, bump};
+use crate::report::{CacheStats, Counters, Event, Meters};
 
 pub(crate) struct Settings {
     pub(crate) default_ttl: Duration,
@@ -111,8 +111,9 @@ where
     pub(crate) fn bloom_rejects(&self, key: &K) -> bool {
         match &self.inner.bloom {
             Some(bloom) if !bloom.contains(key) => {
-                bump(&self.inner.counters.bloom_rejections);
-                self.inner.meters.bloom_rejections.increment(1);
+                self.inner
+                    .counters
+                    .record(&self.inner.meters, Event::BloomRejection);
                 true
             }
             _ => false,
@@ -126,18 +127,18 @@ where
     }
 
     pub(crate) fn l2_hit(&self) {
-        bump(&self.inner.counters.l2_hits);
-        self.inner.meters.l2_hit.increment(1);
+        self.inner.counters.record(&self.inner.meters, Event::L2Hit);
     }
 
     pub(crate) fn miss(&self) {
-        bump(&self.inner.counters.misses);
-        self.inner.meters.miss.increment(1);
+        self.inner.counters.record(&self.inner.meters, Event::Miss);
     }
 
     /// Counts an error returned to a caller.
     pub(crate) fn failed(&self, e: impl Into<Error>) -> Error {
-        bump(&self.inner.counters.errors);
+        self.inner
+            .counters
+            .record(&self.inner.meters, Event::CallerError);
         e.into()
     }
 

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::error::Error;
 use crate::log::log_warn;
-use crate::report::bump;
+use crate::report::Event;
 
 /// What the read path needs past an L1 miss (or a stale L1 entry).
 pub(crate) struct L1Miss<K, V, F> {
@@ -137,8 +137,9 @@ where
             .work(flight_key, move || this.lead(key, l1, loader))
             .await;
         if outcome.role() == Role::Follower {
-            bump(&self.inner.counters.coalesced);
-            self.inner.meters.coalesced.increment(1);
+            self.inner
+                .counters
+                .record(&self.inner.meters, Event::Coalesced);
         }
         match outcome.into_result() {
             Ok(v) => Ok(v),
@@ -235,7 +236,7 @@ where
         E: std::error::Error + Send + Sync + 'static,
     {
         let inner = &self.inner;
-        bump(&inner.counters.loads);
+        inner.counters.record(&inner.meters, Event::LoadStarted);
         let started = Instant::now();
         let fut = loader(key.clone());
         let writer = self.clone();
@@ -286,8 +287,7 @@ where
                 self.stale_or(stale, Error::Load(Arc::new(e)))
             }
             Waited::Done(Err(_panicked)) => {
-                bump(&inner.counters.load_errors);
-                inner.meters.load_panic.increment(1);
+                inner.counters.record(&inner.meters, Event::LoadPanic);
                 self.stale_or(stale, Error::LoaderPanicked)
             }
             Waited::TimedOut(after) => {
@@ -319,8 +319,9 @@ where
         let now = self.inner.clock.now();
         match stale {
             Some(e) if !e.is_expired(now) => {
-                bump(&self.inner.counters.stale_served);
-                self.inner.meters.stale_served.increment(1);
+                self.inner
+                    .counters
+                    .record(&self.inner.meters, Event::StaleServed);
                 Ok(e.into_value())
             }
             _ => Err(error),
@@ -329,25 +330,26 @@ where
 
     /// Counts a loaded key by outcome: found or absent.
     pub(crate) fn count_loaded(&self, found: bool) {
-        let meters = &self.inner.meters;
-        let meter = if found {
-            &meters.load_ok
+        let event = if found {
+            Event::LoadOk
         } else {
-            &meters.load_absent
+            Event::LoadAbsent
         };
-        meter.increment(1);
+        self.inner.counters.record(&self.inner.meters, event);
     }
 
     /// Counts a load whose loader returned an error.
     pub(crate) fn load_failed(&self) {
-        bump(&self.inner.counters.load_errors);
-        self.inner.meters.load_error.increment(1);
+        self.inner
+            .counters
+            .record(&self.inner.meters, Event::LoadError);
     }
 
     /// Counts a load that hit its timeout.
     pub(crate) fn load_timed_out(&self) {
-        bump(&self.inner.counters.load_timeouts);
-        self.inner.meters.load_timeout.increment(1);
+        self.inner
+            .counters
+            .record(&self.inner.meters, Event::LoadTimeout);
     }
 
     /// What a load of `key` writes: a value joins the bloom guard and gets the

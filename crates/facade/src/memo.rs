@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::report::bump;
+use crate::report::Event;
 use cache_tiered::TierRead;
 
 /// What a memoized computation produced, and whether the cache may keep it.
@@ -283,8 +283,9 @@ where
             })
             .await;
         if outcome.role() == Role::Follower {
-            bump(&self.inner.counters.coalesced);
-            self.inner.meters.coalesced.increment(1);
+            self.inner
+                .counters
+                .record(&self.inner.meters, Event::Coalesced);
         }
         let shared = outcome.into_result().ok().and_then(S::from_flight);
         match (run, shared) {
@@ -328,7 +329,7 @@ where
         let Run::Pending(compute) = std::mem::replace(run, Run::Running) else {
             return Err(Error::LoaderPanicked);
         };
-        bump(&inner.counters.loads);
+        inner.counters.record(&inner.meters, Event::LoadStarted);
         let started = Instant::now();
         let result = compute.await;
         let took = started.elapsed();

@@ -286,3 +286,68 @@ impl Meters {
         }
     }
 }
+
+/// Something a cache counts. [`Counters::record`] bumps the local counter (what
+/// [`CacheStats`] reads) and the metric together, so the two cannot drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A fresh L2 hit.
+    L2Hit,
+    /// Nothing usable in either tier: the source is asked (or `None` is answered).
+    Miss,
+    /// A value past its TTL served instead of a failed or slow load.
+    StaleServed,
+    /// A caller joined another caller's load.
+    Coalesced,
+    /// The bloom guard answered for a never-seen key.
+    BloomRejection,
+    /// A call returned an error to its caller.
+    CallerError,
+    /// A load started (by outcome: one of the next five follows).
+    LoadStarted,
+    /// A load found a value.
+    LoadOk,
+    /// A load found nothing (cached as absent).
+    LoadAbsent,
+    /// A loader failed.
+    LoadError,
+    /// A loader ran out of time.
+    LoadTimeout,
+    /// A loader panicked.
+    LoadPanic,
+    /// A background refresh started, by its trigger.
+    RefreshThreshold,
+    /// See [`Event::RefreshThreshold`].
+    RefreshXFetch,
+    /// A background refresh failed.
+    RefreshError,
+}
+
+impl Counters {
+    /// Counts `event` locally and on its metric.
+    pub(crate) fn record(&self, meters: &Meters, event: Event) {
+        let (local, metric): (Option<&AtomicU64>, Option<&Counter>) = match event {
+            Event::L2Hit => (Some(&self.l2_hits), Some(&meters.l2_hit)),
+            Event::Miss => (Some(&self.misses), Some(&meters.miss)),
+            Event::StaleServed => (Some(&self.stale_served), Some(&meters.stale_served)),
+            Event::Coalesced => (Some(&self.coalesced), Some(&meters.coalesced)),
+            Event::BloomRejection => (Some(&self.bloom_rejections), Some(&meters.bloom_rejections)),
+            Event::CallerError => (Some(&self.errors), None),
+            Event::LoadStarted => (Some(&self.loads), None),
+            Event::LoadOk => (None, Some(&meters.load_ok)),
+            Event::LoadAbsent => (None, Some(&meters.load_absent)),
+            Event::LoadError => (Some(&self.load_errors), Some(&meters.load_error)),
+            Event::LoadTimeout => (Some(&self.load_timeouts), Some(&meters.load_timeout)),
+            Event::LoadPanic => (Some(&self.load_errors), Some(&meters.load_panic)),
+            Event::RefreshThreshold => (Some(&self.refreshes), Some(&meters.refresh_threshold)),
+            Event::RefreshXFetch => (Some(&self.refreshes), Some(&meters.refresh_xfetch)),
+            Event::RefreshError => (Some(&self.refresh_errors), Some(&meters.refresh_error)),
+        };
+        if let Some(c) = local {
+            bump(c);
+        }
+        if let Some(m) = metric {
+            m.increment(1);
+        }
+    }
+}

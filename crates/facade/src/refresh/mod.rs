@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::{Cache, CacheInner};
 use crate::error::Error;
-use crate::report::bump;
+use crate::report::Event;
 
 pub(crate) mod policy;
 
@@ -63,12 +63,11 @@ where
         if running.contains_key(&key) {
             return;
         }
-        let counter = match kind {
-            RefreshKind::Threshold => &self.inner.meters.refresh_threshold,
-            RefreshKind::XFetch => &self.inner.meters.refresh_xfetch,
+        let event = match kind {
+            RefreshKind::Threshold => Event::RefreshThreshold,
+            RefreshKind::XFetch => Event::RefreshXFetch,
         };
-        counter.increment(1);
-        bump(&self.inner.counters.refreshes);
+        self.inner.counters.record(&self.inner.meters, event);
         let fut = loader(key.clone());
         let hard_timeout = self.inner.settings.hard_timeout;
         let weak = Arc::downgrade(&self.inner);
@@ -120,7 +119,7 @@ where
     };
     let cache = Cache { inner };
     let inner = &cache.inner;
-    bump(&inner.counters.loads);
+    inner.counters.record(&inner.meters, Event::LoadStarted);
     inner.meters.load_duration.record(took.as_secs_f64());
     let failure = match result {
         Ok(Ok(value)) => {
@@ -141,8 +140,7 @@ where
             Error::LoadTimeout(limit)
         }
     };
-    bump(&inner.counters.refresh_errors);
-    inner.meters.refresh_error.increment(1);
+    inner.counters.record(&inner.meters, Event::RefreshError);
     // Callers that joined this flight get the old value while it lasts.
     let now = inner.clock.now();
     match old {
