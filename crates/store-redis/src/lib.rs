@@ -97,7 +97,9 @@ mod bus;
 mod config;
 mod conn;
 pub mod envelope;
+mod health;
 mod log;
+mod scan;
 mod store;
 
 pub use bus::{
@@ -109,4 +111,6 @@ pub use config::{
     DEFAULT_RECONNECT_BACKOFF, DEFAULT_SCAN_COUNT, MAX_POOL_SIZE, REDIS_MAX_VALUE_SIZE,
     RedisStoreBuilder,
 };
-pub use store::{NodeHealth, RedisHealth, RedisStats, RedisStore, escape_glob};
+pub use health::{NodeHealth, RedisHealth};
+pub use scan::escape_glob;
+pub use store::{RedisStats, RedisStore};

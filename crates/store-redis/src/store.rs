@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::{
-    CacheError, CacheKey, Clock, Codec, Entry, HealthStatus, InvalidInput, KeySpace, Postcard,
-    Store, StoreHealth, Timestamp,
+    CacheError, CacheKey, Clock, Codec, Entry, InvalidInput, KeySpace, Postcard, Store,
+    StoreHealth, Timestamp,
 };
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::config::RedisStoreBuilder;
 use crate::conn::{Connections, Handle, Lease, breaks_connection, map_error};
 use crate::envelope;
+use crate::scan::escape_glob;
 
 /// TTLs above this (about 142 years) are stored without an expiry.
 const PERSISTENT_TTL_MS: u128 = 1 << 52;
@@ -52,7 +53,7 @@ pub(crate) struct Inner {
 /// Cloning is cheap and clones share the connection. See the [crate docs](crate) for
 /// an example and for how tags and prefix invalidation are laid out.
 pub struct RedisStore<C = Postcard> {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     codec: C,
 }
 
@@ -93,97 +94,6 @@ pub struct RedisStats {
     pub connect_failures: u64,
     /// Connections dropped after they broke.
     pub disconnects: u64,
-}
-
-/// What a health check of Redis found; see [`RedisStore::check`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisHealth {
-    /// `"standalone"` or `"cluster"`.
-    pub mode: &'static str,
-    /// Open connections out of the pool size.
-    pub connected: usize,
-    /// Pool size.
-    pub pool_size: usize,
-    /// `PING` round trip, when it answered.
-    pub latency: Option<Duration>,
-    /// `redis_version` from `INFO`.
-    pub version: Option<String>,
-    /// `role` from `INFO` (`master` or `slave`).
-    pub role: Option<String>,
-    /// Why the check failed, if it did.
-    pub error: Option<String>,
-    /// In a cluster: every master that owns slots, each checked on its own
-    /// (empty for a standalone server).
-    pub masters: Vec<NodeHealth>,
-}
-
-/// One cluster master's part of a [`RedisHealth`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NodeHealth {
-    /// `host:port`.
-    pub addr: String,
-    /// `role` from the node's own `INFO` (`master` unless it was just demoted).
-    pub role: Option<String>,
-    /// `PING` round trip, when it answered.
-    pub latency: Option<Duration>,
-    /// Why it did not answer, if it did not (or the cluster marks it failed).
-    pub error: Option<String>,
-}
-
-impl RedisHealth {
-    /// One line for people: mode, connections, version, role, error.
-    #[must_use]
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "{}, {}/{} connected",
-            self.mode, self.connected, self.pool_size
-        );
-        if !self.masters.is_empty() {
-            let up = self.masters.iter().filter(|m| m.error.is_none()).count();
-            out.push_str(&format!(", {up}/{} masters up", self.masters.len()));
-            for m in self.masters.iter().filter(|m| m.error.is_some()) {
-                out.push_str(&format!(
-                    " ({} down: {})",
-                    m.addr,
-                    m.error.as_deref().unwrap_or("-")
-                ));
-            }
-        }
-        for (label, value) in [
-            ("redis ", &self.version),
-            ("role ", &self.role),
-            ("error: ", &self.error),
-        ] {
-            if let Some(v) = value {
-                out.push_str(", ");
-                out.push_str(label);
-                out.push_str(v);
-            }
-        }
-        out
-    }
-
-    /// Healthy when `PING` answered within half the operation timeout, degraded when
-    /// it answered slower, unhealthy when it did not answer.
-    #[must_use]
-    pub fn status(&self, op_timeout: Duration) -> HealthStatus {
-        let masters_down = self.masters.iter().filter(|m| m.error.is_some()).count();
-        if masters_down > 0 {
-            // Part of the key space is unreachable (or all of it).
-            return if masters_down == self.masters.len() {
-                HealthStatus::Unhealthy
-            } else {
-                HealthStatus::Degraded
-            };
-        }
-        match self.latency {
-            Some(l) if self.error.is_none() && l <= op_timeout / 2 => HealthStatus::Healthy,
-            Some(_) => HealthStatus::Degraded,
-            None => HealthStatus::Unhealthy,
-        }
-    }
 }
 
 impl RedisStore<Postcard> {
@@ -331,116 +241,9 @@ impl<C: Codec> RedisStore<C> {
         Ok(started.elapsed())
     }
 
-    /// Checks Redis: `PING` latency, server version and role, connection state.
-    pub async fn check(&self) -> RedisHealth {
-        let conns = &self.inner.conns;
-        let mut health = RedisHealth {
-            mode: if self.is_cluster() {
-                "cluster"
-            } else {
-                "standalone"
-            },
-            connected: 0,
-            pool_size: conns.pool_size(),
-            latency: None,
-            version: None,
-            role: None,
-            error: None,
-            masters: Vec::new(),
-        };
-        if self.is_cluster() {
-            self.check_masters(&mut health).await;
-            health.connected = conns.connected();
-            return health;
-        }
-        match self.ping().await {
-            Ok(latency) => {
-                health.latency = Some(latency);
-                match self.info().await {
-                    Ok(info) => {
-                        health.version = info_field(&info, "redis_version");
-                        health.role = info_field(&info, "role");
-                    }
-                    Err(e) => health.error = Some(e.to_string()),
-                }
-            }
-            Err(e) => health.error = Some(e.to_string()),
-        }
-        health.connected = conns.connected();
-        health
-    }
-
-    /// Checks every slot-owning master of a cluster on its own: `PING` latency and
-    /// `INFO` role. The report's latency is the slowest master's; its version and
-    /// role are the first master's.
-    async fn check_masters(&self, health: &mut RedisHealth) {
-        let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("NODES");
-        let text: String = match self
-            .query_node("cluster_nodes", cmd, SingleNodeRoutingInfo::Random)
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                health.error = Some(e.to_string());
-                return;
-            }
-        };
-        for (host, port, failed) in parse_slot_masters(&text) {
-            let addr = format!("{host}:{port}");
-            let mut node = NodeHealth {
-                addr,
-                role: None,
-                latency: None,
-                error: failed.then(|| "marked failed by the cluster".to_owned()),
-            };
-            let route = || SingleNodeRoutingInfo::ByAddress {
-                host: host.clone(),
-                port,
-            };
-            let started = Instant::now();
-            match self
-                .query_node::<String>("ping", redis::cmd("PING"), route())
-                .await
-            {
-                Ok(_) => {
-                    node.latency = Some(started.elapsed());
-                    match self
-                        .query_node::<String>("info", redis::cmd("INFO"), route())
-                        .await
-                    {
-                        Ok(info) => {
-                            node.role = info_field(&info, "role");
-                            if health.version.is_none() {
-                                health.version = info_field(&info, "redis_version");
-                            }
-                        }
-                        Err(e) => node.error = Some(e.to_string()),
-                    }
-                }
-                Err(e) => node.error = Some(e.to_string()),
-            }
-            health.latency = match (health.latency, node.latency) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            health.masters.push(node);
-        }
-        health.role = health.masters.first().and_then(|m| m.role.clone());
-        if health.masters.is_empty() {
-            health.error = Some("no master owns any slot".to_owned());
-        }
-    }
-
-    /// `INFO` from one server (a random node in a cluster).
-    async fn info(&self) -> Result<String, CacheError> {
-        self.query_node("info", redis::cmd("INFO"), SingleNodeRoutingInfo::Random)
-            .await
-    }
-
     /// Runs `cmd` on one node: the server itself when standalone, the node `route`
     /// picks in a cluster (commands without a key are not routed by the client).
-    async fn query_node<T: FromRedisValue>(
+    pub(crate) async fn query_node<T: FromRedisValue>(
         &self,
         op: &'static str,
         cmd: Cmd,
@@ -600,7 +403,7 @@ impl<C: Codec> RedisStore<C> {
     }
 
     /// Deletes full keys in chunks of the batch size; returns how many existed.
-    async fn unlink_all(&self, keys: &[Vec<u8>]) -> Result<u64, CacheError> {
+    pub(crate) async fn unlink_all(&self, keys: &[Vec<u8>]) -> Result<u64, CacheError> {
         let mut removed = 0;
         for chunk in keys.chunks(self.inner.batch_size) {
             let mut cmd = redis::cmd("UNLINK");
@@ -611,69 +414,6 @@ impl<C: Codec> RedisStore<C> {
         }
         Ok(removed)
     }
-
-    /// The masters to scan: `None` for a standalone server, else the address of every
-    /// master that is not marked failed.
-    async fn masters(&self) -> Result<Option<Vec<(String, u16)>>, CacheError> {
-        if !self.is_cluster() {
-            return Ok(None);
-        }
-        let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("NODES");
-        let text: String = self
-            .query_node("cluster_nodes", cmd, SingleNodeRoutingInfo::Random)
-            .await?;
-        Ok(Some(parse_masters(&text)))
-    }
-
-    /// One `SCAN` step on one server (a given master in a cluster).
-    async fn scan_step(
-        &self,
-        node: Option<&(String, u16)>,
-        cursor: u64,
-        pattern: &str,
-    ) -> Result<(u64, Vec<Vec<u8>>), CacheError> {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(self.inner.scan_count);
-        let route = match node {
-            Some((host, port)) => SingleNodeRoutingInfo::ByAddress {
-                host: host.clone(),
-                port: *port,
-            },
-            // Standalone: the route is not used.
-            None => SingleNodeRoutingInfo::Random,
-        };
-        self.query_node("scan", cmd, route).await
-    }
-
-    /// Scans one server for `pattern` and unlinks what it finds, batch by batch.
-    async fn scan_and_unlink(
-        &self,
-        node: Option<&(String, u16)>,
-        pattern: &str,
-    ) -> Result<u64, CacheError> {
-        let mut removed = 0;
-        let mut pending: Vec<Vec<u8>> = Vec::new();
-        let mut cursor = 0;
-        loop {
-            let (next, keys) = self.scan_step(node, cursor, pattern).await?;
-            pending.extend(keys);
-            if pending.len() >= self.inner.batch_size {
-                removed += self.unlink_all(&pending).await?;
-                pending.clear();
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        removed += self.unlink_all(&pending).await?;
-        Ok(removed)
-    }
 }
 
 /// Writes prepared by a put: tag memberships (sent first), then the values.
@@ -681,65 +421,6 @@ impl<C: Codec> RedisStore<C> {
 struct Writes {
     tags: Vec<(String, Cmd)>,
     values: Vec<(String, Cmd)>,
-}
-
-/// Parses `CLUSTER NODES` output into the addresses of healthy masters.
-fn parse_masters(text: &str) -> Vec<(String, u16)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(' ');
-            let _id = fields.next()?;
-            let addr = fields.next()?;
-            let flags = fields.next()?;
-            let is_master = flags.split(',').any(|f| f == "master");
-            let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
-            if !is_master || failed {
-                return None;
-            }
-            let host_port = addr.split('@').next()?;
-            let (host, port) = host_port.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Parses `CLUSTER NODES` output into every master that owns slots, and
-/// whether the cluster marks it failed.
-fn parse_slot_masters(text: &str) -> Vec<(String, u16, bool)> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let flags = fields.get(2)?;
-            if !flags.split(',').any(|f| f == "master") || fields.len() < 9 {
-                return None;
-            }
-            let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
-            let host_port = fields.get(1)?.split('@').next()?;
-            let (host, port) = host_port.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?, failed))
-        })
-        .collect()
-}
-
-/// A field of `INFO` output.
-fn info_field(info: &str, name: &str) -> Option<String> {
-    info.lines().find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        (k == name).then(|| v.trim().to_owned())
-    })
-}
-
-/// Escapes the glob metacharacters of `SCAN MATCH` (`*`, `?`, `[`, `]`, `\`).
-#[must_use]
-pub fn escape_glob(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 impl<K, V, C> Store<K, V> for RedisStore<C>
@@ -891,60 +572,5 @@ where
             report = report.with_latency(l);
         }
         report
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_metacharacters_are_escaped() {
-        assert_eq!(escape_glob(r"a*b?c[d]e\f"), r"a\*b\?c\[d\]e\\f");
-        assert_eq!(escape_glob("plain:key"), "plain:key");
-    }
-
-    #[test]
-    fn cluster_nodes_output_yields_every_slot_owning_master() {
-        let text = "\
-07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected
-67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
-292f 127.0.0.1:30003@40003 master,fail - 0 1426238318243 3 connected 10923-16383
-aaaa 127.0.0.1:30005@40005 master,fail - 0 1426238318243 5 connected
-e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
-";
-        assert_eq!(
-            parse_slot_masters(text),
-            vec![
-                ("127.0.0.1".to_owned(), 30002, false),
-                ("127.0.0.1".to_owned(), 30003, true),
-                ("127.0.0.1".to_owned(), 30001, false),
-            ]
-        );
-    }
-
-    #[test]
-    fn cluster_nodes_output_yields_live_masters() {
-        let text = "\
-07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected
-67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
-292f 127.0.0.1:30003@40003 master,fail - 0 1426238318243 3 connected
-e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
-";
-        assert_eq!(
-            parse_masters(text),
-            vec![
-                ("127.0.0.1".to_owned(), 30002),
-                ("127.0.0.1".to_owned(), 30001)
-            ]
-        );
-    }
-
-    #[test]
-    fn info_fields_are_found() {
-        let info = "# Server\r\nredis_version:7.0.15\r\nrole:master\r\n";
-        assert_eq!(info_field(info, "redis_version").as_deref(), Some("7.0.15"));
-        assert_eq!(info_field(info, "role").as_deref(), Some("master"));
-        assert_eq!(info_field(info, "missing"), None);
     }
 }
