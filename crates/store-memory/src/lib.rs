@@ -44,6 +44,7 @@
 
 mod config;
 mod shard;
+mod spare;
 mod stats;
 mod store;
 

@@ -21,12 +21,13 @@
 
 use std::collections::VecDeque;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use cache_core::{Entry, Tags, Timestamp};
 use hashbrown::HashTable;
 
+use crate::spare::Spare;
 use crate::stats::{Counters, EvictionReason};
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
@@ -107,29 +108,6 @@ impl<V> Drop for Lent<'_, V> {
             Entry::absent(Timestamp::ZERO, Duration::ZERO),
         );
         *self.home = entry.into_value();
-    }
-}
-
-/// Of a shard's fair share of entries, the part held back in a common pool
-/// (`1 / SPARE_DIVISOR`).
-pub(crate) const SPARE_DIVISOR: usize = 16;
-
-/// Entry slots that belong to no shard yet: a shard that fills its own quota
-/// draws on these before it evicts, so the store holds `max_entries` even when
-/// the hash spreads keys unevenly. On a line of its own: only writers touch it.
-#[repr(align(128))]
-pub(crate) struct Spare(pub(crate) AtomicUsize);
-
-impl Spare {
-    /// Takes one slot; false when none is left.
-    fn take(&self) -> bool {
-        self.0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    fn give(&self, n: usize) {
-        self.0.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -791,7 +769,7 @@ mod tests {
 
     use super::*;
 
-    static NO_SPARE: Spare = Spare(AtomicUsize::new(0));
+    static NO_SPARE: Spare = Spare(std::sync::atomic::AtomicUsize::new(0));
 
     fn put(s: &mut Shard<u32, u32>, h: &Hasher, k: u32, now: Timestamp) {
         let e = Entry::new(k, now, Duration::from_secs(60));

@@ -14,7 +14,8 @@ use cache_core::{
 use parking_lot::RwLock;
 
 use crate::config::{MemoryStoreBuilder, Plan, Weigher};
-use crate::shard::{Hasher, Read, SPARE_DIVISOR, Shard, Spare, shard_index};
+use crate::shard::{Hasher, Read, Shard, shard_index};
+use crate::spare::{SPARE_DIVISOR, Spare};
 use crate::stats::MemoryStats;
 
 /// One shard with its read counters beside the lock word (one cache line for a
