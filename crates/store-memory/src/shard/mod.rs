@@ -19,16 +19,19 @@
 //! and a read only bumps an atomic counter, so hits need nothing more than the
 //! shard's read lock. This is the S3-FIFO policy (Yang et al., SOSP 2023).
 
-use std::collections::VecDeque;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
 use cache_core::{Entry, Tags, Timestamp};
 use hashbrown::HashTable;
 
 use crate::spare::Spare;
+
+mod bulk;
+mod ghost;
+
 use crate::stats::{Counters, EvictionReason};
+use ghost::Ghost;
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
@@ -94,23 +97,6 @@ struct Link {
     tags: Tags,
 }
 
-/// Lends a node's value to an [`Entry`] for a predicate, and puts it back even
-/// if the predicate panics.
-struct Lent<'a, V> {
-    home: &'a mut Option<V>,
-    entry: Entry<V>,
-}
-
-impl<V> Drop for Lent<'_, V> {
-    fn drop(&mut self) {
-        let entry = std::mem::replace(
-            &mut self.entry,
-            Entry::absent(Timestamp::ZERO, Duration::ZERO),
-        );
-        *self.home = entry.into_value();
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Fifo {
     head: u32,
@@ -126,62 +112,6 @@ impl Fifo {
         len: 0,
         weight: 0,
     };
-}
-
-/// Hashes of keys recently evicted from *small*, oldest first, bounded.
-struct Ghost {
-    /// `(hash, sequence)` in the order added; an entry whose sequence no longer
-    /// matches `live` was taken or re-added and only ages out.
-    ring: VecDeque<(u64, u64)>,
-    live: HashTable<(u64, u64)>,
-    seq: u64,
-    cap: usize,
-}
-
-impl Ghost {
-    fn new(cap: usize) -> Self {
-        Ghost {
-            ring: VecDeque::new(),
-            live: HashTable::new(),
-            seq: 0,
-            cap,
-        }
-    }
-
-    fn add(&mut self, hash: u64) {
-        self.seq += 1;
-        let seq = self.seq;
-        match self.live.find_mut(hash, |e| e.0 == hash) {
-            Some(e) => e.1 = seq,
-            None => {
-                self.live.insert_unique(hash, (hash, seq), |e| e.0);
-            }
-        }
-        self.ring.push_back((hash, seq));
-        while self.ring.len() > self.cap {
-            if let Some((old, old_seq)) = self.ring.pop_front()
-                && let Ok(e) = self.live.find_entry(old, |e| *e == (old, old_seq))
-            {
-                e.remove();
-            }
-        }
-    }
-
-    /// Forgets `hash`; true if it was remembered.
-    fn take(&mut self, hash: u64) -> bool {
-        match self.live.find_entry(hash, |e| e.0 == hash) {
-            Ok(e) => {
-                e.remove();
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.ring.clear();
-        self.live.clear();
-    }
 }
 
 /// What a read under the shared lock found.
@@ -477,83 +407,6 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         } else {
             false
         }
-    }
-
-    /// Removes every expired entry; returns how many.
-    pub(crate) fn purge_expired(&mut self, now: Timestamp) -> u64 {
-        self.puts_since_sweep = 0;
-        let mut n = 0;
-        // Backwards: `detach` moves the last slot into the hole, and that slot
-        // has been looked at already.
-        for i in (0..self.links.len()).rev() {
-            if now >= self.links[i].stale_until {
-                self.discard(i, EvictionReason::Expired);
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Removes every entry matching `pred`; returns how many.
-    pub(crate) fn remove_where(&mut self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
-        let mut n = 0;
-        for i in (0..self.links.len()).rev() {
-            let link = &self.links[i];
-            let Some(node) = self.table.find_mut(link.hash, |n| n.slot as usize == i) else {
-                continue;
-            };
-            let lent = Lent {
-                entry: Entry::from_parts(
-                    node.value.take(),
-                    node.created_at,
-                    link.fresh_until,
-                    Some(link.stale_until),
-                    link.tags.clone(),
-                ),
-                home: &mut node.value,
-            };
-            let matched = pred(&node.key, &lent.entry);
-            drop(lent);
-            if matched {
-                self.discard(i, EvictionReason::Removed);
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Ends every entry's freshness at `cap(hash)` at the latest; entries already
-    /// fresh for less long are left alone, and every entry stays servable as
-    /// stale until its own stale end. Returns how many entries were shortened.
-    pub(crate) fn cap_fresh(&mut self, mut cap: impl FnMut(u64) -> Timestamp) -> u64 {
-        let mut n = 0;
-        for i in 0..self.links.len() {
-            let link = &mut self.links[i];
-            let until = cap(link.hash);
-            if until >= link.fresh_until {
-                continue;
-            }
-            link.fresh_until = until;
-            let (hash, stale_until) = (link.hash, link.stale_until);
-            let Some(node) = self.table.find_mut(hash, |n| n.slot as usize == i) else {
-                continue;
-            };
-            let delta = |from: Timestamp, to: Timestamp| {
-                to.as_millis()
-                    .checked_sub(from.as_millis())
-                    .and_then(|d| u32::try_from(d).ok())
-            };
-            match (delta(node.created_at, until), delta(until, stale_until)) {
-                (Some(f), Some(s)) => {
-                    node.fresh_ms = f;
-                    node.stale_ms = s;
-                    node.flags &= !WIDE;
-                }
-                _ => node.flags |= WIDE,
-            }
-            n += 1;
-        }
-        n
     }
 
     pub(crate) fn clear(&mut self) {
