@@ -21,6 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod invariants;
+
+use invariants::invariants;
+
 type Result<T = ()> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
@@ -60,7 +64,7 @@ fn print_help() {
          bench [--quick] [--filter G] [--out D]  benchmarks vs moka, quick_cache, Mutex<LruCache>, raw redis (target/bench/)\n  \
          demo [--serve] [--quick]            the example service through its scripted story\n  \
          chaos [--quick] [--filter S] [--out D]  several instances through Redis faults (target/chaos/)\n  \
-         invariants                          dependency arrows (cargo tree) and no env reads below the facade\n  \
+         invariants                          dependency arrows, no env reads below the facade, file sizes\n  \
          help                                this text"
     );
 }
@@ -348,153 +352,6 @@ fn demo(args: &[String]) -> Result {
             .args(["run", "--release", "--quiet", "-p", "cache-demo", "--"])
             .args(args),
     )
-}
-
-/// What a crate's normal dependencies (transitively) must not include.
-const FORBIDDEN_DEPS: &[(&str, &[&str])] = &[
-    // Primitives stand alone: no workspace crate, no async runtime.
-    ("cache-singleflight", &["cache-", "tokio"]),
-    ("cache-breaker", &["cache-", "tokio"]),
-    ("cache-ttl-jitter", &["cache-", "tokio"]),
-    ("cache-bloom", &["cache-", "tokio"]),
-    // Contracts know no store, no Redis, no runtime.
-    ("cache-core", &["cache-", "redis", "tokio"]),
-    // Stores know nothing of singleflight, breakers, exporters or the layers above.
-    (
-        "cache-store-memory",
-        &[
-            "cache-singleflight",
-            "cache-breaker",
-            "cache-metrics",
-            "cache-tiered",
-            "cache-facade",
-            "redis",
-            "tokio",
-        ],
-    ),
-    (
-        "cache-store-redis",
-        &[
-            "cache-singleflight",
-            "cache-breaker",
-            "cache-metrics",
-            "cache-tiered",
-            "cache-facade",
-            "cache-store-memory",
-        ],
-    ),
-    (
-        "cache-tiered",
-        &[
-            "cache-singleflight",
-            "cache-facade",
-            "metrics-exporter-prometheus",
-        ],
-    ),
-    (
-        "cache-metrics",
-        &["cache-tiered", "cache-facade", "cache-store-redis"],
-    ),
-];
-
-/// Crates below the facade: they must not read the environment.
-const NO_ENV: &[&str] = &[
-    "cache-core",
-    "store-memory",
-    "store-redis",
-    "tiered",
-    "metrics",
-    "singleflight",
-    "breaker",
-    "ttl-jitter",
-    "bloom",
-];
-
-/// Checks the architecture invariants that can be checked mechanically.
-fn invariants(args: &[String]) -> Result {
-    if let Some(a) = args.first() {
-        return Err(format!("invariants takes no arguments (got {a})"));
-    }
-    println!("\n==> invariants");
-    let mut broken = Vec::new();
-    for (krate, forbidden) in FORBIDDEN_DEPS {
-        let out = cargo()
-            .args([
-                "tree",
-                "-p",
-                krate,
-                "-e",
-                "normal",
-                "--prefix",
-                "none",
-                "--all-features",
-            ])
-            .args(["--format", "{p}"])
-            .output()
-            .map_err(|e| format!("cargo tree: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "cargo tree -p {krate} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        for dep in text.lines().skip(1) {
-            let name = dep.split_whitespace().next().unwrap_or_default();
-            if name == *krate {
-                continue;
-            }
-            if let Some(f) = forbidden.iter().find(|f| {
-                if f.ends_with('-') {
-                    name.starts_with(*f)
-                } else {
-                    name == **f
-                }
-            }) {
-                broken.push(format!("{krate} depends on {name} (rule: no {f})"));
-            }
-        }
-    }
-    for dir in NO_ENV {
-        let src = root().join("crates").join(dir).join("src");
-        for file in rust_files(&src) {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            for (i, line) in text.lines().enumerate() {
-                if line.contains("env::var") || line.contains("std::env::") {
-                    broken.push(format!(
-                        "{}:{}: reads the environment below the facade",
-                        file.display(),
-                        i + 1
-                    ));
-                }
-            }
-        }
-    }
-    if broken.is_empty() {
-        println!("<== invariants: dependency arrows and env reads hold");
-        Ok(())
-    } else {
-        Err(format!(
-            "architecture invariants broken:\n  {}",
-            broken.join("\n  ")
-        ))
-    }
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(rust_files(&p));
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The fault suite needs real servers: a missing redis-server is an error here.
