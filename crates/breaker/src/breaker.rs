@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
-use crate::config::{Builder, Listener, Policy};
+use crate::config::{CircuitBreakerBuilder, Listener, Policy};
 use crate::error::{CallError, Rejected};
 use crate::state::{State, Word};
 use crate::sync::{AtomicU64, Mutex, Ordering};
@@ -113,11 +113,11 @@ impl fmt::Debug for CircuitBreaker {
 
 impl CircuitBreaker {
     /// A builder with the defaults.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::default()
     }
 
-    pub(crate) fn from_builder(b: Builder) -> Self {
+    pub(crate) fn from_builder(b: CircuitBreakerBuilder) -> Self {
         let (window, trip_rate, trip_consecutive) = match b.policy {
             Policy::ConsecutiveFailures(n) => (Window::consecutive(), None, u64::from(n)),
             Policy::CountWindow {

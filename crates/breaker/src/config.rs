@@ -1,4 +1,4 @@
-//! [`Builder`]: the breaker's policy, validated by [`Builder::build`].
+//! [`CircuitBreakerBuilder`]: the breaker's policy, validated by [`CircuitBreakerBuilder::build`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ pub(crate) type Listener = Arc<dyn Fn(&Transition) + Send + Sync>;
 /// Defaults: trip after 5 consecutive failures, wait 5 s in open state, admit
 /// 3 probes in half-open state, no backoff, no slow-call detection.
 #[must_use = "a builder does nothing until build() is called"]
-pub struct Builder {
+pub struct CircuitBreakerBuilder {
     pub(crate) name: String,
     pub(crate) policy: Policy,
     pub(crate) wait_in_open: Duration,
@@ -85,14 +85,14 @@ pub struct Builder {
     pub(crate) permitted_in_half_open: u32,
     pub(crate) slow_call: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
-    /// Whether [`clock`](Builder::clock) was called.
+    /// Whether [`clock`](CircuitBreakerBuilder::clock) was called.
     clock_set: bool,
     pub(crate) listener: Option<Listener>,
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for CircuitBreakerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("CircuitBreakerBuilder")
             .field("name", &self.name)
             .field("policy", &self.policy)
             .field("wait_in_open", &self.wait_in_open)
@@ -103,9 +103,9 @@ impl fmt::Debug for Builder {
     }
 }
 
-impl Default for Builder {
+impl Default for CircuitBreakerBuilder {
     fn default() -> Self {
-        Builder {
+        CircuitBreakerBuilder {
             name: "breaker".into(),
             policy: Policy::ConsecutiveFailures(5),
             wait_in_open: Duration::from_secs(5),
@@ -119,7 +119,7 @@ impl Default for Builder {
     }
 }
 
-impl Builder {
+impl CircuitBreakerBuilder {
     /// A name for events and metrics.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();

@@ -15,7 +15,7 @@
 //! - Permits belong to a generation: an outcome reported after the state moved
 //!   on is ignored.
 //! - Time comes from an injectable [`Clock`]; tests use [`MockClock`].
-//! - Transitions are observable: [`Builder::on_transition`] fires exactly once
+//! - Transitions are observable: [`CircuitBreakerBuilder::on_transition`] fires exactly once
 //!   per transition; [`CircuitBreaker::metrics`] gives the counts.
 //! - Closed-state calls take no lock and allocate nothing.
 //!
@@ -81,6 +81,6 @@ mod window;
 
 pub use breaker::{CircuitBreaker, Metrics, Permit, Transition};
 pub use clock::{Clock, MockClock, SystemClock};
-pub use config::{Builder, ConfigError, Policy};
+pub use config::{CircuitBreakerBuilder, ConfigError, Policy};
 pub use error::{CallError, Rejected};
 pub use state::{MAX_PERMITTED_PROBES, State};

@@ -62,7 +62,7 @@ pub struct CacheBuilder<C = Postcard> {
     soft_timeout: Option<Duration>,
     hard_timeout: Option<Duration>,
     slow_load: Duration,
-    breaker: Option<cache_breaker::Builder>,
+    breaker: Option<cache_breaker::CircuitBreakerBuilder>,
     fail_mode: FailMode,
     bus: bool,
     bus_keepalive: Duration,
@@ -214,7 +214,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
 
     /// The breaker policy guarding L2 (default: open after 5 consecutive failures,
     /// probe after 5 s). Its name and transition listener are set by the cache.
-    pub fn breaker(mut self, breaker: cache_breaker::Builder) -> Self {
+    pub fn breaker(mut self, breaker: cache_breaker::CircuitBreakerBuilder) -> Self {
         self.breaker = Some(breaker);
         self
     }
@@ -437,7 +437,7 @@ impl cache_breaker::Clock for BreakerTime {
 
 /// The L2 breaker, reporting its state and transitions as metrics and logs.
 fn breaker_for(
-    configured: Option<cache_breaker::Builder>,
+    configured: Option<cache_breaker::CircuitBreakerBuilder>,
     name: &str,
     clock: Option<Arc<dyn Clock>>,
 ) -> Result<CircuitBreaker, ConfigError> {

@@ -123,7 +123,7 @@ pub use cache_metrics::PrometheusExporter;
 pub use cache_metrics::http::Endpoint;
 
 pub use cache_bloom::AtomicBloomFilter;
-pub use cache_breaker::Builder as BreakerBuilder;
+pub use cache_breaker::CircuitBreakerBuilder as BreakerBuilder;
 pub use cache_core::{CacheKey, DecodeKey, HealthStatus};
 pub use cache_macros::cached;
 pub use cache_tiered::{FailMode, GapPolicy};

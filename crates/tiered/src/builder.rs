@@ -1,4 +1,4 @@
-//! [`TieredBuilder`]: validation and start-up (the bus listener).
+//! [`TieredStoreBuilder`]: validation and start-up (the bus listener).
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::tiered::{Counters, Inner, L2, TieredStore};
 
 /// Builder of a [`TieredStore`]; see [`TieredStore::builder`].
 #[must_use = "a builder does nothing until `build()` is called"]
-pub struct TieredBuilder<K, V, C = Postcard> {
+pub struct TieredStoreBuilder<K, V, C = Postcard> {
     name: String,
     l1: MemoryStore<K, V>,
     l2: Option<RedisStore<C>>,
@@ -35,8 +35,8 @@ pub struct TieredBuilder<K, V, C = Postcard> {
 
 impl<K, V> TieredStore<K, V, Postcard> {
     /// Starts a builder around an L1.
-    pub fn builder(l1: MemoryStore<K, V>) -> TieredBuilder<K, V, Postcard> {
-        TieredBuilder {
+    pub fn builder(l1: MemoryStore<K, V>) -> TieredStoreBuilder<K, V, Postcard> {
+        TieredStoreBuilder {
             name: "default".to_owned(),
             l1,
             l2: None,
@@ -50,10 +50,10 @@ impl<K, V> TieredStore<K, V, Postcard> {
     }
 }
 
-impl<K, V, C> TieredBuilder<K, V, C> {
+impl<K, V, C> TieredStoreBuilder<K, V, C> {
     /// The L2 (without one, the store is the L1 alone — a complete configuration).
-    pub fn l2<C2>(self, l2: RedisStore<C2>) -> TieredBuilder<K, V, C2> {
-        TieredBuilder {
+    pub fn l2<C2>(self, l2: RedisStore<C2>) -> TieredStoreBuilder<K, V, C2> {
+        TieredStoreBuilder {
             name: self.name,
             l1: self.l1,
             l2: Some(l2),
@@ -74,8 +74,8 @@ impl<K, V, C> TieredBuilder<K, V, C> {
 
     /// Sets the codec type parameter without adding an L2 — for an L1-only store
     /// that must have the same type as stores with a non-default codec.
-    pub fn codec_type<C2>(self) -> TieredBuilder<K, V, C2> {
-        TieredBuilder {
+    pub fn codec_type<C2>(self) -> TieredStoreBuilder<K, V, C2> {
+        TieredStoreBuilder {
             name: self.name,
             l1: self.l1,
             l2: None,
@@ -133,7 +133,7 @@ impl<K, V, C> TieredBuilder<K, V, C> {
     }
 }
 
-impl<K, V, C> TieredBuilder<K, V, C>
+impl<K, V, C> TieredStoreBuilder<K, V, C>
 where
     K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,

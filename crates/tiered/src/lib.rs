@@ -76,7 +76,7 @@ mod replay;
 mod store;
 mod tiered;
 
-pub use builder::TieredBuilder;
+pub use builder::TieredStoreBuilder;
 pub use config::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
 };
