@@ -8,7 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use cache_bloom::AtomicBloomFilter;
-use cache_core::{CacheKey, Clock, Codec, DecodeKey, Postcard, Store};
+use cache_core::{CacheKey, Clock, Codec, DecodeKey, Postcard};
 use cache_singleflight::Group;
 use cache_tiered::{TierRead, TieredStore};
 use cache_ttl_jitter::{Jitter, RecomputeTime};
@@ -183,8 +183,12 @@ where
     }
 
     async fn get_from_l2(&self, key: &K) -> Result<Option<V>, Error> {
-        match self.read_tiers(key, None, |_| true).await {
-            TierRead::Fresh(e, _) => Ok(e.into_value()),
+        // `get` has just looked in L1 and joins no flight: L2 only.
+        match self.inner.tiered.read_l2(key, None, |_| true).await {
+            TierRead::Fresh(e, _) => {
+                self.l2_hit();
+                Ok(e.into_value())
+            }
             TierRead::Missing { fault: Some(e), .. } => Err(self.failed(e)),
             TierRead::Missing { fault: None, .. } => {
                 self.miss();
@@ -219,7 +223,7 @@ where
         let entries = self
             .inner
             .tiered
-            .get_many(&wanted)
+            .read_many_l2(&wanted)
             .await
             .map_err(|e| self.failed(e))?;
         for (i, e) in missing.into_iter().zip(entries) {

@@ -54,11 +54,10 @@ where
     C: Codec + Clone,
 {
     /// Reads `key` past a caller's own L1 check: L1 again (a load that just
-    /// finished may have filled it), then L2 through the breaker; a fresh L2 hit
-    /// is backfilled into L1 (capped by L1's maximum TTL). Only entries `usable`
-    /// accepts count (a typed reader skips entries of another shape). When
-    /// nothing is fresh, the longest-lived stale entry — starting from `stale`,
-    /// the caller's — comes back for stale-on-error.
+    /// finished may have filled it), then [`read_l2`](Self::read_l2). Only
+    /// entries `usable` accepts count (a typed reader skips entries of another
+    /// shape). When nothing is fresh, the longest-lived stale entry — starting
+    /// from `stale`, the caller's — comes back for stale-on-error.
     ///
     /// Counted in [`TieredStats`](crate::TieredStats): `l1_hits`, `l2_hits`
     /// (fresh only), `misses`.
@@ -69,16 +68,31 @@ where
         usable: impl Fn(&Entry<V>) -> bool,
     ) -> TierRead<V> {
         let inner = &self.inner;
-        let counters = &inner.counters;
-        let now = inner.l1.clock().now();
         let mut stale = stale.filter(&usable);
         if let Some(e) = inner.l1.get_sync(key).filter(&usable) {
-            if e.is_fresh(now) {
-                bump(&counters.l1_hits);
+            if e.is_fresh(inner.l1.clock().recent()) {
+                bump(&inner.counters.l1_hits);
                 return TierRead::Fresh(e, Tier::L1);
             }
             stale = longer_lived(stale, e);
         }
+        self.read_l2(key, stale, usable).await
+    }
+
+    /// The L2 half of [`read`](Self::read), for a caller that has just looked
+    /// in L1 itself and joins no flight (`Cache::get`): L2 through the breaker,
+    /// a fresh hit backfilled into L1 (capped by L1's maximum TTL), else the
+    /// longest-lived stale entry (starting from `stale`) and, fail-closed, the
+    /// fault.
+    pub async fn read_l2(
+        &self,
+        key: &K,
+        stale: Option<Entry<V>>,
+        usable: impl Fn(&Entry<V>) -> bool,
+    ) -> TierRead<V> {
+        let inner = &self.inner;
+        let counters = &inner.counters;
+        let mut stale = stale;
         let fault = match self
             .guarded(
                 L2Op::Get,
@@ -88,7 +102,7 @@ where
         {
             Ok(found) => {
                 if let Some(e) = found.flatten().filter(&usable) {
-                    if e.is_fresh(now) {
+                    if e.is_fresh(inner.l1.clock().recent()) {
                         bump(&counters.l2_hits);
                         // A refused backfill (too heavy for L1) costs a later L2 read.
                         let _ = inner.l1.put_sync(key.clone(), e.clone());
@@ -102,6 +116,41 @@ where
         };
         bump(&counters.misses);
         TierRead::Missing { stale, fault }
+    }
+
+    /// [`read_l2`](Self::read_l2) for several keys in one round trip (`MGET`,
+    /// split per slot in a cluster): each key's entry as L2 holds it (fresh or
+    /// stale; the caller judges), fresh ones backfilled into L1 at once.
+    /// Fail-open: a fault reads as nothing found.
+    pub async fn read_many_l2(&self, keys: &[K]) -> Result<Vec<Option<Entry<V>>>, CacheError> {
+        let inner = &self.inner;
+        let found = self
+            .guarded(L2Op::GetMany, |l2| async move {
+                Store::<K, V>::get_many(l2, keys).await
+            })
+            .await?
+            .unwrap_or_else(|| vec![None; keys.len()]);
+        let now = inner.l1.clock().recent();
+        let fresh: Vec<(K, Entry<V>)> = keys
+            .iter()
+            .zip(&found)
+            .filter_map(|(k, e)| {
+                e.as_ref()
+                    .filter(|e| e.is_fresh(now))
+                    .map(|e| (k.clone(), e.clone()))
+            })
+            .collect();
+        let hits = fresh.len() as u64;
+        inner.l1.put_each_sync(fresh);
+        let counters = &inner.counters;
+        counters
+            .l2_hits
+            .fetch_add(hits, std::sync::atomic::Ordering::Relaxed);
+        counters.misses.fetch_add(
+            keys.len() as u64 - hits,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(found)
     }
 
     /// Writes an entry just loaded from the source, without publishing (no other

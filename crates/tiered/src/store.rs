@@ -64,27 +64,10 @@ where
             return Ok(out);
         }
         let wanted: Vec<K> = missing.iter().map(|&i| keys[i].clone()).collect();
-        let wanted_ref = &wanted;
-        let found = self
-            .guarded(L2Op::GetMany, |l2| async move {
-                Store::<K, V>::get_many(l2, wanted_ref).await
-            })
-            .await?
-            .unwrap_or_default();
-        let mut backfill = Vec::with_capacity(found.len());
-        for (slot, entry) in missing.iter().zip(found) {
-            if let Some(e) = entry {
-                backfill.push((keys[*slot].clone(), e.clone()));
-                out[*slot] = Some(e);
-            }
+        let found = self.read_many_l2(&wanted).await?;
+        for (slot, entry) in missing.into_iter().zip(found) {
+            out[slot] = entry;
         }
-        let l2_hits = backfill.len() as u64;
-        self.inner.l1.put_each_sync(backfill);
-        let counters = &self.inner.counters;
-        counters.l2_hits.fetch_add(l2_hits, Ordering::Relaxed);
-        counters
-            .misses
-            .fetch_add(missing.len() as u64 - l2_hits, Ordering::Relaxed);
         Ok(out)
     }
 
