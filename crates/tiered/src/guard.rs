@@ -92,6 +92,26 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     C: Codec + Clone,
 {
+    /// Redis just answered a `PING` of our own (a health check, the recovery
+    /// worker): let that count as the breaker's half-open probes, so an idle
+    /// cache — every request an L1 hit, none reaching L2 — does not keep its
+    /// breaker open (and its health degraded) after Redis is back. Does nothing
+    /// while the breaker is closed or still inside its open wait.
+    pub(crate) fn breaker_saw_redis_answer(&self) {
+        let Some(l2) = &self.inner.l2 else {
+            return;
+        };
+        for _ in 0..16 {
+            if l2.breaker.state() == cache_breaker::State::Closed {
+                return;
+            }
+            match l2.breaker.try_acquire() {
+                Ok(permit) => permit.success(),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Runs `f` on L2 through the breaker. `Ok(None)`: no L2, or a fault absorbed by
     /// fail-open.
     pub(crate) async fn guarded<'a, T, F, Fut>(

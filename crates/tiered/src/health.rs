@@ -84,6 +84,9 @@ where
         };
         let redis = l2.store.check().await;
         let redis_status = redis.status(l2.store.op_timeout());
+        if redis.latency.is_some() && redis.error.is_none() {
+            self.breaker_saw_redis_answer();
+        }
         let breaker = l2.breaker.state();
         let incoherence = self.incoherence();
         let status = combined_health(

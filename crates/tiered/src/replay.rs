@@ -41,6 +41,9 @@ where
             None => true,
         };
         if reachable {
+            store.breaker_saw_redis_answer();
+        }
+        if reachable {
             backoff = RECOVERY_BACKOFF.0;
             loop {
                 let (op, at) = {

@@ -381,3 +381,44 @@ async fn a_stale_l2_entry_is_a_counted_miss_that_comes_back_for_stale_on_error()
     assert_eq!((stats.l2_hits, stats.misses), (0, 1), "{stats:?}");
     assert!(store.l1().is_empty(), "a stale L2 entry is not backfilled");
 }
+
+/// Every request an L1 hit, none reaching L2: Redis answering a health check
+/// after the breaker's open wait closes the breaker by itself.
+#[tokio::test]
+async fn an_idle_cache_is_healthy_again_once_redis_answers_its_health_check() {
+    let mut server = RedisServer::start().expect("redis");
+    let clock = BreakerClock::new();
+    let breaker = CircuitBreaker::builder()
+        .consecutive_failures(2)
+        .wait_in_open(Duration::from_secs(5))
+        .clock(clock.clone())
+        .build()
+        .expect("breaker");
+    let store: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .breaker(breaker)
+        .build()
+        .expect("build");
+    wait_for_bus(&store).await;
+    server.kill();
+    for i in 0..3 {
+        let _ = store.get(&format!("cold{i}")).await;
+    }
+    assert_eq!(store.breaker().expect("breaker").state(), State::Open);
+    server.restart().expect("restart");
+    eventually("the bus is back", || store.bus_connected()).await;
+    // Inside the open wait a health check changes nothing.
+    assert_eq!(
+        store.check().await.status,
+        cache_core::HealthStatus::Degraded
+    );
+    assert_eq!(store.breaker().expect("breaker").state(), State::Open);
+    clock.advance(Duration::from_secs(6));
+    let health = store.check().await;
+    assert_eq!(store.breaker().expect("breaker").state(), State::Closed);
+    assert_eq!(
+        health.status,
+        cache_core::HealthStatus::Healthy,
+        "{health:?}"
+    );
+}
