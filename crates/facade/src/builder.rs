@@ -392,6 +392,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                     .build()?
             }
         };
+        let tiered_meters = tiered.meters().clone();
         let inner = Arc::new(CacheInner {
             meters: Meters::new(&name),
             name,
@@ -411,7 +412,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             },
             clock: self.clock,
             bloom: self.bloom,
-            counters: Counters::default(),
+            counters: Counters::new(tiered_meters),
         });
         let cache = Cache::from_inner(inner);
         cache.start_upkeep();

@@ -1,9 +1,11 @@
 //! In-process statistics, the health report and the metric names.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cache_core::HealthStatus;
 use cache_store_memory::EvictionReason;
+use cache_tiered::{Count, Meters as TierMeters};
 use metrics::{Counter, Gauge, Histogram};
 use serde::Serialize;
 
@@ -41,6 +43,10 @@ pub struct CacheStats {
     pub refreshes: u64,
     /// Background refreshes that failed (the old value stayed).
     pub refresh_errors: u64,
+    /// Entries written (`set`, `set_with`, `set_many`).
+    pub writes: u64,
+    /// Invalidations (`remove`, `invalidate_tag`, `invalidate_prefix`).
+    pub invalidations: u64,
 }
 
 impl CacheStats {
@@ -117,45 +123,43 @@ pub struct HealthReport {
     pub stats: CacheStats,
 }
 
-#[derive(Default)]
+/// The cache's counts: L1 hits in a striped counter of their own (the hit path
+/// touches nothing shared), everything else in the tiered store's [`Meters`],
+/// the one object both layers record into.
 pub(crate) struct Counters {
     /// The one counter every L1 hit bumps: striped, so threads do not contend.
     pub(crate) l1_hits: Striped,
-    pub(crate) l2_hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) stale_served: AtomicU64,
-    pub(crate) loads: AtomicU64,
-    pub(crate) load_errors: AtomicU64,
-    pub(crate) load_timeouts: AtomicU64,
-    pub(crate) coalesced: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) bloom_rejections: AtomicU64,
-    pub(crate) refreshes: AtomicU64,
-    pub(crate) refresh_errors: AtomicU64,
+    /// Shared with the tiered store underneath.
+    pub(crate) shared: Arc<TierMeters>,
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self) -> CacheStats {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        CacheStats {
-            l1_hits: self.l1_hits.sum(),
-            l2_hits: g(&self.l2_hits),
-            misses: g(&self.misses),
-            stale_served: g(&self.stale_served),
-            loads: g(&self.loads),
-            load_errors: g(&self.load_errors),
-            load_timeouts: g(&self.load_timeouts),
-            coalesced: g(&self.coalesced),
-            errors: g(&self.errors),
-            bloom_rejections: g(&self.bloom_rejections),
-            refreshes: g(&self.refreshes),
-            refresh_errors: g(&self.refresh_errors),
+    pub(crate) fn new(shared: Arc<TierMeters>) -> Self {
+        Counters {
+            l1_hits: Striped::default(),
+            shared,
         }
     }
-}
 
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        let g = |c: Count| self.shared.get(c);
+        CacheStats {
+            l1_hits: self.l1_hits.sum(),
+            l2_hits: g(Count::RequestL2Hit),
+            misses: g(Count::RequestMiss),
+            stale_served: g(Count::StaleServed),
+            loads: g(Count::Load),
+            load_errors: g(Count::LoadError),
+            load_timeouts: g(Count::LoadTimeout),
+            coalesced: g(Count::Coalesced),
+            errors: g(Count::CallerError),
+            bloom_rejections: g(Count::BloomRejection),
+            refreshes: g(Count::Refresh),
+            refresh_errors: g(Count::RefreshError),
+            writes: g(Count::Write),
+            invalidations: g(Count::Invalidation),
+        }
+    }
 }
 
 /// Stripes of a [`Striped`] counter: threads beyond this share stripes.
@@ -324,27 +328,27 @@ pub(crate) enum Event {
 }
 
 impl Counters {
-    /// Counts `event` locally and on its metric.
+    /// Counts `event` in the shared meters and on its metric.
     pub(crate) fn record(&self, meters: &Meters, event: Event) {
-        let (local, metric): (Option<&AtomicU64>, Option<&Counter>) = match event {
-            Event::L2Hit => (Some(&self.l2_hits), Some(&meters.l2_hit)),
-            Event::Miss => (Some(&self.misses), Some(&meters.miss)),
-            Event::StaleServed => (Some(&self.stale_served), Some(&meters.stale_served)),
-            Event::Coalesced => (Some(&self.coalesced), Some(&meters.coalesced)),
-            Event::BloomRejection => (Some(&self.bloom_rejections), Some(&meters.bloom_rejections)),
-            Event::CallerError => (Some(&self.errors), None),
-            Event::LoadStarted => (Some(&self.loads), None),
+        let (count, metric): (Option<Count>, Option<&Counter>) = match event {
+            Event::L2Hit => (Some(Count::RequestL2Hit), Some(&meters.l2_hit)),
+            Event::Miss => (Some(Count::RequestMiss), Some(&meters.miss)),
+            Event::StaleServed => (Some(Count::StaleServed), Some(&meters.stale_served)),
+            Event::Coalesced => (Some(Count::Coalesced), Some(&meters.coalesced)),
+            Event::BloomRejection => (Some(Count::BloomRejection), Some(&meters.bloom_rejections)),
+            Event::CallerError => (Some(Count::CallerError), None),
+            Event::LoadStarted => (Some(Count::Load), None),
             Event::LoadOk => (None, Some(&meters.load_ok)),
             Event::LoadAbsent => (None, Some(&meters.load_absent)),
-            Event::LoadError => (Some(&self.load_errors), Some(&meters.load_error)),
-            Event::LoadTimeout => (Some(&self.load_timeouts), Some(&meters.load_timeout)),
-            Event::LoadPanic => (Some(&self.load_errors), Some(&meters.load_panic)),
-            Event::RefreshThreshold => (Some(&self.refreshes), Some(&meters.refresh_threshold)),
-            Event::RefreshXFetch => (Some(&self.refreshes), Some(&meters.refresh_xfetch)),
-            Event::RefreshError => (Some(&self.refresh_errors), Some(&meters.refresh_error)),
+            Event::LoadError => (Some(Count::LoadError), Some(&meters.load_error)),
+            Event::LoadTimeout => (Some(Count::LoadTimeout), Some(&meters.load_timeout)),
+            Event::LoadPanic => (Some(Count::LoadError), Some(&meters.load_panic)),
+            Event::RefreshThreshold => (Some(Count::Refresh), Some(&meters.refresh_threshold)),
+            Event::RefreshXFetch => (Some(Count::Refresh), Some(&meters.refresh_xfetch)),
+            Event::RefreshError => (Some(Count::RefreshError), Some(&meters.refresh_error)),
         };
-        if let Some(c) = local {
-            bump(c);
+        if let Some(c) = count {
+            self.shared.record(c);
         }
         if let Some(m) = metric {
             m.increment(1);

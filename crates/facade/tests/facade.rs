@@ -555,3 +555,22 @@ async fn get_many_counts_every_key_as_a_request() {
     assert_eq!(after.l2_hits - before.l2_hits, 1, "{after:?}");
     assert_eq!(after.misses - before.misses, 1, "{after:?}");
 }
+
+#[tokio::test]
+async fn cache_and_tier_stats_are_snapshots_of_one_meters_object() {
+    let cache: Cache<u64, String> = Cache::builder("one_meters").build().expect("build");
+    cache.set(1, "a".into()).await.expect("set");
+    cache
+        .set_many(vec![(2, "b".into()), (3, "c".into())])
+        .await
+        .expect("set_many");
+    cache.remove(&1).await.expect("remove");
+    cache.invalidate_prefix("2").await.expect("prefix");
+    assert_eq!(cache.get(&9).await.expect("miss"), None);
+    let (stats, tier) = (cache.stats(), cache.tiered().stats());
+    assert_eq!((stats.writes, stats.invalidations), (3, 2), "{stats:?}");
+    assert_eq!((tier.writes, tier.invalidations), (3, 2), "{tier:?}");
+    let shared = cache.tiered().meters();
+    assert_eq!(shared.get(cache_tiered::Count::RequestMiss), stats.misses);
+    assert_eq!(stats.misses, 1);
+}

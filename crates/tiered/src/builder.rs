@@ -16,8 +16,9 @@ use crate::config::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
 };
 use crate::guard::op_durations;
+use crate::meters::Meters;
 use crate::recovery::RecoveryQueue;
-use crate::tiered::{Counters, Inner, L2, TieredStore};
+use crate::tiered::{Inner, L2, LogLimits, TieredStore};
 
 /// Builder of a [`TieredStore`]; see [`TieredStore::builder`].
 #[must_use = "a builder does nothing until `build()` is called"]
@@ -182,7 +183,8 @@ where
                 l1: self.l1,
                 l2,
                 mode: self.mode,
-                counters: Counters::default(),
+                meters: Arc::new(Meters::default()),
+                logs: LogLimits::default(),
                 listener: Mutex::new(None),
                 bus_status: Mutex::new(None),
                 gap_policy: self.gap_policy,

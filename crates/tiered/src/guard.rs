@@ -14,7 +14,8 @@ use cache_metrics::names as metric_names;
 
 use crate::config::FailMode;
 use crate::log::log_warn;
-use crate::tiered::{TieredStore, bump};
+use crate::meters::Count;
+use crate::tiered::TieredStore;
 
 /// Lets one log event through per second (the time is the L1 clock's, in ms).
 #[derive(Default)]
@@ -126,9 +127,9 @@ where
         let Some(l2) = &self.inner.l2 else {
             return Ok(None);
         };
-        let counters = &self.inner.counters;
+        let counters = &self.inner.meters;
         let Ok(permit) = l2.breaker.try_acquire() else {
-            bump(&counters.l2_rejected);
+            counters.record(Count::L2Rejected);
             self.l2_error_metric("rejected");
             return self.degrade(CacheError::Unavailable {
                 backend: "redis",
@@ -146,15 +147,17 @@ where
             }
             Err(e) if e.is_backend_fault() => {
                 permit.failure();
-                if counters
+                if self
+                    .inner
+                    .logs
                     .fault_logged
                     .allow(self.inner.l1.clock().now().as_millis())
                 {
                     log_warn!(cache = %self.inner.name, op = op.as_str(), error = %e, "Redis (L2) operation failed; serving from L1 and the loader (at most one such warning a second)");
                 }
-                bump(&counters.l2_errors);
+                counters.record(Count::L2Error);
                 if matches!(e, CacheError::Timeout { .. }) {
-                    bump(&counters.l2_timeouts);
+                    counters.record(Count::L2Timeout);
                 }
                 self.l2_error_metric(e.kind().as_str());
                 self.degrade(e)
@@ -178,7 +181,7 @@ where
     pub(crate) fn degrade<T>(&self, e: CacheError) -> Result<Option<T>, CacheError> {
         match self.inner.mode {
             FailMode::Open => {
-                bump(&self.inner.counters.fail_open);
+                self.inner.meters.record(Count::FailOpen);
                 metrics::counter!(metric_names::FAIL_OPEN, "cache" => self.inner.name.clone())
                     .increment(1);
                 Ok(None)
@@ -199,11 +202,11 @@ where
         match published {
             Ok(Some(_)) => Ok(true),
             Ok(None) => {
-                bump(&self.inner.counters.publish_errors);
+                self.inner.meters.record(Count::PublishError);
                 Ok(false)
             }
             Err(e) => {
-                bump(&self.inner.counters.publish_errors);
+                self.inner.meters.record(Count::PublishError);
                 Err(e)
             }
         }

@@ -70,6 +70,7 @@ mod guard;
 mod health;
 mod listener;
 mod log;
+mod meters;
 mod protocol;
 mod recovery;
 mod replay;
@@ -81,5 +82,6 @@ pub use config::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
 };
 pub use health::{L2Health, TierHealth, combined_health};
+pub use meters::{Count, Meters};
 pub use protocol::{Tier, TierRead, longer_lived};
 pub use tiered::{TieredStats, TieredStore};

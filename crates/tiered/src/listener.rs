@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 
 use crate::config::GapPolicy;
 use crate::log::log_warn;
-use crate::tiered::{Inner, TieredStore, bump};
+use crate::meters::Count;
+use crate::tiered::{Inner, TieredStore};
 
 pub(crate) fn apply_event<K, V, C>(inner: &Inner<K, V, C>, event: BusEvent)
 where
@@ -21,7 +22,7 @@ where
 {
     match event {
         BusEvent::Message(m) => {
-            bump(&inner.counters.bus_messages);
+            inner.meters.record(Count::BusMessage);
             match m.action {
                 Action::Keys(keys) => {
                     for k in keys {
@@ -43,7 +44,7 @@ where
         BusEvent::Gap(reason) => {
             log_warn!(cache = %inner.name, reason = reason.as_str(), policy = ?inner.gap_policy, "invalidation bus gap: applying the gap policy to L1");
             let _ = reason;
-            bump(&inner.counters.bus_gaps);
+            inner.meters.record(Count::BusGap);
             match inner.gap_policy {
                 GapPolicy::Clear => inner.l1.clear(),
                 GapPolicy::Revalidate => {

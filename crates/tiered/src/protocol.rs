@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 
 use crate::config::FailMode;
 use crate::guard::L2Op;
-use crate::tiered::{TieredStore, bump};
+use crate::meters::Count;
+use crate::tiered::TieredStore;
 
 /// Which tier answered a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +72,7 @@ where
         let mut stale = stale.filter(&usable);
         if let Some(e) = inner.l1.get_sync(key).filter(&usable) {
             if e.is_fresh(inner.l1.clock().recent()) {
-                bump(&inner.counters.l1_hits);
+                inner.meters.record(Count::TierL1Hit);
                 return TierRead::Fresh(e, Tier::L1);
             }
             stale = longer_lived(stale, e);
@@ -91,7 +92,7 @@ where
         usable: impl Fn(&Entry<V>) -> bool,
     ) -> TierRead<V> {
         let inner = &self.inner;
-        let counters = &inner.counters;
+        let counters = &inner.meters;
         let mut stale = stale;
         let fault = match self
             .guarded(
@@ -103,7 +104,7 @@ where
             Ok(found) => {
                 if let Some(e) = found.flatten().filter(&usable) {
                     if e.is_fresh(inner.l1.clock().recent()) {
-                        bump(&counters.l2_hits);
+                        counters.record(Count::TierL2Hit);
                         // A refused backfill (too heavy for L1) costs a later L2 read.
                         let _ = inner.l1.put_sync(key.clone(), e.clone());
                         return TierRead::Fresh(e, Tier::L2);
@@ -114,7 +115,7 @@ where
             }
             Err(e) => Some(e),
         };
-        bump(&counters.misses);
+        counters.record(Count::TierMiss);
         TierRead::Missing { stale, fault }
     }
 
@@ -142,14 +143,8 @@ where
             .collect();
         let hits = fresh.len() as u64;
         inner.l1.put_each_sync(fresh);
-        let counters = &inner.counters;
-        counters
-            .l2_hits
-            .fetch_add(hits, std::sync::atomic::Ordering::Relaxed);
-        counters.misses.fetch_add(
-            keys.len() as u64 - hits,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        inner.meters.add(Count::TierL2Hit, hits);
+        inner.meters.add(Count::TierMiss, keys.len() as u64 - hits);
         Ok(found)
     }
 

@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 
 use crate::guard::L2Op;
 use crate::log::{log_info, log_warn};
+use crate::meters::Count;
 use crate::recovery::{Pending, Pushed};
-use crate::tiered::{Inner, TieredStore, bump};
+use crate::tiered::{Inner, TieredStore};
 
 /// How long the recovery worker waits between attempts while Redis is away.
 pub(crate) const RECOVERY_BACKOFF: (Duration, Duration) =
@@ -68,14 +69,14 @@ where
                 match replayed {
                     Ok(()) => {
                         drained += 1;
-                        bump(&store.inner.counters.recovery_replayed);
+                        store.inner.meters.record(Count::RecoveryReplayed);
                     }
                     Err(e) if e.is_backend_fault() => {
                         q.retry(op, at);
                         break;
                     }
                     // L2 refuses it for good (e.g. too large): retrying cannot help.
-                    Err(_) => bump(&store.inner.counters.recovery_dropped),
+                    Err(_) => store.inner.meters.record(Count::RecoveryDropped),
                 }
             }
         }
@@ -217,8 +218,8 @@ where
             let at = self.inner.l1.clock().now();
             let mut q = self.inner.recovery.lock();
             if q.push(op, at) == Pushed::DroppedOldest {
-                bump(&self.inner.counters.recovery_dropped);
-                if self.inner.counters.drop_logged.allow(at.as_millis()) {
+                self.inner.meters.record(Count::RecoveryDropped);
+                if self.inner.logs.drop_logged.allow(at.as_millis()) {
                     log_warn!(cache = %self.inner.name, "recovery queue full: the oldest queued write was dropped; its keys may be served stale elsewhere until they expire");
                 }
             }

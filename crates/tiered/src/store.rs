@@ -2,13 +2,13 @@
 //! bus and the recovery queue, and the health report.
 
 use std::hash::Hash;
-use std::sync::atomic::Ordering;
 
 use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Store, StoreHealth};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::guard::L2Op;
+use crate::meters::Count;
 use crate::protocol::TierRead;
 use crate::recovery::Pending;
 use crate::tiered::TieredStore;
@@ -33,6 +33,7 @@ where
     /// (over its key or weight limit) is still in L2 and other instances dropped
     /// their copies; this L1 drops its old copy too, and the refusal is returned.
     async fn put(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        self.inner.meters.record(Count::Write);
         self.write_l2(Pending::Put(key.clone(), entry.clone()))
             .await?;
         self.fill_l1(key, entry)
@@ -43,6 +44,7 @@ where
     /// L2 and bus part is queued and replayed when Redis answers again; the answer
     /// then reflects L1 only (see [`TieredStore::recovery_pending`]).
     async fn remove(&self, key: &K) -> Result<bool, CacheError> {
+        self.inner.meters.record(Count::Invalidation);
         let in_l1 = self.inner.l1.remove_sync(key);
         let in_l2 = self.write_l2(Pending::Remove(key.clone())).await?;
         Ok(in_l1 || in_l2 > 0)
@@ -56,10 +58,7 @@ where
             .collect();
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
         let hits = (keys.len() - missing.len()) as u64;
-        self.inner
-            .counters
-            .l1_hits
-            .fetch_add(hits, Ordering::Relaxed);
+        self.inner.meters.add(Count::TierL1Hit, hits);
         if missing.is_empty() {
             return Ok(out);
         }
@@ -72,6 +71,7 @@ where
     }
 
     async fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
+        self.inner.meters.add(Count::Write, entries.len() as u64);
         let ops = entries
             .iter()
             .map(|(k, e)| Pending::Put(k.clone(), e.clone()))
@@ -95,6 +95,9 @@ where
     }
 
     async fn remove_many(&self, keys: &[K]) -> Result<u64, CacheError> {
+        self.inner
+            .meters
+            .add(Count::Invalidation, keys.len() as u64);
         let mut removed = 0;
         for k in keys {
             removed += u64::from(self.inner.l1.remove_sync(k));
@@ -112,6 +115,7 @@ where
     }
 
     async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
+        self.inner.meters.record(Count::Invalidation);
         cache_core::entry::validate_tag(tag)?;
         let in_l1 = self.inner.l1.invalidate_tag_sync(tag);
         let in_l2 = self.write_l2(Pending::Tag(tag.to_owned())).await?;
@@ -119,6 +123,7 @@ where
     }
 
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, CacheError> {
+        self.inner.meters.record(Count::Invalidation);
         let in_l1 = self.inner.l1.invalidate_prefix_sync(prefix);
         let in_l2 = self.write_l2(Pending::Prefix(prefix.to_owned())).await?;
         Ok(in_l1.max(in_l2))

@@ -5,7 +5,6 @@
 
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use cache_breaker::CircuitBreaker;
 use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Postcard};
@@ -15,6 +14,7 @@ use parking_lot::Mutex;
 
 use crate::config::{FailMode, GapPolicy};
 use crate::guard::{L2Op, OncePerSecond};
+use crate::meters::{Count, Meters};
 use crate::recovery::RecoveryQueue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -54,29 +54,19 @@ pub struct TieredStats {
     pub recovery_replayed: u64,
     /// Operations dropped from a full recovery queue (or refused by L2 on replay).
     pub recovery_dropped: u64,
+    /// Entries written through the write API (`put`, `put_many`).
+    pub writes: u64,
+    /// Invalidations through the write API (`remove`, `remove_many`, tags, prefixes).
+    pub invalidations: u64,
 }
 
+/// Rate limits of the log warnings.
 #[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) l1_hits: AtomicU64,
-    pub(crate) l2_hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) l2_errors: AtomicU64,
-    pub(crate) l2_timeouts: AtomicU64,
-    pub(crate) l2_rejected: AtomicU64,
-    pub(crate) fail_open: AtomicU64,
-    pub(crate) bus_messages: AtomicU64,
-    pub(crate) bus_gaps: AtomicU64,
-    pub(crate) publish_errors: AtomicU64,
-    pub(crate) recovery_replayed: AtomicU64,
-    pub(crate) recovery_dropped: AtomicU64,
-    /// Limits the L2 fault and queue overflow warnings.
+pub(crate) struct LogLimits {
+    /// L2 fault warnings.
     pub(crate) fault_logged: OncePerSecond,
+    /// Queue overflow warnings.
     pub(crate) drop_logged: OncePerSecond,
-}
-
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }
 
 pub(crate) struct L2<C> {
@@ -91,7 +81,8 @@ pub(crate) struct Inner<K, V, C> {
     pub(crate) l1: MemoryStore<K, V>,
     pub(crate) l2: Option<L2<C>>,
     pub(crate) mode: FailMode,
-    pub(crate) counters: Counters,
+    pub(crate) meters: Arc<Meters>,
+    pub(crate) logs: LogLimits,
     pub(crate) listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) bus_status: Mutex<Option<BusStatus>>,
     pub(crate) gap_policy: GapPolicy,
@@ -191,8 +182,7 @@ where
     /// Counters since the store was built.
     #[must_use]
     pub fn stats(&self) -> TieredStats {
-        let c = &self.inner.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let m = &self.inner.meters;
         let bus = self
             .inner
             .bus_status
@@ -201,22 +191,31 @@ where
             .map(BusStatus::stats)
             .unwrap_or_default();
         TieredStats {
-            l1_hits: get(&c.l1_hits),
-            l2_hits: get(&c.l2_hits),
-            misses: get(&c.misses),
-            l2_errors: get(&c.l2_errors),
-            l2_timeouts: get(&c.l2_timeouts),
-            l2_rejected: get(&c.l2_rejected),
-            fail_open: get(&c.fail_open),
-            bus_messages: get(&c.bus_messages),
+            l1_hits: m.get(Count::TierL1Hit),
+            l2_hits: m.get(Count::TierL2Hit),
+            misses: m.get(Count::TierMiss),
+            l2_errors: m.get(Count::L2Error),
+            l2_timeouts: m.get(Count::L2Timeout),
+            l2_rejected: m.get(Count::L2Rejected),
+            fail_open: m.get(Count::FailOpen),
+            bus_messages: m.get(Count::BusMessage),
             bus_replayed: bus.replayed,
             bus_reconnects: bus.connects.saturating_sub(1),
-            bus_gaps: get(&c.bus_gaps),
-            publish_errors: get(&c.publish_errors),
+            bus_gaps: m.get(Count::BusGap),
+            publish_errors: m.get(Count::PublishError),
             recovery_pending: self.recovery_pending() as u64,
-            recovery_replayed: get(&c.recovery_replayed),
-            recovery_dropped: get(&c.recovery_dropped),
+            recovery_replayed: m.get(Count::RecoveryReplayed),
+            recovery_dropped: m.get(Count::RecoveryDropped),
+            writes: m.get(Count::Write),
+            invalidations: m.get(Count::Invalidation),
         }
+    }
+
+    /// The counters this store records into; a layer composing it (the facade)
+    /// records its own events into the same object, so one snapshot holds both.
+    #[must_use]
+    pub fn meters(&self) -> &Arc<Meters> {
+        &self.inner.meters
     }
 
     /// Writes L1 only (no publishing). When L1 refuses the entry (a key or
