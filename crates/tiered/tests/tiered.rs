@@ -360,16 +360,28 @@ async fn a_value_l1_refuses_still_replaces_the_old_copy_on_every_instance() {
 #[tokio::test]
 async fn a_stale_l2_entry_is_a_counted_miss_that_comes_back_for_stale_on_error() {
     let server = RedisServer::start().expect("redis");
-    let store: Tiered = TieredStore::builder(l1())
-        .l2(l2(&server))
+    let clock = cache_core::MockClock::default();
+    let l1 = MemoryStore::builder()
+        .max_entries(1_000)
+        .clock(clock.clone())
+        .build()
+        .expect("l1");
+    let l2 = RedisStore::builder()
+        .url(server.url())
+        .namespace("tiered")
+        .clock(clock.clone())
+        .build()
+        .expect("l2");
+    let store: Tiered = TieredStore::builder(l1)
+        .l2(l2)
         .invalidation_bus(false)
         .build()
         .expect("build");
-    let short = Entry::new(7, SystemClock.now(), Duration::from_millis(1))
+    let short = Entry::new(7, clock.now(), Duration::from_secs(1))
         .with_stale_window(Duration::from_secs(60));
     store.put("k".into(), short).await.expect("put");
     store.l1().clear();
-    tokio::time::sleep(Duration::from_millis(20)).await; // past its 1 ms TTL
+    clock.advance(Duration::from_secs(2)); // past its 1 s TTL, inside the stale window
     match store.read(&"k".to_owned(), None, |_| true).await {
         cache_tiered::TierRead::Missing { stale, fault } => {
             assert!(fault.is_none());
