@@ -25,6 +25,32 @@ pub enum CacheError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The server answered but refused the command: out of memory, a value of
+    /// another type under the key, a read-only replica, a missing script, …
+    /// The server is alive, so this is no outage: a breaker does not count it,
+    /// and fail-open absorbs it like a fault.
+    #[error("cache backend `{backend}` refused `{op}` ({code}): {message}")]
+    Refused {
+        /// Which backend (for example `"redis"`).
+        backend: &'static str,
+        /// The operation (`"get"`, `"put"`, …).
+        op: &'static str,
+        /// The server's error code (`"OOM"`, `"WRONGTYPE"`, …).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The server refused the credentials, or the user lacks a permission (an
+    /// ACL). A configuration problem, not an outage.
+    #[error(
+        "cache backend `{backend}` denied access: {message} (check the user, the password and its ACL)"
+    )]
+    Denied {
+        /// Which backend (for example `"redis"`).
+        backend: &'static str,
+        /// The server's message.
+        message: String,
+    },
     /// The operation did not finish within its deadline.
     #[error("cache operation `{op}` timed out after {after:?}")]
     Timeout {
@@ -56,6 +82,10 @@ pub enum ErrorKind {
     Unavailable,
     /// See [`CacheError::Timeout`].
     Timeout,
+    /// See [`CacheError::Refused`].
+    Refused,
+    /// See [`CacheError::Denied`].
+    Denied,
     /// See [`CacheError::Decode`].
     Decode,
     /// See [`CacheError::Encode`].
@@ -73,6 +103,8 @@ impl ErrorKind {
         match self {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Denied => "denied",
             ErrorKind::Decode => "decode",
             ErrorKind::Encode => "encode",
             ErrorKind::InvalidInput => "invalid_input",
@@ -88,6 +120,8 @@ impl CacheError {
         match self {
             CacheError::Unavailable { .. } => ErrorKind::Unavailable,
             CacheError::Timeout { .. } => ErrorKind::Timeout,
+            CacheError::Refused { .. } => ErrorKind::Refused,
+            CacheError::Denied { .. } => ErrorKind::Denied,
             CacheError::Decode(_) => ErrorKind::Decode,
             CacheError::Encode(_) => ErrorKind::Encode,
             CacheError::InvalidInput(_) => ErrorKind::InvalidInput,
@@ -113,6 +147,14 @@ impl CacheError {
     #[must_use]
     pub fn is_backend_fault(&self) -> bool {
         matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::Timeout)
+    }
+
+    /// True when the backend answered with a refusal ([`Refused`](Self::Refused),
+    /// [`Denied`](Self::Denied)): it is alive, so a breaker must not count this
+    /// as an outage, while fail-open still absorbs it.
+    #[must_use]
+    pub fn is_backend_refusal(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Refused | ErrorKind::Denied)
     }
 }
 

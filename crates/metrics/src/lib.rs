@@ -59,7 +59,8 @@ pub mod names {
     /// Histogram `{cache, op}`: L2 operation time in seconds.
     pub const L2_OP_DURATION: &str = "cache_l2_op_duration_seconds";
     /// Counter `{cache, kind}`: L2 faults (`timeout`, `unavailable`, `rejected` by an
-    /// open breaker).
+    /// open breaker) and refusals Redis answered with (`refused`: OOM, WRONGTYPE, …;
+    /// `denied`: credentials or ACL), which do not count against the breaker.
     pub const L2_ERRORS: &str = "cache_l2_errors_total";
     /// Counter `{cache}`: L2 faults absorbed by fail-open.
     pub const FAIL_OPEN: &str = "cache_fail_open_total";
@@ -199,7 +200,7 @@ pub const CATALOG: &[MetricDef] = &[
         names::L2_ERRORS,
         Counter,
         &["cache", "kind"],
-        "Redis (L2) faults by kind (timeout, unavailable, rejected by the open breaker).",
+        "Redis (L2) faults by kind (timeout, unavailable, rejected by the open breaker) and refusals (refused, denied).",
     ),
     def(
         names::FAIL_OPEN,

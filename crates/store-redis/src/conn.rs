@@ -96,7 +96,7 @@ impl Target {
 enum SlotState {
     Idle {
         /// When the last connect failed, and why.
-        failed: Option<(Instant, String)>,
+        failed: Option<(Instant, ConnectError)>,
     },
     Connecting,
     Ready {
@@ -258,12 +258,22 @@ impl Connections {
                         });
                     }
                     SlotState::Idle {
-                        failed: Some((at, why)),
+                        failed: Some((at, failure)),
                     } if at.elapsed() < self.reconnect_backoff => {
-                        return Err(CacheError::Unavailable {
-                            backend: BACKEND,
-                            message: format!("not connected (last connect attempt failed: {why})"),
-                            source: None,
+                        let why = &failure.why;
+                        return Err(if failure.denied {
+                            CacheError::Denied {
+                                backend: BACKEND,
+                                message: why.clone(),
+                            }
+                        } else {
+                            CacheError::Unavailable {
+                                backend: BACKEND,
+                                message: format!(
+                                    "not connected (last connect attempt failed: {why})"
+                                ),
+                                source: None,
+                            }
                         });
                     }
                     SlotState::Idle { .. } => {
@@ -297,10 +307,10 @@ impl Connections {
                     counters.connected(&name);
                     SlotState::Ready { handle, generation }
                 }
-                Err(why) => {
-                    counters.connect_failed(&name, &why);
+                Err(failure) => {
+                    counters.connect_failed(&name, &failure.why);
                     SlotState::Idle {
-                        failed: Some((Instant::now(), why)),
+                        failed: Some((Instant::now(), failure)),
                     }
                 }
             };
@@ -323,6 +333,32 @@ impl Connections {
     }
 }
 
+/// Why a connect failed, and whether the server refused the credentials.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectError {
+    pub(crate) why: String,
+    pub(crate) denied: bool,
+}
+
+/// The server's error code, also for an error inside a pipeline (the first
+/// failing command's).
+fn server_code(e: &RedisError) -> Option<String> {
+    e.code().map(str::to_owned).or_else(|| {
+        e.clone()
+            .into_server_errors()
+            .and_then(|items| items.first().map(|(_, err)| err.code().to_owned()))
+    })
+}
+
+/// Whether the server refused the credentials or a permission (ACL).
+pub(crate) fn is_denial(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(
+            server_code(e).as_deref(),
+            Some("NOAUTH" | "WRONGPASS" | "NOPERM")
+        )
+}
+
 /// Attempts in flight at most while connecting.
 const MAX_RACERS: usize = 4;
 /// Attempts per connect at most.
@@ -335,7 +371,7 @@ const MAX_ATTEMPTS: usize = 8;
 /// connection is made within a fraction of the connect timeout instead of after
 /// the attempt in progress gives up. An attempt that fails outright (refused)
 /// ends the race at once: that is an answer, not a hang.
-pub(crate) async fn race_connect<T, F, Fut>(timeout: Duration, open: F) -> Result<T, String>
+pub(crate) async fn race_connect<T, F, Fut>(timeout: Duration, open: F) -> Result<T, ConnectError>
 where
     T: Send + 'static,
     F: Fn() -> Fut,
@@ -345,7 +381,10 @@ where
     let mut racers = tokio::task::JoinSet::new();
     let mut launched = 0;
     let mut next = tokio::time::Instant::now();
-    let mut last = String::from("no connect attempt made");
+    let mut last = ConnectError {
+        why: String::from("no connect attempt made"),
+        denied: false,
+    };
     loop {
         let now = tokio::time::Instant::now();
         if launched == 0
@@ -367,12 +406,20 @@ where
                 Some(Ok(Ok(Ok(conn)))) => return Ok(conn),
                 Some(Ok(Ok(Err(e)))) => {
                     // Refused or rejected: no point in racing further.
-                    last = e.to_string();
+                    last = ConnectError {
+                        why: e.to_string(),
+                        denied: is_denial(&e),
+                    };
                     if racers.is_empty() {
                         return Err(last);
                     }
                 }
-                Some(Ok(Err(_))) => last = format!("connect timed out after {timeout:?}"),
+                Some(Ok(Err(_))) => {
+                    last = ConnectError {
+                        why: format!("connect timed out after {timeout:?}"),
+                        denied: false,
+                    };
+                }
                 Some(Err(_)) | None => {}
             },
             () = tokio::time::sleep_until(next), if launched < MAX_ATTEMPTS => {}
@@ -402,10 +449,33 @@ pub(crate) fn breaks_connection(e: &RedisError) -> bool {
 }
 
 /// Maps a client error to the store's error type.
+///
+/// A reply that proves the server is alive is no outage: a refused credential
+/// or permission is [`CacheError::Denied`]; `OOM`, `WRONGTYPE`, `NOSCRIPT`,
+/// `READONLY` and other command errors are [`CacheError::Refused`]. Only a node
+/// that cannot serve right now (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`,
+/// `MASTERDOWN`, a redirection the client could not follow) and transport
+/// failures are [`CacheError::Unavailable`].
 pub(crate) fn map_error(op: &'static str, after: Duration, e: RedisError) -> CacheError {
     if e.is_timeout() {
-        CacheError::Timeout { op, after }
-    } else {
-        CacheError::unavailable(BACKEND, format!("{op} failed: {e}"), e)
+        return CacheError::Timeout { op, after };
+    }
+    if is_denial(&e) {
+        return CacheError::Denied {
+            backend: BACKEND,
+            message: e.to_string(),
+        };
+    }
+    match server_code(&e).as_deref() {
+        None
+        | Some("TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" | "MOVED" | "ASK" | "BUSY") => {
+            CacheError::unavailable(BACKEND, format!("{op} failed: {e}"), e)
+        }
+        Some(code) => CacheError::Refused {
+            backend: BACKEND,
+            op,
+            code: code.to_owned(),
+            message: e.to_string(),
+        },
     }
 }

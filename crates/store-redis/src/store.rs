@@ -433,7 +433,22 @@ where
         let full = self.inner.space.full_key(key)?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(&full);
-        match self.query::<Option<Vec<u8>>>("get", &cmd).await? {
+        let got = match self.query::<Option<Vec<u8>>>("get", &cmd).await {
+            // A value of another type under a cache key (a list, a hash): like
+            // corrupt bytes, a counted miss, and it goes.
+            Err(CacheError::Refused { code, .. }) if code == "WRONGTYPE" => {
+                self.inner
+                    .counters
+                    .decode_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(&full);
+                let _ = self.query::<u64>("unlink", &unlink).await;
+                return Ok(None);
+            }
+            other => other?,
+        };
+        match got {
             None => Ok(None),
             Some(bytes) => Ok(self
                 .decode_or_evict(&full, bytes, self.inner.clock.recent())

@@ -162,6 +162,23 @@ where
                 self.l2_error_metric(e.kind().as_str());
                 self.degrade(e)
             }
+            Err(e) if e.is_backend_refusal() => {
+                // Redis answered: it is alive. Not a breaker failure (one OOM
+                // must not switch L2 off for reads that still work); counted,
+                // and fail-open absorbs it like a fault.
+                permit.success();
+                counters.record(Count::L2Refused);
+                if self
+                    .inner
+                    .logs
+                    .fault_logged
+                    .allow(self.inner.l1.clock().now().as_millis())
+                {
+                    log_warn!(cache = %self.inner.name, op = op.as_str(), error = %e, "Redis (L2) refused an operation; the breaker stays closed (at most one such warning a second)");
+                }
+                self.l2_error_metric(e.kind().as_str());
+                self.degrade(e)
+            }
             Err(e) => {
                 permit.ignore();
                 Err(e)

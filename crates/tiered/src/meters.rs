@@ -19,6 +19,9 @@ pub enum Count {
     L2Timeout,
     /// An L2 call skipped because the breaker was open.
     L2Rejected,
+    /// An L2 call Redis answered with a refusal (`OOM`, `WRONGTYPE`, an ACL
+    /// denial, …): not an outage.
+    L2Refused,
     /// A fault absorbed by fail-open.
     FailOpen,
     /// An invalidation from another instance applied to L1.
@@ -62,7 +65,7 @@ pub enum Count {
 }
 
 impl Count {
-    const N: usize = 25;
+    const N: usize = 26;
 }
 
 /// One cache's counters: one [`record`](Meters::record) per event, read as
@@ -115,6 +118,7 @@ mod tests {
             Count::L2Error,
             Count::L2Timeout,
             Count::L2Rejected,
+            Count::L2Refused,
             Count::FailOpen,
             Count::BusMessage,
             Count::BusGap,

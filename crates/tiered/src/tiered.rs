@@ -35,6 +35,9 @@ pub struct TieredStats {
     pub l2_timeouts: u64,
     /// L2 calls skipped because the breaker was open.
     pub l2_rejected: u64,
+    /// L2 calls Redis refused (`OOM`, `WRONGTYPE`, an ACL denial, …): it was
+    /// alive, so the breaker did not count them.
+    pub l2_refused: u64,
     /// Faults absorbed by fail-open (reads degraded to a miss, writes not thrown).
     pub fail_open: u64,
     /// Invalidation messages from other instances applied to L1.
@@ -197,6 +200,7 @@ where
             l2_errors: m.get(Count::L2Error),
             l2_timeouts: m.get(Count::L2Timeout),
             l2_rejected: m.get(Count::L2Rejected),
+            l2_refused: m.get(Count::L2Refused),
             fail_open: m.get(Count::FailOpen),
             bus_messages: m.get(Count::BusMessage),
             bus_replayed: bus.replayed,
