@@ -145,36 +145,34 @@ where
                 permit.success();
                 Ok(Some(v))
             }
-            Err(e) if e.is_backend_fault() => {
-                permit.failure();
-                if self
-                    .inner
-                    .logs
-                    .fault_logged
-                    .allow(self.inner.l1.clock().now().as_millis())
-                {
-                    log_warn!(cache = %self.inner.name, op = op.as_str(), error = %e, "Redis (L2) operation failed; serving from L1 and the loader (at most one such warning a second)");
+            Err(e) if e.is_backend_fault() || e.is_backend_refusal() => {
+                // A refusal means Redis answered: it is alive. Not a breaker
+                // failure (one OOM must not switch L2 off for reads that still
+                // work); counted apart, and fail-open absorbs it like a fault.
+                let refused = e.is_backend_refusal();
+                if refused {
+                    permit.success();
+                    counters.record(Count::L2Refused);
+                } else {
+                    permit.failure();
+                    counters.record(Count::L2Error);
+                    if matches!(e, CacheError::Timeout { .. }) {
+                        counters.record(Count::L2Timeout);
+                    }
                 }
-                counters.record(Count::L2Error);
-                if matches!(e, CacheError::Timeout { .. }) {
-                    counters.record(Count::L2Timeout);
-                }
-                self.l2_error_metric(e.kind().as_str());
-                self.degrade(e)
-            }
-            Err(e) if e.is_backend_refusal() => {
-                // Redis answered: it is alive. Not a breaker failure (one OOM
-                // must not switch L2 off for reads that still work); counted,
-                // and fail-open absorbs it like a fault.
-                permit.success();
-                counters.record(Count::L2Refused);
-                if self
-                    .inner
-                    .logs
-                    .fault_logged
-                    .allow(self.inner.l1.clock().now().as_millis())
-                {
-                    log_warn!(cache = %self.inner.name, op = op.as_str(), error = %e, "Redis (L2) refused an operation; the breaker stays closed (at most one such warning a second)");
+                let now_ms = self.inner.l1.clock().now().as_millis();
+                if self.inner.logs.fault_logged.allow(now_ms) {
+                    log_warn!(
+                        cache = %self.inner.name,
+                        op = op.as_str(),
+                        error = %e,
+                        "{} (at most one such warning a second)",
+                        if refused {
+                            "Redis (L2) refused an operation; the breaker stays closed"
+                        } else {
+                            "Redis (L2) operation failed; serving from L1 and the loader"
+                        }
+                    );
                 }
                 self.l2_error_metric(e.kind().as_str());
                 self.degrade(e)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cache_core::{Entry, Timestamp};
 
-use super::{Shard, WIDE};
+use super::{Shard, WIDE, packed_times};
 use crate::stats::EvictionReason;
 
 /// Lends a node's value to an [`Entry`] for a predicate, and puts it back even
@@ -86,18 +86,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             let Some(node) = self.table.find_mut(hash, |n| n.slot as usize == i) else {
                 continue;
             };
-            let delta = |from: Timestamp, to: Timestamp| {
-                to.as_millis()
-                    .checked_sub(from.as_millis())
-                    .and_then(|d| u32::try_from(d).ok())
-            };
-            match (delta(node.created_at, until), delta(until, stale_until)) {
-                (Some(f), Some(s)) => {
+            match packed_times(node.created_at, until, stale_until) {
+                Some((f, s)) => {
                     node.fresh_ms = f;
                     node.stale_ms = s;
                     node.flags &= !WIDE;
                 }
-                _ => node.flags |= WIDE,
+                None => node.flags |= WIDE,
             }
             n += 1;
         }

@@ -58,6 +58,25 @@ enum Queue {
 /// Node flag: the entry's times do not fit the two deltas; read them from its
 /// [`Link`].
 const WIDE: u8 = 1;
+/// An entry's times as a node packs them: `fresh_until - created_at` and
+/// `stale_until - fresh_until` in milliseconds, or `None` when either does not
+/// fit a `u32` (the node is then [`WIDE`]).
+fn packed_times(
+    created_at: Timestamp,
+    fresh_until: Timestamp,
+    stale_until: Timestamp,
+) -> Option<(u32, u32)> {
+    let delta = |from: Timestamp, to: Timestamp| {
+        to.as_millis()
+            .checked_sub(from.as_millis())
+            .and_then(|d| u32::try_from(d).ok())
+    };
+    Some((
+        delta(created_at, fresh_until)?,
+        delta(fresh_until, stale_until)?,
+    ))
+}
+
 /// Node flag: the entry has tags (kept in its [`Link`]).
 const TAGGED: u8 = 2;
 
@@ -430,18 +449,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let created_at = entry.created_at();
         let (fresh_until, stale_until) = (entry.fresh_until(), entry.stale_until());
         let tags = entry.tags().clone();
-        let delta = |from: Timestamp, to: Timestamp| {
-            to.as_millis()
-                .checked_sub(from.as_millis())
-                .and_then(|d| u32::try_from(d).ok())
-        };
-        let (fresh_ms, stale_ms, mut flags) = match (
-            delta(created_at, fresh_until),
-            delta(fresh_until, stale_until),
-        ) {
-            (Some(f), Some(s)) => (f, s, 0),
-            _ => (0, 0, WIDE),
-        };
+        let (fresh_ms, stale_ms, mut flags) =
+            match packed_times(created_at, fresh_until, stale_until) {
+                Some((f, s)) => (f, s, 0),
+                None => (0, 0, WIDE),
+            };
         if !tags.is_empty() {
             flags |= TAGGED;
         }

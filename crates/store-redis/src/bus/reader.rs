@@ -15,6 +15,7 @@ use super::{
     decode_message,
 };
 use crate::conn::Target;
+use crate::health::info_field;
 use crate::log::{log_info, log_warn};
 
 /// Where a subscription starts looking: the server, or each cluster seed.
@@ -124,14 +125,6 @@ pub(super) fn read_entries(reply: Value) -> Vec<(StreamId, Vec<u8>)> {
         }
     }
     out
-}
-
-/// A field of `INFO` output.
-pub(super) fn info_field(info: &str, name: &str) -> Option<String> {
-    info.lines().find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        (k == name).then(|| v.trim().to_owned())
-    })
 }
 
 /// How one connection's session ended.
