@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use cache_core::{Entry, Timestamp};
 
-use super::{Shard, WIDE, packed_times};
+use super::times::packed_times;
+use super::{Shard, WIDE};
 use crate::stats::EvictionReason;
 
 /// Lends a node's value to an [`Entry`] for a predicate, and puts it back even

@@ -29,9 +29,11 @@ use crate::spare::Spare;
 
 mod bulk;
 mod ghost;
+mod times;
 
 use crate::stats::{Counters, EvictionReason};
 use ghost::Ghost;
+use times::packed_times;
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
@@ -58,25 +60,6 @@ enum Queue {
 /// Node flag: the entry's times do not fit the two deltas; read them from its
 /// [`Link`].
 const WIDE: u8 = 1;
-/// An entry's times as a node packs them: `fresh_until - created_at` and
-/// `stale_until - fresh_until` in milliseconds, or `None` when either does not
-/// fit a `u32` (the node is then [`WIDE`]).
-fn packed_times(
-    created_at: Timestamp,
-    fresh_until: Timestamp,
-    stale_until: Timestamp,
-) -> Option<(u32, u32)> {
-    let delta = |from: Timestamp, to: Timestamp| {
-        to.as_millis()
-            .checked_sub(from.as_millis())
-            .and_then(|d| u32::try_from(d).ok())
-    };
-    Some((
-        delta(created_at, fresh_until)?,
-        delta(fresh_until, stale_until)?,
-    ))
-}
-
 /// Node flag: the entry has tags (kept in its [`Link`]).
 const TAGGED: u8 = 2;
 
