@@ -74,6 +74,7 @@ pub struct CacheBuilder<C = Postcard> {
     clock_set: bool,
     bloom: Option<Arc<AtomicBloomFilter>>,
     refresh: Option<RefreshAhead>,
+    fleet: crate::FleetFlight,
 }
 
 impl CacheBuilder<Postcard> {
@@ -105,6 +106,7 @@ impl CacheBuilder<Postcard> {
             clock_set: false,
             bloom: None,
             refresh: None,
+            fleet: crate::FleetFlight::DEFAULT,
         }
     }
 }
@@ -282,6 +284,14 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         self
     }
 
+    /// Fleet-wide single flight: how instances sharing this L2 coordinate loads
+    /// of one missed key (default [`FleetFlight::DEFAULT`](crate::FleetFlight::DEFAULT);
+    /// no effect without an L2).
+    pub fn fleet_flight(mut self, fleet: crate::FleetFlight) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
     /// The L2 value codec (default postcard).
     pub fn codec<C2: Codec + Clone>(self, codec: C2) -> CacheBuilder<C2> {
         CacheBuilder {
@@ -311,6 +321,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             clock_set: self.clock_set,
             bloom: self.bloom,
             refresh: self.refresh,
+            fleet: self.fleet,
         }
     }
 
@@ -409,6 +420,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                 hard_timeout: self.hard_timeout,
                 slow_load: self.slow_load,
                 refresh: self.refresh,
+                fleet: self.fleet.validate()?,
             },
             clock: self.clock,
             bloom: self.bloom,

@@ -31,6 +31,8 @@ pub(crate) struct Settings {
     /// Loads this slow are logged.
     pub(crate) slow_load: Duration,
     pub(crate) refresh: Option<RefreshAhead>,
+    /// Fleet single flight: lease ttl and longest wait (`None`: off).
+    pub(crate) fleet: Option<(Duration, Duration)>,
 }
 
 pub(crate) struct CacheInner<K, V, C> {

@@ -73,6 +73,7 @@ mod batch;
 mod builder;
 mod cache;
 mod error;
+mod fleet;
 mod health;
 mod load;
 mod log;
@@ -90,6 +91,7 @@ pub use builder::{
 };
 pub use cache::Cache;
 pub use error::Error;
+pub use fleet::FleetFlight;
 pub use health::UPKEEP_EVERY;
 #[doc(hidden)]
 pub use memo::__private;

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use cache_core::{CacheKey, Codec, DecodeKey, Entry};
 use cache_singleflight::{FlightError, Role};
-use cache_tiered::{Tier, TierRead};
+use cache_tiered::{LoadLease, Tier, TierRead};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
+use crate::fleet::Turn;
 use crate::log::log_warn;
 use crate::report::Event;
 
@@ -46,7 +47,7 @@ where
         loader: F,
     ) -> impl Future<Output = Result<Option<V>, Error>>
     where
-        F: FnOnce(K) -> Fut,
+        F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Option<V>> + Send + 'static,
     {
         self.try_get_or_load(key, move |k| {
@@ -64,7 +65,7 @@ where
         loader: F,
     ) -> impl Future<Output = Result<Option<V>, Error>>
     where
-        F: FnOnce(K) -> Fut,
+        F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -95,7 +96,7 @@ where
     /// what the rest of the read path needs.
     fn l1_or_miss<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, L1Miss<K, V, F>>
     where
-        F: FnOnce(K) -> Fut,
+        F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -125,16 +126,19 @@ where
         loader: F,
     ) -> Result<Option<V>, Error>
     where
-        F: FnOnce(K) -> Fut,
+        F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
         let this = self.clone();
         let flight_key = key.clone();
+        // The flight belongs to the load, not to this caller: a caller that goes
+        // away (a client disconnect, a `select!` timeout) neither hands the key to
+        // another caller's loader nor lets a new caller start a second load.
         let outcome = self
             .inner
             .flights
-            .work(flight_key, move || this.lead(key, l1, loader))
+            .work_detached(flight_key, move || this.lead(key, l1, loader), spawn_load)
             .await;
         if outcome.role() == Role::Follower {
             self.inner
@@ -173,7 +177,7 @@ where
         loader: F,
     ) -> Result<Option<V>, Error>
     where
-        F: FnOnce(K) -> Fut,
+        F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -183,7 +187,10 @@ where
             TierRead::Missing { stale, fault: None } => stale,
         };
         self.miss();
-        self.load(key, stale, loader).await
+        match self.fleet_turn(&key).await {
+            Turn::Loaded(value) => Ok(value),
+            Turn::Load(lease) => self.load(key, stale, loader, lease).await,
+        }
     }
 
     /// [`load_untraced`](Self::load_untraced) in a `cache_load` span (feature
@@ -193,9 +200,10 @@ where
         key: K,
         stale: Option<Entry<V>>,
         loader: F,
+        lease: Option<LoadLease>,
     ) -> Result<Option<V>, Error>
     where
-        F: FnOnce(K) -> Fut,
+        F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -208,7 +216,7 @@ where
                 outcome = tracing::field::Empty
             );
             let result = self
-                .load_untraced(key, stale, loader)
+                .load_untraced(key, stale, loader, lease)
                 .instrument(span.clone())
                 .await;
             span.record("outcome", crate::log::outcome(&result));
@@ -216,7 +224,7 @@ where
         }
         #[cfg(not(feature = "tracing"))]
         {
-            self.load_untraced(key, stale, loader).await
+            self.load_untraced(key, stale, loader, lease).await
         }
     }
 
@@ -229,9 +237,10 @@ where
         key: K,
         stale: Option<Entry<V>>,
         loader: F,
+        lease: Option<LoadLease>,
     ) -> Result<Option<V>, Error>
     where
-        F: FnOnce(K) -> Fut,
+        F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -241,21 +250,23 @@ where
         let fut = loader(key.clone());
         let writer = self.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let lease_ttl = self.fleet_lease_ttl().unwrap_or_default();
         let task = tokio::spawn(async move {
-            let result = fut.await;
+            let tiered = &writer.inner.tiered;
+            // Under a fleet lease, kept alive while the loader runs and given
+            // back once L2 holds the value (or at once, on failure).
+            let result = tiered.holding(lease.as_ref(), lease_ttl, fut).await;
             let value = match result {
                 Ok(value) => value,
                 Err(e) => {
                     let _ = tx.send(Err(e));
+                    let _ = tiered.write_back_leased(key, None, lease).await;
                     return;
                 }
             };
-            let Some(entry) = writer.loaded_entry(&key, value.clone()) else {
-                let _ = tx.send(Ok((value, Ok(()))));
-                return;
-            };
+            let entry = writer.loaded_entry(&key, value.clone());
             // Fail-open answers once L1 holds it (L2 follows in the background).
-            let written = writer.inner.tiered.write_back(key, entry).await;
+            let written = tiered.write_back_leased(key, entry, lease).await;
             let _ = tx.send(Ok((value, written)));
         });
         let soft = inner.settings.soft_timeout.filter(|_| stale.is_some());
@@ -375,4 +386,11 @@ where
             None => Some(Entry::absent(now, s.jitter.apply(s.negative_ttl))),
         }
     }
+}
+
+/// Runs a flight's detached work on the current runtime, in the caller's span.
+pub(crate) fn spawn_load(work: cache_singleflight::Detached) {
+    #[cfg(feature = "tracing")]
+    let work = tracing::Instrument::in_current_span(work);
+    tokio::spawn(work);
 }

@@ -47,6 +47,16 @@ pub struct CacheStats {
     pub writes: u64,
     /// Invalidations (`remove`, `invalidate_tag`, `invalidate_prefix`).
     pub invalidations: u64,
+    /// Fleet single flight: missed keys this instance loaded holding the lease.
+    pub fleet_leases: u64,
+    /// Fleet single flight: missed keys another instance loaded while this one
+    /// waited for the value.
+    pub fleet_waits: u64,
+    /// Fleet single flight: waits that reached their limit (then loaded here).
+    pub fleet_wait_timeouts: u64,
+    /// Fleet single flight: missed keys loaded without a lease because Redis
+    /// could not be asked (unreachable, breaker open).
+    pub fleet_local: u64,
 }
 
 impl CacheStats {
@@ -158,6 +168,10 @@ impl Counters {
             refresh_errors: g(Count::RefreshError),
             writes: g(Count::Write),
             invalidations: g(Count::Invalidation),
+            fleet_leases: g(Count::LeaseAcquired),
+            fleet_waits: g(Count::LeaseWaited),
+            fleet_wait_timeouts: g(Count::LeaseTimedOut),
+            fleet_local: g(Count::LeaseLocal),
         }
     }
 }

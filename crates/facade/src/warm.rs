@@ -135,7 +135,7 @@ where
     ) -> WarmReport<K>
     where
         I: IntoIterator<Item = K>,
-        F: Fn(K) -> Fut + Clone,
+        F: Fn(K) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -213,7 +213,7 @@ where
         L: FnOnce() -> LFut,
         LFut: Future<Output = Result<Vec<K>, LE>>,
         LE: std::error::Error + Send + Sync + 'static,
-        F: Fn(K) -> Fut + Clone,
+        F: Fn(K) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {

@@ -50,6 +50,14 @@ pub mod names {
     pub const LOAD_DURATION: &str = "cache_load_duration_seconds";
     /// Counter `{cache}`: callers that joined another caller's load.
     pub const COALESCED: &str = "cache_coalesced_total";
+    /// Counter `{cache, outcome}`: fleet-wide single flight, per missed key:
+    /// `acquired` (this instance took the load lease and loaded), `waited` (another
+    /// instance loaded; this one got the value from L2), `timed_out` (waited to the
+    /// limit, then loaded itself), `local` (no lease possible: Redis unreachable,
+    /// breaker open; the load stayed local).
+    pub const FLEET_LEASES: &str = "cache_fleet_leases_total";
+    /// Histogram `{cache}`: seconds an instance waited for another instance's load.
+    pub const FLEET_WAIT: &str = "cache_fleet_wait_seconds";
     /// Counter `{cache}`: stale values served because the loader failed or was slow.
     pub const STALE_SERVED: &str = "cache_stale_served_total";
     /// Counter `{cache}`: lookups refused by the bloom guard.
@@ -171,6 +179,18 @@ pub const CATALOG: &[MetricDef] = &[
         Counter,
         &["cache"],
         "Callers that joined another caller's load instead of loading.",
+    ),
+    def(
+        names::FLEET_LEASES,
+        Counter,
+        &["cache", "outcome"],
+        "Fleet-wide single flight per missed key: acquired, waited, timed_out or local.",
+    ),
+    def(
+        names::FLEET_WAIT,
+        Histogram,
+        &["cache"],
+        "Seconds an instance waited for another instance's load of the same key.",
     ),
     def(
         names::STALE_SERVED,

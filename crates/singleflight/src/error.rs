@@ -13,8 +13,14 @@ use std::sync::Arc;
 pub enum FlightError<E> {
     /// The work returned an error; every caller of the flight gets this same `Arc`.
     Failed(Arc<E>),
-    /// The caller running the work panicked; the flight produced nothing.
+    /// The caller running the work panicked (or, for
+    /// [`work_detached`](crate::Group::work_detached), the work itself did); the
+    /// flight produced nothing.
     LeaderPanicked,
+    /// Detached work ([`work_detached`](crate::Group::work_detached)) was dropped
+    /// before it finished, typically because its executor shut down. The flight
+    /// is gone; the next call starts a new one.
+    Abandoned,
 }
 
 impl<E> Clone for FlightError<E> {
@@ -22,6 +28,7 @@ impl<E> Clone for FlightError<E> {
         match self {
             FlightError::Failed(e) => FlightError::Failed(Arc::clone(e)),
             FlightError::LeaderPanicked => FlightError::LeaderPanicked,
+            FlightError::Abandoned => FlightError::Abandoned,
         }
     }
 }
@@ -32,7 +39,7 @@ impl<E> FlightError<E> {
     pub fn failure(&self) -> Option<&Arc<E>> {
         match self {
             FlightError::Failed(e) => Some(e),
-            FlightError::LeaderPanicked => None,
+            FlightError::LeaderPanicked | FlightError::Abandoned => None,
         }
     }
 }
@@ -44,6 +51,9 @@ impl<E: fmt::Display> fmt::Display for FlightError<E> {
             FlightError::LeaderPanicked => {
                 f.write_str("the caller running the coalesced work panicked")
             }
+            FlightError::Abandoned => {
+                f.write_str("the detached coalesced work was dropped before it finished")
+            }
         }
     }
 }
@@ -52,7 +62,7 @@ impl<E: std::error::Error + 'static> std::error::Error for FlightError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             FlightError::Failed(e) => Some(&**e),
-            FlightError::LeaderPanicked => None,
+            FlightError::LeaderPanicked | FlightError::Abandoned => None,
         }
     }
 }

@@ -11,6 +11,20 @@ pub(crate) enum Done<V, E> {
     Value(V),
     Error(StdArc<E>),
     Panicked,
+    /// Detached work was dropped before it finished (its executor shut down).
+    Abandoned,
+}
+
+impl<V, E> Done<V, E> {
+    /// What a caller that did not run the work receives.
+    pub(crate) fn into_result(self) -> Result<V, crate::FlightError<E>> {
+        match self {
+            Done::Value(v) => Ok(v),
+            Done::Error(e) => Err(crate::FlightError::Failed(e)),
+            Done::Panicked => Err(crate::FlightError::LeaderPanicked),
+            Done::Abandoned => Err(crate::FlightError::Abandoned),
+        }
+    }
 }
 
 impl<V: Clone, E> Clone for Done<V, E> {
@@ -19,6 +33,7 @@ impl<V: Clone, E> Clone for Done<V, E> {
             Done::Value(v) => Done::Value(v.clone()),
             Done::Error(e) => Done::Error(StdArc::clone(e)),
             Done::Panicked => Done::Panicked,
+            Done::Abandoned => Done::Abandoned,
         }
     }
 }
@@ -127,6 +142,11 @@ impl<V, E> Flight<V, E> {
             }
         }
         true
+    }
+
+    /// How many callers ever waited on this flight (ids handed out).
+    pub(crate) fn joined(&self) -> u64 {
+        self.state.lock().next_id
     }
 
     /// A follower was dropped before it finished. Returns `true` when the flight

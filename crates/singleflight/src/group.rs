@@ -33,6 +33,14 @@ pub struct Outcome<V, E> {
 }
 
 impl<V, E> Outcome<V, E> {
+    pub(crate) fn new(result: Result<V, FlightError<E>>, shared: bool, role: Role) -> Self {
+        Outcome {
+            result,
+            shared,
+            role,
+        }
+    }
+
     /// The value or the shared error.
     pub fn into_result(self) -> Result<V, FlightError<E>> {
         self.result
@@ -76,11 +84,11 @@ pub struct Stats {
 /// It is not a cache: once a flight ends, the next call for the key runs again.
 /// See the [crate docs](crate) for the full contract.
 pub struct Group<K, V, E = std::convert::Infallible> {
-    map: Mutex<HashMap<K, Arc<Flight<V, E>>>>,
-    executions: AtomicU64,
+    pub(crate) map: Mutex<HashMap<K, Arc<Flight<V, E>>>>,
+    pub(crate) executions: AtomicU64,
     joins: AtomicU64,
-    takeovers: AtomicU64,
-    panics: AtomicU64,
+    pub(crate) takeovers: AtomicU64,
+    pub(crate) panics: AtomicU64,
 }
 
 impl<K, V, E> fmt::Debug for Group<K, V, E> {
@@ -129,7 +137,7 @@ impl<K, V, E> Group<K, V, E> {
     }
 }
 
-enum Start<V, E> {
+pub(crate) enum Start<V, E> {
     Lead(Arc<Flight<V, E>>),
     Follow(Arc<Flight<V, E>>, u64),
 }
@@ -156,39 +164,38 @@ where
     {
         match self.start(&key) {
             Start::Lead(flight) => self.lead(&key, &flight, work, Role::Leader).await,
-            Start::Follow(flight, id) => {
-                let mut guard = FollowerGuard {
-                    group: self,
-                    key: &key,
-                    flight: &flight,
-                    id,
-                    armed: true,
-                };
-                let wait = poll_fn(|cx| flight.poll_wait(id, cx)).await;
-                // Reading the outcome or taking over already removed us as a waiter.
-                guard.armed = false;
-                drop(guard);
-                match wait {
-                    Wait::Done(done) => Outcome {
-                        result: match done {
-                            Done::Value(v) => Ok(v),
-                            Done::Error(e) => Err(FlightError::Failed(e)),
-                            Done::Panicked => Err(FlightError::LeaderPanicked),
-                        },
-                        shared: true,
-                        role: Role::Follower,
-                    },
-                    Wait::TakeOver => {
-                        self.takeovers.fetch_add(1, Ordering::Relaxed);
-                        self.lead(&key, &flight, work, Role::TookOver).await
-                    }
+            Start::Follow(flight, id) => match self.wait(&key, &flight, id).await {
+                Wait::Done(done) => Outcome {
+                    result: done.into_result(),
+                    shared: true,
+                    role: Role::Follower,
+                },
+                Wait::TakeOver => {
+                    self.takeovers.fetch_add(1, Ordering::Relaxed);
+                    self.lead(&key, &flight, work, Role::TookOver).await
                 }
-            }
+            },
         }
     }
 
+    /// Waits on `flight` as the registered waiter `id` until it ends or is handed
+    /// over; a dropped wait removes the waiter (and an orphaned flight).
+    pub(crate) async fn wait(&self, key: &K, flight: &Arc<Flight<V, E>>, id: u64) -> Wait<V, E> {
+        let mut guard = FollowerGuard {
+            group: self,
+            key,
+            flight,
+            id,
+            armed: true,
+        };
+        let wait = poll_fn(|cx| flight.poll_wait(id, cx)).await;
+        // Reading the outcome or taking over already removed us as a waiter.
+        guard.armed = false;
+        wait
+    }
+
     /// Joins the flight for `key` or starts one.
-    fn start(&self, key: &K) -> Start<V, E> {
+    pub(crate) fn start(&self, key: &K) -> Start<V, E> {
         let mut map = self.map.lock();
         if let Some(flight) = map.get(key) {
             let flight = Arc::clone(flight);
@@ -266,7 +273,7 @@ where
 
     /// Removes `key`'s flight from the map if it is still `flight` (after a
     /// [`forget`](Self::forget) a newer flight may stand there).
-    fn remove_if_current(&self, key: &K, flight: &Arc<Flight<V, E>>) {
+    pub(crate) fn remove_if_current(&self, key: &K, flight: &Arc<Flight<V, E>>) {
         remove_if_current(&mut self.map.lock(), key, flight);
     }
 
@@ -280,7 +287,7 @@ where
 }
 
 /// Removes `key` from the (locked) map if it still maps to `flight`.
-fn remove_if_current<K: Hash + Eq, V, E>(
+pub(crate) fn remove_if_current<K: Hash + Eq, V, E>(
     map: &mut HashMap<K, Arc<Flight<V, E>>>,
     key: &K,
     flight: &Arc<Flight<V, E>>,

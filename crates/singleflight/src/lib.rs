@@ -64,7 +64,26 @@
 //! - Cancellation: if the caller running the work is dropped, exactly one waiting
 //!   caller takes over (one more execution, not one per waiter); if every caller
 //!   is dropped, nothing is left behind. A dropped waiter affects no one.
+//! - Detached flights: [`Group::work_detached`] runs the work as a future handed
+//!   to a spawn function of your executor, so the flight belongs to the work, not
+//!   to a caller. Cancelling any caller (the first one included) never starts a
+//!   second execution; callers arriving while it runs join it.
 //! - Lazy: a call registers nothing until its future is first polled.
+//!
+//! # Two ways to wait forever, and how to avoid them
+//!
+//! - **A leader held but not polled.** With [`Group::work`], the caller that
+//!   starts a flight *is* the work: if its future is polled once and then kept
+//!   without being polled (stored in a struct, parked behind a `select!` branch
+//!   that is never taken again), the work makes no progress and every caller that
+//!   joined waits as long as it is held. Dropping it is fine (a waiter takes
+//!   over); holding it is not. [`Group::work_detached`] does not have this
+//!   problem: the work runs on the executor whatever its callers do.
+//! - **A recursive call on the same key.** Work that, directly or through other
+//!   calls, asks the same group for its own key joins its own flight and waits
+//!   for itself: a deadlock, in both modes. The group cannot see it (it has no
+//!   notion of tasks); bound such work with a timeout, or give the inner call a
+//!   different key or group.
 //! - Observable: [`Group::in_flight`] and [`Group::stats`] (executions, joins,
 //!   takeovers, panics).
 //!
@@ -75,10 +94,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod detached;
 mod error;
 mod flight;
 mod group;
 mod sync;
 
+pub use detached::Detached;
 pub use error::FlightError;
 pub use group::{Group, Outcome, Role, Stats};

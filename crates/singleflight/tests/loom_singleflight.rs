@@ -101,3 +101,34 @@ fn follower_cancel_racing_completion() {
         assert_eq!(g.in_flight(), 0);
     });
 }
+
+#[test]
+fn detached_work_outlives_its_cancelled_first_caller() {
+    loom::model(|| {
+        let g: Arc<Group<u8, u32, ()>> = Arc::new(Group::new());
+        let mut spawned = None;
+        {
+            let mut first =
+                pin!(g.work_detached(1, || YieldOnce(false, 1), |fut| spawned = Some(fut)));
+            let _ = first.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+            // The first caller is dropped here; the work is not.
+        }
+        let work = spawned.expect("spawned on first poll");
+        let runner = thread::spawn(move || block_on(work));
+        let out = block_on(g.work(1, || std::future::ready(Ok(2))));
+        runner.join().expect("no panic");
+        let st = g.stats();
+        match out.role() {
+            Role::Follower => {
+                assert_eq!(out.into_result().expect("value"), 1);
+                assert_eq!(st.executions, 1, "joining never runs the work again");
+            }
+            _ => {
+                // Only possible once the detached work had already ended.
+                assert_eq!(out.into_result().expect("value"), 2);
+                assert_eq!(st.takeovers, 0);
+            }
+        }
+        assert_eq!(g.in_flight(), 0);
+    });
+}

@@ -64,6 +64,10 @@
 //! - **Prefix invalidation** runs `SCAN MATCH {prefix}:{namespace}:{escaped}* COUNT n`
 //!   step by step on every master and `UNLINK`s what it finds in batches — never
 //!   `KEYS`, never one giant command; glob metacharacters in the prefix are escaped.
+//! - **Load leases** ([`RedisStore::try_lease`]): `{tag}#lease:{entry key}`, where
+//!   `tag` is the part of the entry key that decides its cluster slot, so a lease
+//!   always lives in its entry's slot. Taken with `SET … NX PX`, given back with a
+//!   compare-and-delete on a per-attempt token, expired by Redis if the holder dies.
 //!
 //! # Failure behaviour
 //!
@@ -98,6 +102,7 @@ mod config;
 mod conn;
 pub mod envelope;
 mod health;
+mod lease;
 mod log;
 mod scan;
 mod store;
@@ -112,5 +117,6 @@ pub use config::{
     RedisStoreBuilder,
 };
 pub use health::{NodeHealth, RedisHealth};
+pub use lease::{LeaseAttempt, LoadLease, lease_key_for};
 pub use scan::escape_glob;
 pub use store::{RedisStats, RedisStore};

@@ -25,7 +25,7 @@ const PERSISTENT_TTL_MS: u128 = 1 << 52;
 
 /// Deletes a key only if it still holds the bytes that failed to decode, so a value
 /// written in the meantime by someone else survives.
-const DELETE_IF_SAME: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end return 0";
+pub(crate) const DELETE_IF_SAME: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end return 0";
 
 #[derive(Debug, Default)]
 pub(crate) struct StoreCounters {

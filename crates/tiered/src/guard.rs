@@ -44,10 +44,11 @@ pub(crate) enum L2Op {
     RemoveMany,
     InvalidateTag,
     InvalidatePrefix,
+    Lease,
 }
 
 impl L2Op {
-    pub(crate) const COUNT: usize = 9;
+    pub(crate) const COUNT: usize = 10;
     pub(crate) const ALL: [L2Op; L2Op::COUNT] = [
         L2Op::Get,
         L2Op::Put,
@@ -58,6 +59,7 @@ impl L2Op {
         L2Op::RemoveMany,
         L2Op::InvalidateTag,
         L2Op::InvalidatePrefix,
+        L2Op::Lease,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -71,6 +73,7 @@ impl L2Op {
             L2Op::RemoveMany => "remove_many",
             L2Op::InvalidateTag => "invalidate_tag",
             L2Op::InvalidatePrefix => "invalidate_prefix",
+            L2Op::Lease => "lease",
         }
     }
 }

@@ -68,6 +68,7 @@ mod builder;
 mod config;
 mod guard;
 mod health;
+mod lease;
 mod listener;
 mod log;
 mod meters;
@@ -78,10 +79,12 @@ mod store;
 mod tiered;
 
 pub use builder::TieredStoreBuilder;
+pub use cache_store_redis::LoadLease;
 pub use config::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
 };
 pub use health::{L2Health, TierHealth, combined_health};
+pub use lease::FleetLease;
 pub use meters::{Count, Meters};
 pub use protocol::{Tier, TierRead, longer_lived};
 pub use tiered::{TieredStats, TieredStore};

@@ -62,10 +62,19 @@ pub enum Count {
     Refresh,
     /// A background refresh that failed.
     RefreshError,
+    /// Fleet single flight: this instance took the load lease and loaded.
+    LeaseAcquired,
+    /// Fleet single flight: another instance loaded; this one read its value.
+    LeaseWaited,
+    /// Fleet single flight: waited to the limit, then loaded itself.
+    LeaseTimedOut,
+    /// Fleet single flight: no lease possible (Redis unreachable, breaker open):
+    /// loaded locally.
+    LeaseLocal,
 }
 
 impl Count {
-    const N: usize = 26;
+    const N: usize = 30;
 }
 
 /// One cache's counters: one [`record`](Meters::record) per event, read as
@@ -138,6 +147,10 @@ mod tests {
             Count::BloomRejection,
             Count::Refresh,
             Count::RefreshError,
+            Count::LeaseAcquired,
+            Count::LeaseWaited,
+            Count::LeaseTimedOut,
+            Count::LeaseLocal,
         ];
         assert_eq!(all.len(), Count::N);
         for (i, c) in all.iter().enumerate() {

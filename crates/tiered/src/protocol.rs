@@ -6,6 +6,7 @@
 use std::hash::Hash;
 
 use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Store};
+use cache_store_redis::LoadLease;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -156,6 +157,25 @@ where
     /// result is L1's. Fail-closed: L2, then L1, both before returning; an L2
     /// fault is returned (L1 still holds the entry).
     pub async fn write_back(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
+        self.write_back_leased(key, Some(entry), None).await
+    }
+
+    /// [`write_back`](Self::write_back) for a load done under a fleet lease
+    /// ([`try_lease`](Self::try_lease)): the lease is given back once L2 holds
+    /// the entry (or at once, when there is nothing to write), so instances
+    /// waiting for this load find the value as soon as the lease is gone.
+    pub async fn write_back_leased(
+        &self,
+        key: K,
+        entry: Option<Entry<V>>,
+        lease: Option<LoadLease>,
+    ) -> Result<(), CacheError> {
+        let Some(entry) = entry else {
+            if let Some(lease) = lease {
+                self.release_lease(lease).await;
+            }
+            return Ok(());
+        };
         if self.l2().is_none() {
             return self.fill_l1(key, entry);
         }
@@ -168,6 +188,9 @@ where
                     })
                     .await;
                 let in_l1 = self.fill_l1(key, entry);
+                if let Some(lease) = lease {
+                    self.release_lease(lease).await;
+                }
                 in_l2.and(in_l1)
             }
             FailMode::Open => {
@@ -177,6 +200,9 @@ where
                     let _ = store
                         .guarded(L2Op::Put, |l2| async move { l2.put(key, entry).await })
                         .await;
+                    if let Some(lease) = lease {
+                        store.release_lease(lease).await;
+                    }
                 });
                 in_l1
             }

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::{Cache, CacheInner};
 use crate::error::Error;
 use crate::report::Event;
+use cache_tiered::FleetLease;
 
 pub(crate) mod policy;
 
@@ -107,11 +108,33 @@ where
     Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let started = Instant::now();
-    let result = match hard_timeout {
-        Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| limit),
-        None => Ok(fut.await),
+    // Once per fleet: the instance holding the key's load lease refreshes it;
+    // the others keep their copy (and read the new one from L2 once it expires).
+    let (lease, lease_ttl, tiered) = {
+        let Some(inner) = weak.upgrade() else {
+            return Ok(None);
+        };
+        let cache = Cache { inner };
+        let ttl = cache.fleet_lease_ttl();
+        let lease = match ttl {
+            Some(ttl) => match cache.inner.tiered.try_lease(&key, ttl).await {
+                FleetLease::Held => return Ok(old.and_then(Entry::into_value)),
+                FleetLease::Acquired(lease) => Some(lease),
+                FleetLease::Local => None,
+            },
+            None => None,
+        };
+        (lease, ttl.unwrap_or_default(), cache.inner.tiered.clone())
     };
+    let started = Instant::now();
+    let load = async {
+        match hard_timeout {
+            Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| limit),
+            None => Ok(fut.await),
+        }
+    };
+    let result = tiered.holding(lease.as_ref(), lease_ttl, load).await;
+    drop(tiered);
     let took = started.elapsed();
     // No handle left: nobody can read what this refresh would write.
     let Some(inner) = weak.upgrade() else {
@@ -121,14 +144,16 @@ where
     let inner = &cache.inner;
     inner.counters.record(&inner.meters, Event::LoadStarted);
     inner.meters.load_duration.record(took.as_secs_f64());
+    if let (Err(_) | Ok(Err(_)), Some(lease)) = (&result, lease.clone()) {
+        inner.tiered.release_lease(lease).await;
+    }
     let failure = match result {
         Ok(Ok(value)) => {
             inner.recompute.record(took);
             cache.count_loaded(value.is_some());
-            if let Some(entry) = cache.loaded_entry(&key, value.clone()) {
-                // L1 holds the new copy whatever L2 did (faults are counted there).
-                let _ = inner.tiered.write_back(key, entry).await;
-            }
+            let entry = cache.loaded_entry(&key, value.clone());
+            // L1 holds the new copy whatever L2 did (faults are counted there).
+            let _ = inner.tiered.write_back_leased(key, entry, lease).await;
             return Ok(value);
         }
         Ok(Err(e)) => {
