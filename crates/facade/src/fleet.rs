@@ -127,10 +127,19 @@ where
         loop {
             match tiered.try_lease(key, ttl).await {
                 FleetLease::Acquired(lease) => {
-                    self.fleet_count("acquired", cache_tiered::Count::LeaseAcquired);
                     if waited {
+                        // The holder writes L2 before it gives the lease back: a
+                        // lease freed between our last look and now may mean the
+                        // value is there.
+                        if let Some(Some(entry)) = tiered.peek_l2(key).await {
+                            tiered.release_lease(lease).await;
+                            self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
+                            self.fleet_waited(started);
+                            return Turn::Loaded(entry.into_value());
+                        }
                         self.fleet_waited(started);
                     }
+                    self.fleet_count("acquired", cache_tiered::Count::LeaseAcquired);
                     return Turn::Load(Some(lease));
                 }
                 FleetLease::Local => {

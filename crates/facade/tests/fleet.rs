@@ -113,10 +113,22 @@ async fn four_instances_over_a_cluster_load_each_cold_key_once() {
     let fleet: Vec<_> = (0..4)
         .map(|_| instance(&target, FleetFlight::DEFAULT))
         .collect();
+    // Connected first: a connect slower than the op timeout (topology discovery
+    // on a busy machine) would rightly make the first loads local.
+    for cache in &fleet {
+        assert!(cache.get(&0).await.expect("no error").is_none());
+    }
     // Keys spread over the masters; each is loaded once fleet-wide.
     for key in [1u64, 2, 3, 4, 5] {
         let runs = stampede(&fleet, 50, key, Duration::from_millis(150)).await;
-        assert_eq!(runs, 1, "key {key}");
+        let stats: Vec<_> = fleet
+            .iter()
+            .map(|c| {
+                let s = c.stats();
+                (s.fleet_leases, s.fleet_waits, s.fleet_wait_timeouts, s.fleet_local)
+            })
+            .collect();
+        assert_eq!(runs, 1, "key {key}: (leases, waits, timeouts, local) {stats:?}");
     }
     assert_eq!(total(&fleet, |s| s.fleet_leases), 5);
 }

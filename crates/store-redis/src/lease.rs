@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn lease_keys_share_the_entry_slot() {
-        for entry in ["app:users:7", "{app}:users:7", "app:users:{7}x", "a:{}:b"] {
+        for entry in ["app:users:7", "{app}:users:7", "app:users:{7}x", "a:{}:b{c}"] {
             let lease = lease_key_for(entry).expect("supported");
             assert_eq!(
                 Slot::for_key(&lease),
@@ -174,6 +174,7 @@ mod tests {
             assert_ne!(lease, entry);
         }
         assert_eq!(lease_key_for("app:users:a}b"), None);
+        assert_eq!(lease_key_for("a:{}:b"), None, "an empty tag hashes the whole key");
     }
 
     proptest! {
@@ -182,7 +183,7 @@ mod tests {
             let entry = format!("app:users:{key}");
             match lease_key_for(&entry) {
                 Some(lease) => prop_assert_eq!(Slot::for_key(&lease), Slot::for_key(&entry)),
-                None => prop_assert!(hashed_part(&entry).contains('}')),
+                None => prop_assert!(hashed_part(&entry).contains('}'), "no lease for {}", entry),
             }
         }
     }
