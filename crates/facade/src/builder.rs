@@ -214,8 +214,8 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         self
     }
 
-    /// The breaker policy guarding L2 (default: open after 5 consecutive failures,
-    /// probe after 5 s). Its name and transition listener are set by the cache.
+    /// The breaker policy guarding L2 (default: [`cache_tiered::default_breaker`],
+    /// open at a 50 % failure rate over 2 s, probe after 500 ms). Its name and transition listener are set by the cache.
     pub fn breaker(mut self, breaker: cache_breaker::CircuitBreakerBuilder) -> Self {
         self.breaker = Some(breaker);
         self
@@ -454,9 +454,7 @@ fn breaker_for(
     name: &str,
     clock: Option<Arc<dyn Clock>>,
 ) -> Result<CircuitBreaker, ConfigError> {
-    let mut builder = configured.unwrap_or_else(|| {
-        CircuitBreaker::builder().consecutive_failures(cache_tiered::DEFAULT_BREAKER_FAILURES)
-    });
+    let mut builder = configured.unwrap_or_else(cache_tiered::default_breaker);
     if let Some(clock) = clock
         && !builder.has_clock()
     {

@@ -125,10 +125,18 @@ async fn four_instances_over_a_cluster_load_each_cold_key_once() {
             .iter()
             .map(|c| {
                 let s = c.stats();
-                (s.fleet_leases, s.fleet_waits, s.fleet_wait_timeouts, s.fleet_local)
+                (
+                    s.fleet_leases,
+                    s.fleet_waits,
+                    s.fleet_wait_timeouts,
+                    s.fleet_local,
+                )
             })
             .collect();
-        assert_eq!(runs, 1, "key {key}: (leases, waits, timeouts, local) {stats:?}");
+        assert_eq!(
+            runs, 1,
+            "key {key}: (leases, waits, timeouts, local) {stats:?}"
+        );
     }
     assert_eq!(total(&fleet, |s| s.fleet_leases), 5);
 }

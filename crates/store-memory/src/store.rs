@@ -40,7 +40,7 @@ impl<K, V> ShardCell<K, V> {
 /// A bounded, sharded, in-process store with S3-FIFO eviction and TTL.
 ///
 /// - Bounded by entry count and by total weight; both bounds hold at every moment.
-///   Each shard owns an exact share of the weight bound and 15/16 of its share
+///   Each shard owns an exact share of the weight bound and 3/4 of its share
 ///   of the entry bound; the rest of the entries is a common pool shards draw on
 ///   as they fill, so uneven hashing evicts nothing before the store is full.
 /// - Keys are looked up by value (`K: Hash + Eq`): a hit builds no string and

@@ -12,9 +12,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::{
-    DEFAULT_BREAKER_FAILURES, DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy,
-};
+use crate::config::{DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy};
 use crate::guard::op_durations;
 use crate::meters::Meters;
 use crate::recovery::RecoveryQueue;
@@ -89,8 +87,8 @@ impl<K, V, C> TieredStoreBuilder<K, V, C> {
         }
     }
 
-    /// The breaker guarding L2 (default: open after 5 consecutive failures, probe
-    /// after 5 s).
+    /// The breaker guarding L2 (default: [`default_breaker`](crate::default_breaker):
+    /// open at a 50 % failure rate over 2 s, probe after 500 ms).
     pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
         self.breaker = Some(breaker);
         self
@@ -145,9 +143,7 @@ where
     pub fn build(self) -> Result<TieredStore<K, V, C>, ConfigError> {
         let breaker = match self.breaker {
             Some(b) => b,
-            None => CircuitBreaker::builder()
-                .name("l2")
-                .consecutive_failures(DEFAULT_BREAKER_FAILURES)
+            None => crate::config::default_breaker()
                 .build()
                 .map_err(|e| ConfigError::new("breaker", e.to_string()))?,
         };

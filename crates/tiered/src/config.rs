@@ -34,8 +34,28 @@ pub const DEFAULT_GAP_POLICY: GapPolicy = GapPolicy::Shorten(Duration::from_secs
 /// Default bound of the recovery queue (operations, one per key, tag or prefix).
 pub const DEFAULT_RECOVERY_CAPACITY: usize = 100_000;
 
-/// Consecutive L2 failures that open the default breaker.
-pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+/// The L2 breaker's default policy, tuned with `cargo xtask chaos`:
+///
+/// - **Trips** when at least half of the L2 calls of the last 2 s failed, once at
+///   least 10 were made. One burst of timeouts among many answered calls (a slot
+///   migration, a failover) does not trip it; a dead Redis does within its first
+///   10 calls, each costing its caller at most one operation timeout.
+/// - **Waits 500 ms** open, then lets 3 probes through; 3 successes close it. L2
+///   is used again within about half a second of Redis answering.
+///
+/// ```
+/// let breaker = cache_tiered::default_breaker().build()?;
+/// assert_eq!(breaker.state(), cache_breaker::State::Closed);
+/// # Ok::<(), cache_breaker::ConfigError>(())
+/// ```
+#[must_use]
+pub fn default_breaker() -> cache_breaker::CircuitBreakerBuilder {
+    cache_breaker::CircuitBreaker::builder()
+        .name("l2")
+        .time_window(Duration::from_secs(2), 0.5, 10)
+        .wait_in_open(Duration::from_millis(500))
+        .permitted_in_half_open(3)
+}
 
 impl Default for GapPolicy {
     fn default() -> Self {
