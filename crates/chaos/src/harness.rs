@@ -121,7 +121,7 @@ impl PhaseStats {
         self.latencies_ns.extend_from_slice(&other.latencies_ns);
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let l = &mut self.latencies_ns;
         l.sort_unstable();
         let at = |q: f64| {
@@ -156,6 +156,21 @@ pub(crate) struct Fleet {
     tasks: Vec<tokio::task::JoinHandle<Vec<PhaseStats>>>,
     /// Name, start, source loads and L1 entries at the start.
     phases: Vec<(String, Instant, u64, u64)>,
+    bypass: Option<Bypass>,
+}
+
+/// Measures how long any instance's breaker is not closed (polled every 5 ms).
+pub(crate) struct Bypass {
+    stop: Arc<AtomicBool>,
+    nanos: Arc<AtomicU64>,
+}
+
+impl Bypass {
+    /// Stops watching; the time measured.
+    pub(crate) fn stop(self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
 }
 
 /// Sets the flag when dropped.
@@ -196,6 +211,7 @@ impl Fleet {
             watched: false,
             tasks: Vec::new(),
             phases: Vec::new(),
+            bypass: None,
         }
     }
 
@@ -286,6 +302,43 @@ impl Fleet {
                 }
             });
         }
+    }
+
+    /// Starts measuring L2 bypass: the time any breaker is not closed.
+    pub(crate) fn watch_bypass(&mut self) {
+        let (stop, nanos) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let caches = self.caches.clone();
+        let (s, n) = (stop.clone(), nanos.clone());
+        tokio::spawn(async move {
+            let mut last = Instant::now();
+            while !s.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let now = Instant::now();
+                let open = caches.iter().any(|c| {
+                    c.tiered()
+                        .breaker()
+                        .is_some_and(|b| b.state().as_str() != "closed")
+                });
+                if open {
+                    let add =
+                        u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
+                    n.fetch_add(add, Ordering::Relaxed);
+                }
+                last = now;
+            }
+        });
+        self.bypass = Some(Bypass { stop, nanos });
+    }
+
+    /// The bypass watch started by [`watch_bypass`](Self::watch_bypass).
+    pub(crate) fn take_bypass(&mut self) -> Bypass {
+        self.bypass.take().unwrap_or(Bypass {
+            stop: Arc::new(AtomicBool::new(false)),
+            nanos: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Starts a new phase now.

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod harness;
+mod stampede;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -49,6 +50,12 @@ struct Timing {
     baseline: Duration,
     fault: Duration,
     after: Duration,
+    /// Slots moved in the slot-migration scenario (at least the hot keys' own).
+    slots: usize,
+    /// Cold keys stampeded, one after the other.
+    rounds: u64,
+    /// Warm (and as many cold) keys read in the OOM scenario.
+    oom_keys: u64,
 }
 
 const FULL: Timing = Timing {
@@ -56,6 +63,9 @@ const FULL: Timing = Timing {
     baseline: Duration::from_secs(2),
     fault: Duration::from_secs(3),
     after: Duration::from_secs(5),
+    slots: 1_000,
+    rounds: 5,
+    oom_keys: 2_000,
 };
 
 const QUICK: Timing = Timing {
@@ -63,11 +73,14 @@ const QUICK: Timing = Timing {
     baseline: Duration::from_secs(1),
     fault: Duration::from_secs(3),
     after: Duration::from_secs(5),
+    slots: 300,
+    rounds: 3,
+    oom_keys: 500,
 };
 
 /// One figure a scenario must reach.
 #[derive(Debug, Serialize)]
-struct Check {
+pub(crate) struct Check {
     what: String,
     ok: bool,
     detail: String,
@@ -81,10 +94,13 @@ struct Outcome {
     /// Seconds from the end of the fault until every breaker was closed and
     /// every recovery queue empty.
     l2_used_again_s: Option<f64>,
+    /// Seconds any instance's breaker was not closed, from the fault's start to
+    /// the end of the after phase.
+    l2_bypass_s: Option<f64>,
     checks: Vec<Check>,
 }
 
-fn check(what: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+pub(crate) fn check(what: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
     Check {
         what: what.into(),
         ok,
@@ -183,7 +199,23 @@ const SCENARIOS: &[Scenario] = &[
     ),
     (
         "slot-migration",
-        "cluster: the slots of every hot key and of the bus move to another master under load",
+        "cluster: the slots of every hot key and of the bus, and more (1,000 in all; 300 with --quick), move to another master under load",
+    ),
+    (
+        "stampede",
+        "4 instances × 250 concurrent callers on one cold key (the source takes 200 ms), several keys in turn",
+    ),
+    (
+        "stampede-down",
+        "the same stampede with redis-server killed: local single flight on each instance",
+    ),
+    (
+        "stampede-cancel",
+        "the same stampede, every other caller (the first on each instance included) cancelled mid-load",
+    ),
+    (
+        "oom",
+        "redis at maxmemory with noeviction: warm keys read from L2, cold keys loaded (writes refused)",
     ),
 ];
 
@@ -202,11 +234,15 @@ async fn run_all(t: Timing, filter: Option<&str>) -> Vec<Outcome> {
             "latency" => standalone(t, Fault::Latency).await,
             "black-hole" => standalone(t, Fault::BlackHole).await,
             "failover" => failover(t).await,
-            _ => slot_migration(t).await,
+            "slot-migration" => slot_migration(t).await,
+            "stampede" => stampede::fleet_stampede(t.rounds, false, false).await,
+            "stampede-down" => stampede::fleet_stampede(t.rounds, true, false).await,
+            "stampede-cancel" => stampede::fleet_stampede(t.rounds, false, true).await,
+            _ => stampede::oom(t.oom_keys).await,
         };
-        let (phases, l2_again, checks) = match result {
-            Ok(r) => r,
-            Err(e) => (Vec::new(), None, vec![check("the scenario ran", false, e)]),
+        let m = match result {
+            Ok(m) => m,
+            Err(e) => Measured::new(Vec::new(), vec![check("the scenario ran", false, e)]),
         };
         println!(
             "chaos: {name} done in {:.1}s",
@@ -215,15 +251,37 @@ async fn run_all(t: Timing, filter: Option<&str>) -> Vec<Outcome> {
         out.push(Outcome {
             scenario: name,
             about,
-            phases,
-            l2_used_again_s: l2_again.map(|d| d.as_secs_f64()),
-            checks,
+            phases: m.phases,
+            l2_used_again_s: m.l2_again.map(|d| d.as_secs_f64()),
+            l2_bypass_s: m.bypass.map(|d| d.as_secs_f64()),
+            checks: m.checks,
         });
     }
     out
 }
 
-type Run = Result<(Vec<PhaseStats>, Option<Duration>, Vec<Check>), String>;
+/// What a scenario measured.
+pub(crate) struct Measured {
+    phases: Vec<PhaseStats>,
+    /// From the fault's end until every breaker closed and every queue drained.
+    l2_again: Option<Duration>,
+    /// Time any instance's breaker was not closed, from the fault's start.
+    bypass: Option<Duration>,
+    checks: Vec<Check>,
+}
+
+impl Measured {
+    pub(crate) fn new(phases: Vec<PhaseStats>, checks: Vec<Check>) -> Self {
+        Measured {
+            phases,
+            l2_again: None,
+            bypass: None,
+            checks,
+        }
+    }
+}
+
+pub(crate) type Run = Result<Measured, String>;
 
 fn cache(name: &str, redis: &Redis) -> Result<Cache<u64, u64>, String> {
     let b = Cache::builder(name)
@@ -296,7 +354,7 @@ async fn idle_bus(t: Timing) -> Run {
             format!("{entries} -> {after}"),
         ),
     ];
-    Ok((vec![phase], None, checks))
+    Ok(Measured::new(vec![phase], checks))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -320,6 +378,7 @@ async fn standalone(t: Timing, fault: Fault) -> Run {
     f.start_load("baseline");
     tokio::time::sleep(t.baseline).await;
     f.begin_phase("fault");
+    f.watch_bypass();
     let fault_started = Instant::now();
     match fault {
         Fault::Kill => server.kill(),
@@ -343,7 +402,18 @@ async fn standalone(t: Timing, fault: Fault) -> Run {
         Fault::Pause => {}
         Fault::Latency | Fault::BlackHole => proxy.heal(),
     }
-    outage_end(t, f, invalidated).await
+    let mut run = outage_end(t, f, invalidated).await;
+    if fault == Fault::Kill
+        && let Ok(m) = &mut run
+    {
+        let again = m.l2_again.unwrap_or(Duration::MAX);
+        m.checks.push(check(
+            "L2 used again ≤ 1 s after the restarted Redis answers",
+            again <= Duration::from_secs(1),
+            format!("{:.2} s", again.as_secs_f64()),
+        ));
+    }
+    run
 }
 
 /// The common end of a fault: Redis is back now; measure until L2 is used
@@ -355,6 +425,7 @@ async fn outage_end(t: Timing, mut f: Fleet, invalidated: u64) -> Run {
     let watch = f.watch_l2(L2_WATCH);
     tokio::time::sleep(t.after).await;
     let (gaps, _) = f.bus_counters();
+    let f_bypass = f.take_bypass();
     let phases = f.finish().await;
     let l2_again = watch.await.ok().flatten();
     let mut checks = Vec::new();
@@ -391,7 +462,13 @@ async fn outage_end(t: Timing, mut f: Fleet, invalidated: u64) -> Run {
         phases.first().is_some_and(|p| p.calls > CONCURRENCY as u64),
         format!("{} baseline calls", phases.first().map_or(0, |p| p.calls)),
     ));
-    Ok((phases, l2_again, checks))
+    let bypass = f_bypass.stop();
+    Ok(Measured {
+        phases,
+        l2_again,
+        bypass: Some(bypass),
+        checks,
+    })
 }
 
 /// `CLUSTER KEYSLOT` of `key`, asked of a node.
@@ -423,6 +500,7 @@ async fn failover(t: Timing) -> Run {
     f.start_load("baseline");
     tokio::time::sleep(t.baseline).await;
     f.begin_phase("fault");
+    f.watch_bypass();
     let killing = tokio::task::spawn_blocking(move || {
         let r = cluster.kill_master_and_wait_for_promotion(slot);
         (cluster, r)
@@ -451,9 +529,16 @@ async fn slot_migration(t: Timing) -> Run {
         let key = store.redis_key(&k).map_err(|e| e.to_string())?;
         slots.insert(keyslot(&cluster, &key)?);
     }
+    // More slots, spread over the key space, up to the scenario's count.
+    let mut extra = 0u16;
+    while slots.len() < t.slots && extra < 16_384 {
+        slots.insert(extra);
+        extra += 7;
+    }
     f.start_load("baseline");
     tokio::time::sleep(t.baseline).await;
     f.begin_phase("fault");
+    f.watch_bypass();
     let masters = cluster.masters();
     let moving = tokio::task::spawn_blocking(move || {
         let mut cluster = cluster;
@@ -475,8 +560,16 @@ async fn slot_migration(t: Timing) -> Run {
     let (cluster, moved) = moving.await.map_err(|e| e.to_string())?;
     let moved = moved?;
     println!("chaos: moved {moved} slots");
-    let run = outage_end(t, f, invalidated).await;
+    let mut run = outage_end(t, f, invalidated).await;
     drop(cluster);
+    if let Ok(m) = &mut run {
+        let bypass = m.bypass.unwrap_or(Duration::MAX);
+        m.checks.push(check(
+            format!("L2 bypass (any breaker open) while {moved} slots moved < 1 s"),
+            bypass < Duration::from_secs(1),
+            format!("{:.2} s", bypass.as_secs_f64()),
+        ));
+    }
     run
 }
 
@@ -527,6 +620,12 @@ fn render(outcomes: &[Outcome]) -> String {
                 );
             }
             None => {}
+        }
+        if let Some(b) = o.l2_bypass_s {
+            let _ = writeln!(
+                s,
+                "\nL2 bypassed (some breaker not closed) for {b:.2} s in all, from the fault's start."
+            );
         }
         let _ = writeln!(s);
         for c in &o.checks {

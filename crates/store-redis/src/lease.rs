@@ -164,12 +164,7 @@ mod tests {
 
     #[test]
     fn lease_keys_share_the_entry_slot() {
-        for entry in [
-            "app:users:7",
-            "{app}:users:7",
-            "app:users:{7}x",
-            "a{b}:{}",
-        ] {
+        for entry in ["app:users:7", "{app}:users:7", "app:users:{7}x", "a{b}:{}"] {
             let lease = lease_key_for(entry).expect("supported");
             assert_eq!(
                 Slot::for_key(&lease),

@@ -48,7 +48,6 @@ pub const DEFAULT_RECOVERY_CAPACITY: usize = 100_000;
 /// assert_eq!(breaker.state(), cache_breaker::State::Closed);
 /// # Ok::<(), cache_breaker::ConfigError>(())
 /// ```
-#[must_use]
 pub fn default_breaker() -> cache_breaker::CircuitBreakerBuilder {
     cache_breaker::CircuitBreaker::builder()
         .name("l2")
