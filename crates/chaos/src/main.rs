@@ -612,7 +612,7 @@ fn render(outcomes: &[Outcome]) -> String {
                     "\nL2 used again (every breaker closed, every recovery queue empty) {l2:.2} s after the fault ended."
                 );
             }
-            None if o.phases.len() > 1 => {
+            None if o.l2_bypass_s.is_some() => {
                 let _ = writeln!(
                     s,
                     "\nL2 not used again within {} s of the fault's end.",

@@ -148,30 +148,28 @@ where
                 }
                 FleetLease::Held => waited = true,
             }
-            loop {
-                let left = wait.saturating_sub(started.elapsed());
-                if left.is_zero() {
-                    self.fleet_count("timed_out", cache_tiered::Count::LeaseTimedOut);
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                self.fleet_count("timed_out", cache_tiered::Count::LeaseTimedOut);
+                self.fleet_waited(started);
+                return Turn::Load(None);
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(MAX_POLL);
+            match tiered.peek_l2(key).await {
+                Some(Some(entry)) => {
+                    self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
                     self.fleet_waited(started);
+                    return Turn::Loaded(entry.into_value());
+                }
+                // Redis stopped answering: stop waiting, load here.
+                None => {
+                    self.fleet_count("local", cache_tiered::Count::LeaseLocal);
                     return Turn::Load(None);
                 }
-                tokio::time::sleep(pause.min(left)).await;
-                pause = (pause * 2).min(MAX_POLL);
-                match tiered.peek_l2(key).await {
-                    Some(Some(entry)) => {
-                        self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
-                        self.fleet_waited(started);
-                        return Turn::Loaded(entry.into_value());
-                    }
-                    // Redis stopped answering: stop waiting, load here.
-                    None => {
-                        self.fleet_count("local", cache_tiered::Count::LeaseLocal);
-                        return Turn::Load(None);
-                    }
-                    // Still loading elsewhere, or the lease was given back or
-                    // expired without a value: try for the lease again.
-                    Some(None) => break,
-                }
+                // Still loading elsewhere, or the lease was given back or
+                // expired without a value: try for the lease again.
+                Some(None) => {}
             }
         }
     }
