@@ -199,7 +199,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     (
         "slot-migration",
-        "cluster: the slots of every hot key and of the bus, and more (1,000 in all; 300 with --quick), move to another master under load",
+        "cluster: the slots of every hot key and of the bus, and more (1,000 in all; 300 with --quick), move to another master under load; a fourth instance with a 16-entry L1 sends most of its reads to L2",
     ),
     (
         "stampede",
@@ -300,9 +300,26 @@ enum Redis {
 }
 
 async fn fleet(name: &str, redis: &Redis) -> Result<Fleet, String> {
-    let caches = (0..INSTANCES)
+    fleet_with(name, redis, false).await
+}
+
+/// A fleet; with `l2_heavy`, one more instance whose L1 holds only 16 entries,
+/// so most of its reads go to L2 (the breaker sees real traffic).
+async fn fleet_with(name: &str, redis: &Redis, l2_heavy: bool) -> Result<Fleet, String> {
+    let mut caches = (0..INSTANCES)
         .map(|_| cache(name, redis))
         .collect::<Result<Vec<_>, _>>()?;
+    if l2_heavy {
+        let b = Cache::builder(name)
+            .max_entries(16)
+            .default_ttl(Duration::from_secs(60))
+            .stale_window(Duration::from_secs(60));
+        let b = match redis {
+            Redis::Url(u) => b.redis_url(u.clone()),
+            Redis::Cluster(urls) => b.redis_cluster(urls.clone()),
+        };
+        caches.push(b.build().map_err(|e| e.to_string())?);
+    }
     let fleet = Fleet::new(caches, HOT_KEYS);
     if !fleet.wait_for_buses().await {
         return Err("the invalidation buses did not connect".into());
@@ -425,6 +442,7 @@ async fn outage_end(t: Timing, mut f: Fleet, invalidated: u64) -> Run {
     let watch = f.watch_l2(L2_WATCH);
     tokio::time::sleep(t.after).await;
     let (gaps, _) = f.bus_counters();
+    let instances = f.caches.len() as u64;
     let f_bypass = f.take_bypass();
     let phases = f.finish().await;
     let l2_again = watch.await.ok().flatten();
@@ -451,7 +469,7 @@ async fn outage_end(t: Timing, mut f: Fleet, invalidated: u64) -> Run {
         format!("{invalidated} of {INVALIDATIONS}"),
     ));
     let loads: u64 = phases.iter().skip(1).map(|p| p.loads).sum();
-    let allowed = invalidated * INSTANCES as u64;
+    let allowed = invalidated * instances;
     checks.push(check(
         "source loads in the fault and the 5 s after ≤ invalidated keys × instances",
         loads <= allowed,
@@ -517,7 +535,7 @@ async fn failover(t: Timing) -> Run {
 async fn slot_migration(t: Timing) -> Run {
     let cluster = tokio::task::block_in_place(RedisCluster::start).map_err(|e| e.to_string())?;
     let name = "migration";
-    let mut f = fleet(name, &Redis::Cluster(cluster.urls())).await?;
+    let mut f = fleet_with(name, &Redis::Cluster(cluster.urls()), true).await?;
     let store = f.caches[0]
         .tiered()
         .l2()

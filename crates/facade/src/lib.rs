@@ -32,16 +32,22 @@
 //! `get_or_load(key, loader)`:
 //! 1. **Bloom guard** (optional): a key the filter has never seen is `None` at once.
 //! 2. **L1**: a fresh entry is returned without any await.
-//! 3. **Singleflight** on the key: one caller (the leader) goes on, the others wait
-//!    for its result (a cancelled leader hands over to a waiter).
+//! 3. **Singleflight** on the key: the rest of the path runs as one spawned task
+//!    per key, and every caller waits for it. The flight belongs to that task, not
+//!    to a caller: a caller that goes away (a client disconnect, a `select!`
+//!    timeout) changes nothing for the others, and callers arriving meanwhile join.
 //! 4. **L2** through the circuit breaker and the per-operation timeout. A fault or an
 //!    open breaker is a miss (fail-open, counted) unless the cache is fail-closed.
 //! 5. A **fresh L2 hit** backfills L1 and is returned.
-//! 6. Otherwise the **loader** runs as a task that writes its own result: `Some(v)`
+//! 6. **Fleet single flight** ([`FleetFlight`], on by default with an L2): the
+//!    instance takes a load lease on the key in Redis; if another instance holds it,
+//!    this one waits for that instance's value in L2 instead of loading. Redis
+//!    unreachable or the breaker open: the load stays local, never an error.
+//! 7. Otherwise the **loader** runs as a task that writes its own result: `Some(v)`
 //!    with the jittered TTL, `None` as *absent* with the negative TTL, to both tiers.
 //!    A soft timeout serves a stale value and lets the load finish in the
 //!    background; a hard timeout gives up.
-//! 7. A **failed load** serves a stale value within the stale window (fail-safe);
+//! 8. A **failed load** serves a stale value within the stale window (fail-safe);
 //!    without one, every coalesced caller gets the same [`Error::Load`].
 //!
 //! Writes (`set`, `remove`, `invalidate_tag`, `invalidate_prefix`) go to both tiers

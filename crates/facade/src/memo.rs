@@ -191,6 +191,15 @@ where
     /// without storing it. No load timeouts or refresh-ahead apply. This is what
     /// [`#[cached]`](crate::cached) expands to.
     ///
+    /// What inline means for cancellation and coordination: the computation is
+    /// the calling task's own future, so if that caller is dropped mid-way, the
+    /// computation stops with it and one coalesced caller starts its own (one
+    /// more run, never one per caller); a caller that holds the future without
+    /// polling it holds up the callers coalesced with it. `memoize` coordinates
+    /// within this instance only (no fleet lease: a borrowed computation cannot
+    /// outlive its caller to finish a lease). [`get_or_load`](Self::get_or_load)
+    /// has none of these limits: its load is spawned and owns its flight.
+    ///
     /// ```
     /// use cache_facade::{Cache, MemoOptions};
     ///
