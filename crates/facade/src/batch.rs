@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
+use crate::load::spawn_load;
 use crate::report::Event;
 
 /// What the batch loader produced, shared with every key's flight.
@@ -60,7 +61,7 @@ where
         loader: F,
     ) -> Result<Vec<Option<V>>, Error>
     where
-        F: FnOnce(Vec<K>) -> Fut,
+        F: FnOnce(Vec<K>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -136,7 +137,7 @@ where
         loader: F,
     ) -> Result<Vec<(K, Option<V>)>, Error>
     where
-        F: FnOnce(Vec<K>) -> Fut,
+        F: FnOnce(Vec<K>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -150,21 +151,25 @@ where
                 let key = k.clone();
                 self.inner
                     .flights
-                    .work(k.clone(), move || {
-                        leaders.lock().push(key.clone());
-                        async move {
-                            let batch = rx
-                                .wait_for(Option::is_some)
-                                .await
-                                .map_err(|_| Error::LoaderPanicked)?
-                                .clone();
-                            match batch {
-                                Some(Ok(values)) => Ok(values.get(&key).cloned()),
-                                Some(Err(e)) => Err(e),
-                                None => Err(Error::LoaderPanicked),
+                    .work_detached(
+                        k.clone(),
+                        move || {
+                            leaders.lock().push(key.clone());
+                            async move {
+                                let batch = rx
+                                    .wait_for(Option::is_some)
+                                    .await
+                                    .map_err(|_| Error::LoaderPanicked)?
+                                    .clone();
+                                match batch {
+                                    Some(Ok(values)) => Ok(values.get(&key).cloned()),
+                                    Some(Err(e)) => Err(e),
+                                    None => Err(Error::LoaderPanicked),
+                                }
                             }
-                        }
-                    })
+                        },
+                        spawn_load,
+                    )
                     .boxed()
             })
             .collect();
@@ -178,7 +183,12 @@ where
             for _ in &mine {
                 self.miss();
             }
-            let _ = tx.send(Some(self.run_batch_loader(mine, loader).await));
+            // A task of its own: the flights of the keys this call leads wait for
+            // it, whether or not this caller stays.
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Some(this.run_batch_loader(mine, loader).await));
+            });
         }
         let outcomes = futures_util::future::join_all(flights).await;
         let mut out = Vec::with_capacity(wanted.len());
@@ -214,7 +224,7 @@ where
     /// did not) to both tiers, and counts.
     async fn run_batch_loader<F, Fut, E>(&self, keys: Vec<K>, loader: F) -> Batch<K, V>
     where
-        F: FnOnce(Vec<K>) -> Fut,
+        F: FnOnce(Vec<K>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {

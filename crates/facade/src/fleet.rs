@@ -174,7 +174,7 @@ where
         }
     }
 
-    fn fleet_count(&self, outcome: &'static str, count: cache_tiered::Count) {
+    pub(crate) fn fleet_count(&self, outcome: &'static str, count: cache_tiered::Count) {
         self.inner.counters.shared.record(count);
         metrics::counter!(metric_names::FLEET_LEASES, "cache" => self.inner.name.clone(), "outcome" => outcome)
             .increment(1);

@@ -256,3 +256,120 @@ async fn cancelled_callers_never_start_a_second_load() {
         assert_eq!(runs.load(Ordering::SeqCst), 1, "redis: {redis}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_ahead_runs_once_per_fleet() {
+    let server = RedisServer::start().expect("redis-server");
+    let clock = cache_core::MockClock::default();
+    let fleet: Vec<Cache<u64, String>> = (0..3)
+        .map(|_| {
+            Cache::builder("refresh-fleet")
+                .jitter(Jitter::None)
+                .default_ttl(Duration::from_secs(100))
+                .refresh_ahead(cache_facade::RefreshAhead::Threshold(0.2))
+                .clock(clock.clone())
+                .redis_url(server.url())
+                .build()
+                .expect("valid config")
+        })
+        .collect();
+    for cache in &fleet {
+        let got = cache
+            .get_or_load(1, |_| async { Some("v1".to_owned()) })
+            .await;
+        assert_eq!(got.expect("value").as_deref(), Some("v1"));
+    }
+    assert_eq!(total(&fleet, |s| s.loads), 1);
+    // Inside the last 20 % of the TTL on every instance: each wants a refresh.
+    clock.advance(Duration::from_secs(85));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Notify::new());
+    for cache in &fleet {
+        let (runs, gate) = (runs.clone(), gate.clone());
+        let got = cache
+            .get_or_load(1, move |_| async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                Some("v2".to_owned())
+            })
+            .await;
+        assert_eq!(
+            got.expect("value").as_deref(),
+            Some("v1"),
+            "answered at once"
+        );
+    }
+    // Every instance's refresh has decided: one holds the lease, the others saw it held.
+    eventually("every refresh decided", || {
+        total(&fleet, |s| s.fleet_leases) == 2 && total(&fleet, |s| s.fleet_waits) == 2
+    })
+    .await;
+    eventually("the refresh's loader started", || {
+        runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    gate.notify_one();
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one refresh for the fleet");
+    assert_eq!(total(&fleet, |s| s.refreshes), 3, "each instance asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_batch_caller_leaves_its_load_to_the_callers_that_joined() {
+    let cache: Cache<u64, String> = Cache::builder("batch-cancel")
+        .jitter(Jitter::None)
+        .build()
+        .expect("valid config");
+    let (batch_runs, single_runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let gate = Arc::new(Notify::new());
+    let batch = {
+        let (cache, runs, gate) = (cache.clone(), batch_runs.clone(), gate.clone());
+        tokio::spawn(async move {
+            cache
+                .get_many_or_load(&[1, 2, 3], move |keys| async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok::<_, std::io::Error>(
+                        keys.into_iter()
+                            .map(|k| (k, format!("batch {k}")))
+                            .collect(),
+                    )
+                })
+                .await
+        })
+    };
+    eventually("the batch load started", || {
+        batch_runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let joined: Vec<_> = (0..10)
+        .map(|_| {
+            let (cache, runs) = (cache.clone(), single_runs.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(2, move |k| async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Some(format!("single {k}"))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    // Most have joined by now; any that have not will join after the abort: the
+    // flights stay registered while the batch load runs, either way.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    batch.abort();
+    let _ = batch.await;
+    gate.notify_one();
+    for t in joined {
+        assert_eq!(
+            t.await.expect("no panic").expect("value").as_deref(),
+            Some("batch 2")
+        );
+    }
+    assert_eq!(batch_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        single_runs.load(Ordering::SeqCst),
+        0,
+        "nobody loaded a second time"
+    );
+}

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::{Cache, CacheInner};
 use crate::error::Error;
 use crate::report::Event;
-use cache_tiered::FleetLease;
+use cache_tiered::{Count, FleetLease};
 
 pub(crate) mod policy;
 
@@ -118,9 +118,18 @@ where
         let ttl = cache.fleet_lease_ttl();
         let lease = match ttl {
             Some(ttl) => match cache.inner.tiered.try_lease(&key, ttl).await {
-                FleetLease::Held => return Ok(old.and_then(Entry::into_value)),
-                FleetLease::Acquired(lease) => Some(lease),
-                FleetLease::Local => None,
+                FleetLease::Held => {
+                    cache.fleet_count("waited", Count::LeaseWaited);
+                    return Ok(old.and_then(Entry::into_value));
+                }
+                FleetLease::Acquired(lease) => {
+                    cache.fleet_count("acquired", Count::LeaseAcquired);
+                    Some(lease)
+                }
+                FleetLease::Local => {
+                    cache.fleet_count("local", Count::LeaseLocal);
+                    None
+                }
             },
             None => None,
         };
