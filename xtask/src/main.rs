@@ -63,7 +63,7 @@ fn print_help() {
          ci                                  fmt + clippy + docs (-D warnings), test, chaos --quick, bench --quick, cargo deny\n  \
          bench [--quick] [--filter G] [--out D]  benchmarks vs moka, quick_cache, Mutex<LruCache>, raw redis (target/bench/)\n  \
          demo [--serve] [--quick]            the example service through its scripted story\n  \
-         chaos [--quick] [--filter S] [--out D]  several instances through Redis faults (target/chaos/)\n  \
+         chaos [--quick] [--filter S] [--out D] [--breaker consecutive]  several instances through Redis faults (target/chaos/)\n  \
          invariants                          dependency arrows, no env reads below the facade, file sizes\n  \
          help                                this text"
     );

@@ -3,8 +3,12 @@
 //! real cluster with replicas, all on loopback.
 //!
 //! ```text
-//! cargo xtask chaos [--quick] [--filter NAME] [--out DIR]
+//! cargo xtask chaos [--quick] [--filter NAME] [--out DIR] [--breaker consecutive]
 //! ```
+//!
+//! `--breaker consecutive` runs the fault scenarios with the breaker policy the
+//! cache had before it was tuned (open after 5 consecutive failures, 5 s open
+//! wait): the A/B behind the default.
 //!
 //! Every scenario runs three instances (64 concurrent callers over 200 hot keys
 //! that fit L1) with a deterministic source, in phases (baseline, fault, after),
@@ -34,6 +38,18 @@ use cache_facade::Cache;
 use cache_testkit::{FaultProxy, RedisCluster, RedisServer, Reply};
 use harness::{CONCURRENCY, Fleet, GRACE, PhaseStats};
 use serde::Serialize;
+
+/// Set by `--breaker consecutive`: the pre-tuning breaker policy, for A/B runs.
+static LEGACY_BREAKER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// The breaker policy of this run's caches (`None`: the cache's default).
+fn breaker_policy() -> Option<cache_facade::BreakerBuilder> {
+    LEGACY_BREAKER.get().copied().unwrap_or(false).then(|| {
+        cache_facade::BreakerBuilder::default()
+            .consecutive_failures(5)
+            .wait_in_open(Duration::from_secs(5))
+    })
+}
 
 /// Instances per scenario.
 const INSTANCES: usize = 3;
@@ -118,8 +134,14 @@ fn main() -> std::process::ExitCode {
             "--quick" => timing = QUICK,
             "--filter" => filter = args.next(),
             "--out" => out = args.next().map_or(out, PathBuf::from),
+            "--breaker" => {
+                let legacy = args.next().as_deref() == Some("consecutive");
+                let _ = LEGACY_BREAKER.set(legacy);
+            }
             "-h" | "--help" => {
-                println!("cargo xtask chaos [--quick] [--filter NAME] [--out DIR]");
+                println!(
+                    "cargo xtask chaos [--quick] [--filter NAME] [--out DIR] [--breaker consecutive]"
+                );
                 return std::process::ExitCode::SUCCESS;
             }
             other => {
@@ -186,6 +208,10 @@ const SCENARIOS: &[Scenario] = &[
     ),
     ("pause", "CLIENT PAUSE for the length of the fault"),
     (
+        "stall",
+        "one 150 ms CLIENT PAUSE (a burst of timeouts) under L2-heavy load: a fourth instance with a 16-entry L1",
+    ),
+    (
         "latency",
         "300 ms added to every packet by the fault proxy (op timeout 100 ms)",
     ),
@@ -231,6 +257,7 @@ async fn run_all(t: Timing, filter: Option<&str>) -> Vec<Outcome> {
             "idle-bus" => idle_bus(t).await,
             "kill-restart" => standalone(t, Fault::Kill).await,
             "pause" => standalone(t, Fault::Pause).await,
+            "stall" => standalone(t, Fault::Stall).await,
             "latency" => standalone(t, Fault::Latency).await,
             "black-hole" => standalone(t, Fault::BlackHole).await,
             "failover" => failover(t).await,
@@ -284,9 +311,12 @@ impl Measured {
 pub(crate) type Run = Result<Measured, String>;
 
 fn cache(name: &str, redis: &Redis) -> Result<Cache<u64, u64>, String> {
-    let b = Cache::builder(name)
+    let mut b = Cache::builder(name)
         .default_ttl(Duration::from_secs(60))
         .stale_window(Duration::from_secs(60));
+    if let Some(policy) = breaker_policy() {
+        b = b.breaker(policy);
+    }
     let b = match redis {
         Redis::Url(u) => b.redis_url(u.clone()),
         Redis::Cluster(urls) => b.redis_cluster(urls.clone()),
@@ -310,10 +340,13 @@ async fn fleet_with(name: &str, redis: &Redis, l2_heavy: bool) -> Result<Fleet, 
         .map(|_| cache(name, redis))
         .collect::<Result<Vec<_>, _>>()?;
     if l2_heavy {
-        let b = Cache::builder(name)
+        let mut b = Cache::builder(name)
             .max_entries(16)
             .default_ttl(Duration::from_secs(60))
             .stale_window(Duration::from_secs(60));
+        if let Some(policy) = breaker_policy() {
+            b = b.breaker(policy);
+        }
         let b = match redis {
             Redis::Url(u) => b.redis_url(u.clone()),
             Redis::Cluster(urls) => b.redis_cluster(urls.clone()),
@@ -378,6 +411,8 @@ async fn idle_bus(t: Timing) -> Run {
 enum Fault {
     Kill,
     Pause,
+    /// One 150 ms `CLIENT PAUSE`: a burst of timeouts, not an outage.
+    Stall,
     Latency,
     BlackHole,
 }
@@ -388,10 +423,11 @@ async fn standalone(t: Timing, fault: Fault) -> Run {
     let name = match fault {
         Fault::Kill => "kill",
         Fault::Pause => "pause",
+        Fault::Stall => "stall",
         Fault::Latency => "latency",
         Fault::BlackHole => "blackhole",
     };
-    let mut f = fleet(name, &Redis::Url(proxy.url())).await?;
+    let mut f = fleet_with(name, &Redis::Url(proxy.url()), fault == Fault::Stall).await?;
     f.start_load("baseline");
     tokio::time::sleep(t.baseline).await;
     f.begin_phase("fault");
@@ -399,8 +435,13 @@ async fn standalone(t: Timing, fault: Fault) -> Run {
     let fault_started = Instant::now();
     match fault {
         Fault::Kill => server.kill(),
-        Fault::Pause => {
-            let ms = t.fault.as_millis().to_string();
+        Fault::Pause | Fault::Stall => {
+            let pause = if fault == Fault::Stall {
+                Duration::from_millis(150)
+            } else {
+                t.fault
+            };
+            let ms = pause.as_millis().to_string();
             server
                 .connect()
                 .and_then(|mut c| c.cmd(&["CLIENT", "PAUSE", &ms]))
@@ -416,10 +457,20 @@ async fn standalone(t: Timing, fault: Fault) -> Run {
         Fault::Kill => {
             tokio::task::block_in_place(|| server.restart()).map_err(|e| e.to_string())?
         }
-        Fault::Pause => {}
+        Fault::Pause | Fault::Stall => {}
         Fault::Latency | Fault::BlackHole => proxy.heal(),
     }
     let mut run = outage_end(t, f, invalidated).await;
+    if fault == Fault::Stall
+        && let Ok(m) = &mut run
+    {
+        let bypass = m.bypass.unwrap_or(Duration::MAX);
+        m.checks.push(check(
+            "L2 bypass after one 150 ms stall < 1 s",
+            bypass < Duration::from_secs(1),
+            format!("{:.2} s", bypass.as_secs_f64()),
+        ));
+    }
     if fault == Fault::Kill
         && let Ok(m) = &mut run
     {
