@@ -27,15 +27,16 @@
 //!   the outage).
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod harness;
+mod report;
 mod stampede;
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cache_facade::Cache;
-use cache_testkit::{FaultProxy, RedisCluster, RedisServer, Reply};
+use cache_testkit::{FaultProxy, RedisServer};
 use harness::{CONCURRENCY, Fleet, GRACE, PhaseStats};
 use serde::Serialize;
 
@@ -162,9 +163,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     let outcomes = runtime.block_on(run_all(timing, filter.as_deref()));
-    let report = render(&outcomes);
+    let report = report::render(&outcomes);
     println!("{report}");
-    if let Err(e) = write_report(&out, &report, &outcomes) {
+    if let Err(e) = report::write_report(&out, &report, &outcomes) {
         eprintln!(
             "chaos: could not write the report to {}: {e}",
             out.display()
@@ -260,8 +261,8 @@ async fn run_all(t: Timing, filter: Option<&str>) -> Vec<Outcome> {
             "stall" => standalone(t, Fault::Stall).await,
             "latency" => standalone(t, Fault::Latency).await,
             "black-hole" => standalone(t, Fault::BlackHole).await,
-            "failover" => failover(t).await,
-            "slot-migration" => slot_migration(t).await,
+            "failover" => cluster::failover(t).await,
+            "slot-migration" => cluster::slot_migration(t).await,
             "stampede" => stampede::fleet_stampede(t.rounds, false, false).await,
             "stampede-down" => stampede::fleet_stampede(t.rounds, true, false).await,
             "stampede-cancel" => stampede::fleet_stampede(t.rounds, false, true).await,
@@ -538,182 +539,4 @@ async fn outage_end(t: Timing, mut f: Fleet, invalidated: u64) -> Run {
         bypass: Some(bypass),
         checks,
     })
-}
-
-/// `CLUSTER KEYSLOT` of `key`, asked of a node.
-fn keyslot(cluster: &RedisCluster, key: &str) -> Result<u16, String> {
-    let node = cluster
-        .nodes()
-        .first()
-        .ok_or_else(|| "empty cluster".to_owned())?;
-    match node
-        .connect()
-        .and_then(|mut c| c.cmd(&["CLUSTER", "KEYSLOT", key]))
-        .map_err(|e| e.to_string())?
-    {
-        Reply::Int(n) => u16::try_from(n).map_err(|e| e.to_string()),
-        other => Err(format!("KEYSLOT answered {other:?}")),
-    }
-}
-
-fn bus_key(name: &str) -> String {
-    format!("cache:{name}#bus")
-}
-
-async fn failover(t: Timing) -> Run {
-    let mut cluster = tokio::task::block_in_place(|| RedisCluster::start_with_replicas(3, 1))
-        .map_err(|e| e.to_string())?;
-    let name = "failover";
-    let mut f = fleet(name, &Redis::Cluster(cluster.urls())).await?;
-    let slot = keyslot(&cluster, &bus_key(name))?;
-    f.start_load("baseline");
-    tokio::time::sleep(t.baseline).await;
-    f.begin_phase("fault");
-    f.watch_bypass();
-    let killing = tokio::task::spawn_blocking(move || {
-        let r = cluster.kill_master_and_wait_for_promotion(slot);
-        (cluster, r)
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let invalidated = f.invalidate(INVALIDATIONS).await;
-    let (cluster, promoted) = killing.await.map_err(|e| e.to_string())?;
-    promoted.map_err(|e| e.to_string())?;
-    let run = outage_end(t, f, invalidated).await;
-    drop(cluster);
-    run
-}
-
-async fn slot_migration(t: Timing) -> Run {
-    let cluster = tokio::task::block_in_place(RedisCluster::start).map_err(|e| e.to_string())?;
-    let name = "migration";
-    let mut f = fleet_with(name, &Redis::Cluster(cluster.urls()), true).await?;
-    let store = f.caches[0]
-        .tiered()
-        .l2()
-        .ok_or_else(|| "no L2".to_owned())?
-        .clone();
-    let mut slots = std::collections::BTreeSet::new();
-    slots.insert(keyslot(&cluster, &bus_key(name))?);
-    for k in 0..HOT_KEYS {
-        let key = store.redis_key(&k).map_err(|e| e.to_string())?;
-        slots.insert(keyslot(&cluster, &key)?);
-    }
-    // More slots, spread over the key space, up to the scenario's count.
-    let mut extra = 0u16;
-    while slots.len() < t.slots && extra < 16_384 {
-        slots.insert(extra);
-        extra += 7;
-    }
-    f.start_load("baseline");
-    tokio::time::sleep(t.baseline).await;
-    f.begin_phase("fault");
-    f.watch_bypass();
-    let masters = cluster.masters();
-    let moving = tokio::task::spawn_blocking(move || {
-        let mut cluster = cluster;
-        let mut moved = 0usize;
-        for &slot in &slots {
-            let to = match cluster.owner_of(slot) {
-                Ok(owner) => (owner + 1) % masters,
-                Err(e) => return (cluster, Err(e.to_string())),
-            };
-            if let Err(e) = cluster.migrate_slot(slot, to) {
-                return (cluster, Err(format!("slot {slot}: {e}")));
-            }
-            moved += 1;
-        }
-        (cluster, Ok(moved))
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let invalidated = f.invalidate(INVALIDATIONS).await;
-    let (cluster, moved) = moving.await.map_err(|e| e.to_string())?;
-    let moved = moved?;
-    println!("chaos: moved {moved} slots");
-    let mut run = outage_end(t, f, invalidated).await;
-    drop(cluster);
-    if let Ok(m) = &mut run {
-        let bypass = m.bypass.unwrap_or(Duration::MAX);
-        m.checks.push(check(
-            format!("L2 bypass (any breaker open) while {moved} slots moved < 1 s"),
-            bypass < Duration::from_secs(1),
-            format!("{:.2} s", bypass.as_secs_f64()),
-        ));
-    }
-    run
-}
-
-fn render(outcomes: &[Outcome]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# Chaos report\n");
-    let _ = writeln!(
-        s,
-        "{INSTANCES} instances, {CONCURRENCY} concurrent callers, {HOT_KEYS} hot keys (fit L1), \
-         {INVALIDATIONS} keys invalidated on one instance during each fault.\n"
-    );
-    for o in outcomes {
-        let _ = writeln!(s, "## {}\n\n{}\n", o.scenario, o.about);
-        let _ = writeln!(
-            s,
-            "| phase | s | calls | errors | wrong | stale after inv. | loads | L1 entries | p50 µs | p99 µs | max ms |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for p in &o.phases {
-            let _ = writeln!(
-                s,
-                "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
-                p.name,
-                p.seconds,
-                p.calls,
-                p.errors,
-                p.wrong,
-                p.stale_after_invalidate,
-                p.loads,
-                p.l1_entries,
-                p.p50_us,
-                p.p99_us,
-                p.max_ms
-            );
-        }
-        match o.l2_used_again_s {
-            Some(l2) => {
-                let _ = writeln!(
-                    s,
-                    "\nL2 used again (every breaker closed, every recovery queue empty) {l2:.2} s after the fault ended."
-                );
-            }
-            None if o.l2_bypass_s.is_some() => {
-                let _ = writeln!(
-                    s,
-                    "\nL2 not used again within {} s of the fault's end.",
-                    L2_WATCH.as_secs()
-                );
-            }
-            None => {}
-        }
-        if let Some(b) = o.l2_bypass_s {
-            let _ = writeln!(
-                s,
-                "\nL2 bypassed (some breaker not closed) for {b:.2} s in all, from the fault's start."
-            );
-        }
-        let _ = writeln!(s);
-        for c in &o.checks {
-            let _ = writeln!(
-                s,
-                "- {} {}: {}",
-                if c.ok { "ok" } else { "**MISSED**" },
-                c.what,
-                c.detail
-            );
-        }
-        let _ = writeln!(s);
-    }
-    s
-}
-
-fn write_report(dir: &PathBuf, report: &str, outcomes: &[Outcome]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("report.md"), report)?;
-    let json = serde_json::to_string_pretty(outcomes).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("results.json"), json)
 }
