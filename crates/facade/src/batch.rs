@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cache_core::{CacheKey, Codec, DecodeKey, Entry, Store};
 use cache_singleflight::{FlightError, Role};
@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
+use crate::options::{LoadOptions, Shape};
 use crate::load::spawn_load;
 use crate::report::Event;
 
@@ -65,7 +66,48 @@ where
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
+        self.get_many_or_load_with(keys, &LoadOptions::new(), loader)
+            .await
+    }
+
+    /// [`get_many_or_load`](Self::get_many_or_load) with this call's
+    /// [`LoadOptions`]: the loaded entries get its TTL, negative TTL, stale window
+    /// and tags (every loaded key the same tags); its hard timeout bounds the
+    /// loader.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use cache_facade::{Cache, LoadOptions};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// let team = LoadOptions::new().tags(["team:3"]);
+    /// users
+    ///     .get_many_or_load_with(&[1, 2], &team, |ids| async move {
+    ///         Ok::<_, std::io::Error>(ids.into_iter().map(|id| (id, format!("user {id}"))).collect::<HashMap<_, _>>())
+    ///     })
+    ///     .await?;
+    /// assert_eq!(users.invalidate_tag("team:3").await?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn get_many_or_load_with<F, Fut, E>(
+        &self,
+        keys: &[K],
+        options: &LoadOptions,
+        loader: F,
+    ) -> Result<Vec<Option<V>>, Error>
+    where
+        F: FnOnce(Vec<K>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let inner = &self.inner;
+        let shape = options
+            .shape(&inner.settings)
+            .map_err(|e| self.failed(cache_core::CacheError::from(e).into()))?;
+        let hard_timeout = options.timeouts(&inner.settings).1;
         let now = inner.clock.now();
         let mut found: HashMap<K, Option<V>> = HashMap::with_capacity(keys.len());
         let mut stale: HashMap<K, Entry<V>> = HashMap::new();
@@ -119,7 +161,9 @@ where
             wanted = still;
         }
         if !wanted.is_empty() {
-            let loaded = self.load_batch(wanted, &stale, loader).await?;
+            let loaded = self
+                .load_batch(wanted, &stale, loader, (shape, hard_timeout))
+                .await?;
             found.extend(loaded);
         }
         Ok(keys
@@ -135,6 +179,7 @@ where
         wanted: Vec<K>,
         stale: &HashMap<K, Entry<V>>,
         loader: F,
+        how: (Shape, Option<Duration>),
     ) -> Result<Vec<(K, Option<V>)>, Error>
     where
         F: FnOnce(Vec<K>) -> Fut + Send + 'static,
@@ -187,7 +232,7 @@ where
             // it, whether or not this caller stays.
             let this = self.clone();
             tokio::spawn(async move {
-                let _ = tx.send(Some(this.run_batch_loader(mine, loader).await));
+                let _ = tx.send(Some(this.run_batch_loader(mine, loader, how).await));
             });
         }
         let outcomes = futures_util::future::join_all(flights).await;
@@ -222,7 +267,12 @@ where
 
     /// Calls the loader once, writes what it returned (and *absent* for what it
     /// did not) to both tiers, and counts.
-    async fn run_batch_loader<F, Fut, E>(&self, keys: Vec<K>, loader: F) -> Batch<K, V>
+    async fn run_batch_loader<F, Fut, E>(
+        &self,
+        keys: Vec<K>,
+        loader: F,
+        (shape, hard_timeout): (Shape, Option<Duration>),
+    ) -> Batch<K, V>
     where
         F: FnOnce(Vec<K>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
@@ -232,7 +282,7 @@ where
         inner.counters.record(&inner.meters, Event::LoadStarted);
         let started = Instant::now();
         let fut = loader(keys.clone());
-        let result = match inner.settings.hard_timeout {
+        let result = match hard_timeout {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r.map_err(|e| Error::Load(Arc::new(e))),
                 Err(_) => {
@@ -256,7 +306,7 @@ where
         for k in keys {
             let value = values.get(&k).cloned();
             self.count_loaded(value.is_some());
-            if let Some(entry) = self.loaded_entry(&k, value) {
+            if let Some(entry) = self.loaded_entry(&k, value, &shape) {
                 entries.push((k, entry));
             }
         }

@@ -86,6 +86,7 @@ mod log;
 mod memo;
 #[cfg(feature = "http")]
 mod observe;
+mod options;
 mod refresh;
 mod report;
 mod rules;
@@ -102,6 +103,7 @@ pub use health::UPKEEP_EVERY;
 #[doc(hidden)]
 pub use memo::__private;
 pub use memo::{Computed, MemoOptions};
+pub use options::{LoadContext, LoadOptions};
 pub use refresh::RefreshAhead;
 pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
 pub use rules::{

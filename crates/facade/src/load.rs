@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::error::Error;
 use crate::fleet::Turn;
+use crate::options::{LoadContext, LoadOptions, Shape};
 use crate::log::log_warn;
 use crate::report::Event;
 
@@ -69,6 +70,57 @@ where
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
+        self.read_through(key, None, move |ctx: LoadContext<K, V>| loader(ctx.into_key()))
+    }
+
+    /// [`get_or_load`](Self::get_or_load) with this call's [`LoadOptions`] (TTL,
+    /// negative TTL, tags, stale window, load timeouts) and a loader that gets a
+    /// [`LoadContext`]: the key, the value it replaces, and the say over the
+    /// entry's TTL, its tags, and whether to cache it at all.
+    pub fn get_or_load_with<'a, F, Fut>(
+        &'a self,
+        key: K,
+        options: &'a LoadOptions,
+        loader: F,
+    ) -> impl Future<Output = Result<Option<V>, Error>> + 'a
+    where
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
+        Fut: Future<Output = Option<V>> + Send + 'static,
+    {
+        self.read_through(key, Some(options), move |ctx| {
+            let load = loader(ctx);
+            async move { Ok::<_, std::convert::Infallible>(load.await) }
+        })
+    }
+
+    /// [`try_get_or_load`](Self::try_get_or_load) with this call's
+    /// [`LoadOptions`] and a loader that gets a [`LoadContext`].
+    pub fn try_get_or_load_with<'a, F, Fut, E>(
+        &'a self,
+        key: K,
+        options: &'a LoadOptions,
+        loader: F,
+    ) -> impl Future<Output = Result<Option<V>, Error>> + 'a
+    where
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.read_through(key, Some(options), loader)
+    }
+
+    /// Every read-through call: `options` of `None` means the cache's.
+    fn read_through<'a, F, Fut, E>(
+        &'a self,
+        key: K,
+        options: Option<&'a LoadOptions>,
+        loader: F,
+    ) -> impl Future<Output = Result<Option<V>, Error>> + 'a
+    where
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         // By hand, like `get`: the first poll answers a fresh L1 hit; only a miss
         // boxes the rest of the read path.
         let mut args = Some((key, loader));
@@ -80,10 +132,11 @@ where
                     let Some((key, loader)) = args.take() else {
                         panic!("`try_get_or_load` polled after it completed");
                     };
-                    match self.l1_or_miss(key, loader) {
+                    match self.l1_or_miss(key, loader, options) {
                         Ok(value) => return Poll::Ready(Ok(value)),
                         Err(L1Miss { key, l1, loader }) => {
-                            rest.insert(Box::pin(self.load_through(key, l1, loader)))
+                            let options = options.cloned().unwrap_or_default();
+                            rest.insert(Box::pin(self.load_through(key, l1, loader, options)))
                         }
                     }
                 }
@@ -94,9 +147,14 @@ where
 
     /// A fresh L1 hit's value (starting a background refresh when one is due), or
     /// what the rest of the read path needs.
-    fn l1_or_miss<F, Fut, E>(&self, key: K, loader: F) -> Result<Option<V>, L1Miss<K, V, F>>
+    fn l1_or_miss<F, Fut, E>(
+        &self,
+        key: K,
+        loader: F,
+        options: Option<&LoadOptions>,
+    ) -> Result<Option<V>, L1Miss<K, V, F>>
     where
-        F: FnOnce(K) -> Fut + Send + 'static,
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -111,7 +169,7 @@ where
             self.l1_hit();
             let value = e.value().cloned();
             if let Some(kind) = self.refresh_due(e, now) {
-                self.spawn_refresh(key, l1.clone(), kind, loader);
+                self.spawn_refresh(key, l1.clone(), kind, loader, options);
             }
             return Ok(value);
         }
@@ -124,12 +182,17 @@ where
         key: K,
         l1: Option<Entry<V>>,
         loader: F,
+        options: LoadOptions,
     ) -> Result<Option<V>, Error>
     where
-        F: FnOnce(K) -> Fut + Send + 'static,
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
+        // An invalid tag fails the call before anything loads.
+        let shape = options
+            .shape(&self.inner.settings)
+            .map_err(|e| self.failed(cache_core::CacheError::from(e).into()))?;
         let this = self.clone();
         let flight_key = key.clone();
         // The flight belongs to the load, not to this caller: a caller that goes
@@ -138,7 +201,11 @@ where
         let outcome = self
             .inner
             .flights
-            .work_detached(flight_key, move || this.lead(key, l1, loader), spawn_load)
+            .work_detached(
+                flight_key,
+                move || this.lead(key, l1, loader, (options, shape)),
+                spawn_load,
+            )
             .await;
         if outcome.role() == Role::Follower {
             self.inner
@@ -175,9 +242,10 @@ where
         key: K,
         l1: Option<Entry<V>>,
         loader: F,
+        how: (LoadOptions, Shape),
     ) -> Result<Option<V>, Error>
     where
-        F: FnOnce(K) -> Fut + Send + 'static,
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -189,7 +257,7 @@ where
         self.miss();
         match self.fleet_turn(&key).await {
             Turn::Loaded(value) => Ok(value),
-            Turn::Load(lease) => self.load(key, stale, loader, lease).await,
+            Turn::Load(lease) => self.load(key, stale, loader, lease, how).await,
         }
     }
 
@@ -201,9 +269,10 @@ where
         stale: Option<Entry<V>>,
         loader: F,
         lease: Option<LoadLease>,
+        how: (LoadOptions, Shape),
     ) -> Result<Option<V>, Error>
     where
-        F: FnOnce(K) -> Fut + Send + 'static,
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -216,7 +285,7 @@ where
                 outcome = tracing::field::Empty
             );
             let result = self
-                .load_untraced(key, stale, loader, lease)
+                .load_untraced(key, stale, loader, lease, how)
                 .instrument(span.clone())
                 .await;
             span.record("outcome", crate::log::outcome(&result));
@@ -224,7 +293,7 @@ where
         }
         #[cfg(not(feature = "tracing"))]
         {
-            self.load_untraced(key, stale, loader, lease).await
+            self.load_untraced(key, stale, loader, lease, how).await
         }
     }
 
@@ -238,16 +307,19 @@ where
         stale: Option<Entry<V>>,
         loader: F,
         lease: Option<LoadLease>,
+        how: (LoadOptions, Shape),
     ) -> Result<Option<V>, Error>
     where
-        F: FnOnce(K) -> Fut + Send + 'static,
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
         let inner = &self.inner;
         inner.counters.record(&inner.meters, Event::LoadStarted);
         let started = Instant::now();
-        let fut = loader(key.clone());
+        let (options, shape) = how;
+        let (ctx, decisions) = LoadContext::new(key.clone(), stale.clone());
+        let fut = loader(ctx);
         let writer = self.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let lease_ttl = self.fleet_lease_ttl().unwrap_or_default();
@@ -264,13 +336,15 @@ where
                     return;
                 }
             };
-            let entry = writer.loaded_entry(&key, value.clone());
+            let shape = shape.decided(&decisions.lock());
+            let entry = writer.loaded_entry(&key, value.clone(), &shape);
             // Fail-open answers once L1 holds it (L2 follows in the background).
             let written = tiered.write_back_leased(key, entry, lease).await;
             let _ = tx.send(Ok((value, written)));
         });
-        let soft = inner.settings.soft_timeout.filter(|_| stale.is_some());
-        let limit = soft.or(inner.settings.hard_timeout);
+        let (soft, hard) = options.timeouts(&inner.settings);
+        let soft = soft.filter(|_| stale.is_some());
+        let limit = soft.or(hard);
         let waited = match limit {
             Some(limit) => match tokio::time::timeout(limit, rx).await {
                 Ok(done) => Waited::Done(done),
@@ -303,7 +377,7 @@ where
             }
             Waited::TimedOut(after) => {
                 self.load_timed_out();
-                match (soft, inner.settings.hard_timeout) {
+                match (soft, hard) {
                     // Serve stale now; the load goes on, bounded by the hard timeout.
                     (Some(soft), Some(hard)) => {
                         let abort = task.abort_handle();
@@ -363,16 +437,31 @@ where
             .record(&self.inner.meters, Event::LoadTimeout);
     }
 
-    /// What a load of `key` writes: a value joins the bloom guard and gets the
-    /// jittered default TTL; *absent* gets the negative TTL (or nothing when
-    /// negative caching is off).
-    pub(crate) fn loaded_entry(&self, key: &K, value: Option<V>) -> Option<Entry<V>> {
+    /// What a load of `key` writes, shaped by the cache, the call and the loader:
+    /// a value joins the bloom guard and gets the jittered TTL; *absent* gets the
+    /// negative TTL (or nothing when it is zero); both carry the shape's tags.
+    /// `None` when nothing is to be cached.
+    pub(crate) fn loaded_entry(&self, key: &K, value: Option<V>, shape: &Shape) -> Option<Entry<V>> {
+        if !shape.cache {
+            return None;
+        }
         if value.is_some()
             && let Some(bloom) = &self.inner.bloom
         {
             bloom.insert(key);
         }
-        self.make_entry(value, self.inner.settings.default_ttl)
+        let s = &self.inner.settings;
+        let now = self.inner.clock.now();
+        let entry = match value {
+            Some(v) => Entry::new(v, now, s.jitter.apply(shape.ttl))
+                .with_stale_window(shape.stale_window),
+            None if shape.negative_ttl.is_zero() => return None,
+            None => Entry::absent(now, s.jitter.apply(shape.negative_ttl)),
+        };
+        Some(match &shape.tags {
+            Some(tags) => entry.with_tag_set(tags.clone()),
+            None => entry,
+        })
     }
 
     pub(crate) fn make_entry(&self, value: Option<V>, ttl: Duration) -> Option<Entry<V>> {

@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
+use crate::options::Shape;
 use crate::report::Event;
 use cache_tiered::TierRead;
 
@@ -77,30 +78,59 @@ impl<T> From<T> for Computed<T> {
     }
 }
 
-/// Options of [`Cache::memoize`]: the TTL of what it stores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Options of [`Cache::memoize`]: the TTL and tags of what it stores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoOptions {
     ttl: Option<Duration>,
+    tags: Vec<String>,
 }
 
 impl MemoOptions {
-    /// The cache's defaults (its default TTL, jittered).
+    /// The cache's defaults (its default TTL, jittered; no tags).
     #[must_use]
     pub const fn new() -> Self {
-        MemoOptions { ttl: None }
+        MemoOptions {
+            ttl: None,
+            tags: Vec::new(),
+        }
     }
 
     /// The TTL of stored values (still jittered). *Absent* results keep the cache's
     /// negative TTL.
     #[must_use]
-    pub const fn ttl(mut self, ttl: Duration) -> Self {
+    pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Tags of the stored entry (L1 and L2), for
+    /// [`Cache::invalidate_tag`]. A computation whose tags are invalid (empty,
+    /// whitespace, too long) still answers, but is not stored (logged as a
+    /// warning with feature `tracing`).
+    ///
+    /// ```
+    /// use cache_facade::{Cache, MemoOptions};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// let options = MemoOptions::new().tags(["user:7"]);
+    /// users.memoize(7, &options, async { Ok::<_, std::fmt::Error>("Ada".to_string()) }).await?;
+    /// assert_eq!(users.invalidate_tag("user:7").await?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
         self
     }
 }
 
-/// Tells coalesced callers that the leader's computation failed; its error went to
-/// the leader only, and each follower then runs its own computation.
 #[derive(Debug)]
 struct ComputationFailed;
 
@@ -369,17 +399,22 @@ where
     /// Stores a computed value: L1 now, L2 in the background (fail-open; in
     /// fail-closed mode both before returning, faults ignored).
     async fn store_computed(&self, key: K, value: Option<V>, options: &MemoOptions) {
-        let entry = match value {
-            Some(v) => {
-                if let Some(bloom) = &self.inner.bloom {
-                    bloom.insert(&key);
+        let mut shape = Shape::of(&self.inner.settings);
+        if let Some(ttl) = options.ttl {
+            shape.ttl = ttl;
+        }
+        if !options.tags.is_empty() {
+            match cache_core::Tags::new(options.tags.iter().map(String::as_str)) {
+                Ok(tags) => shape.tags = Some(tags),
+                Err(e) => {
+                    crate::log::log_warn!(cache = %self.inner.name, error = %e, "memoized value not stored: invalid tag");
+                    return;
                 }
-                let ttl = options.ttl.unwrap_or(self.inner.settings.default_ttl);
-                self.make_entry(Some(v), ttl)
             }
-            None => self.make_entry(None, self.inner.settings.default_ttl),
+        }
+        let Some(entry) = self.loaded_entry(&key, value, &shape) else {
+            return;
         };
-        let Some(entry) = entry else { return };
         let _ = self.inner.tiered.write_back(key, entry).await;
     }
 }

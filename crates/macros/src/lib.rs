@@ -92,6 +92,7 @@ const MAX_NAME_LEN: usize = 64;
 /// | `key_type = Type` | Without `cache`: the type of `key = ...` (default `String`). |
 /// | `unless = pred` | `pred(&value) == true` keeps the value out of the cache (it is still returned). `value` is the return value, or the `Ok` value of a `Result`. |
 /// | `max_entries = n` | Without `cache`: the bound of the fn's own cache. |
+/// | `tags = ["user:{id}", "users"]` | Tags of the stored entry (L1 and L2 copies), for `invalidate_tag`: format strings over the arguments, built before the body runs. |
 ///
 /// # Return types
 ///
@@ -151,9 +152,11 @@ struct Options {
     key_type: Option<Type>,
     unless: Option<Expr>,
     max_entries: Option<Expr>,
+    tags: Option<Vec<LitStr>>,
 }
 
-const OPTION_NAMES: &str = "cache, name (or namespace), ttl, key, key_type, unless and max_entries";
+const OPTION_NAMES: &str =
+    "cache, name (or namespace), ttl, key, key_type, unless, max_entries and tags";
 
 impl Parse for Options {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -192,6 +195,7 @@ impl Parse for Options {
                 "key_type" => o.key_type = Some(input.parse()?),
                 "unless" => o.unless = Some(input.parse()?),
                 "max_entries" => o.max_entries = Some(input.parse()?),
+                "tags" => o.tags = Some(parse_tags(input)?),
                 "stampede_protection" | "sync_writes" => {
                     return Err(syn::Error::new(
                         ident.span(),
@@ -249,6 +253,38 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// `tags = ["user:{id}", "users"]`: format strings over the fn's arguments.
+fn parse_tags(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
+    let array: syn::ExprArray = input.parse().map_err(|e| {
+        syn::Error::new(e.span(), "`tags` takes an array of string literals, e.g. `tags = [\"user:{id}\"]`")
+    })?;
+    let mut tags = Vec::new();
+    for elem in array.elems {
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(lit),
+            ..
+        }) = elem
+        else {
+            return Err(syn::Error::new(
+                elem.span(),
+                "each tag is a string literal (a format string over the arguments, e.g. \"user:{id}\")",
+            ));
+        };
+        let text = lit.value();
+        if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(syn::Error::new(
+                lit.span(),
+                "a tag is not empty and has no whitespace or control characters",
+            ));
+        }
+        tags.push(lit);
+    }
+    if tags.is_empty() {
+        return Err(syn::Error::new(array.bracket_token.span.join(), "`tags = []` tags nothing; remove it"));
+    }
+    Ok(tags)
 }
 
 /// A name the cache (and its Redis namespace) accepts: 1 to 64 of `[A-Za-z0-9_.-]`.
@@ -515,6 +551,15 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         }
         _ => quote!(::cache_facade::MemoOptions::new()),
     };
+    // Tags are built from the arguments before the body takes them.
+    let (tags_let, options) = match &o.tags {
+        Some(tags) => (
+            quote!(let __cached_tags: ::std::vec::Vec<::std::string::String> =
+                ::std::vec![#(::std::format!(#tags)),*];),
+            quote!(#options.tags(__cached_tags)),
+        ),
+        None => (quote!(), options),
+    };
 
     let block = &func.block;
     let lookup = match &o.cache {
@@ -588,6 +633,7 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #(#attrs)*
         #vis #sig {
             let __cached_key = #key_expr;
+            #tags_let
             let __cached_body = ::cache_facade::__private::typed::<#ret, _>(async move #block);
             let __cached_compute = #compute;
             #lookup

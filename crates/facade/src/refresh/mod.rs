@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::{Cache, CacheInner};
 use crate::error::Error;
+use crate::options::{Decisions, LoadContext, LoadOptions, Shape};
 use crate::report::Event;
 use cache_tiered::{Count, FleetLease};
 
@@ -52,14 +53,25 @@ where
         old: Option<Entry<V>>,
         kind: RefreshKind,
         loader: F,
+        options: Option<&LoadOptions>,
     ) where
-        F: FnOnce(K) -> Fut,
+        F: FnOnce(LoadContext<K, V>) -> Fut,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let Ok(shape) = options.map_or_else(
+            || Ok(Shape::of(&self.inner.settings)),
+            |o| o.shape(&self.inner.settings),
+        ) else {
+            return; // an invalid tag: the call itself reports it when it misses
+        };
+        let hard_timeout = options
+            .map_or(self.inner.settings.hard_timeout, |o| {
+                o.timeouts(&self.inner.settings).1
+            });
         let mut running = self.inner.refreshing.lock();
         if running.contains_key(&key) {
             return;
@@ -69,8 +81,8 @@ where
             RefreshKind::XFetch => Event::RefreshXFetch,
         };
         self.inner.counters.record(&self.inner.meters, event);
-        let fut = loader(key.clone());
-        let hard_timeout = self.inner.settings.hard_timeout;
+        let (ctx, decisions) = LoadContext::new(key.clone(), old.clone());
+        let fut = loader(ctx);
         let weak = Arc::downgrade(&self.inner);
         let flights = Arc::clone(&self.inner.flights);
         let (flight_key, task_key) = (key.clone(), key.clone());
@@ -80,7 +92,7 @@ where
             // joined, and misses arriving meanwhile join this refresh.
             let _ = flights
                 .work(flight_key.clone(), move || {
-                    refresh(weak, flight_key, old, fut, hard_timeout)
+                    refresh(weak, flight_key, old, fut, hard_timeout, (shape, decisions))
                 })
                 .await;
             if let Some(inner) = done.upgrade() {
@@ -100,6 +112,7 @@ async fn refresh<K, V, C, Fut, E>(
     old: Option<Entry<V>>,
     fut: Fut,
     hard_timeout: Option<std::time::Duration>,
+    (shape, decisions): (Shape, Arc<parking_lot::Mutex<Decisions>>),
 ) -> Result<Option<V>, Error>
 where
     K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
@@ -160,7 +173,8 @@ where
         Ok(Ok(value)) => {
             inner.recompute.record(took);
             cache.count_loaded(value.is_some());
-            let entry = cache.loaded_entry(&key, value.clone());
+            let shape = shape.decided(&decisions.lock());
+            let entry = cache.loaded_entry(&key, value.clone(), &shape);
             // L1 holds the new copy whatever L2 did (faults are counted there).
             let _ = inner.tiered.write_back_leased(key, entry, lease).await;
             return Ok(value);

@@ -1,0 +1,225 @@
+//! Entries shaped by the call and by the loader: per-call options, the loader
+//! context, and tags on everything the cache loads, across instances.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
+
+use cache_core::MockClock;
+use cache_facade::{Cache, Error, Jitter, LoadOptions, cached};
+use cache_testkit::{RedisServer, eventually_async};
+
+fn on_clock(clock: &MockClock) -> Cache<u64, String> {
+    Cache::builder("entries")
+        .jitter(Jitter::None)
+        .default_ttl(Duration::from_secs(60))
+        .negative_ttl(Duration::from_secs(10))
+        .stale_window(Duration::from_secs(120))
+        .clock(clock.clone())
+        .build()
+        .expect("valid config")
+}
+
+/// Counts loader runs of `key`, answering `value`.
+async fn load(cache: &Cache<u64, String>, key: u64, options: &LoadOptions, runs: &Arc<AtomicUsize>) -> Option<String> {
+    let runs = runs.clone();
+    cache
+        .get_or_load_with(key, options, move |ctx| async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Some(format!("v{}", ctx.key()))
+        })
+        .await
+        .expect("no error")
+}
+
+#[tokio::test]
+async fn a_loader_picks_the_ttl_from_what_it_loaded() {
+    let clock = MockClock::default();
+    let prices = on_clock(&clock);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let adaptive = |price: u64, runs: Arc<AtomicUsize>| {
+        move |ctx: cache_facade::LoadContext<u64, String>| async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            // Volatile (expensive) items briefly, settled ones long.
+            ctx.set_ttl(if price > 10 { Duration::from_secs(5) } else { Duration::from_secs(600) });
+            Some(format!("price {price}"))
+        }
+    };
+    let none = LoadOptions::new();
+    prices.get_or_load_with(1, &none, adaptive(50, runs.clone())).await.expect("ok");
+    prices.get_or_load_with(2, &none, adaptive(3, runs.clone())).await.expect("ok");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    clock.advance(Duration::from_secs(6));
+    // Key 1 (5 s) is due again; key 2 (600 s) is still fresh.
+    prices.get_or_load_with(1, &none, adaptive(50, runs.clone())).await.expect("ok");
+    prices.get_or_load_with(2, &none, adaptive(3, runs.clone())).await.expect("ok");
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    clock.advance(Duration::from_secs(100));
+    prices.get_or_load_with(2, &none, adaptive(3, runs.clone())).await.expect("ok");
+    assert_eq!(runs.load(Ordering::SeqCst), 3, "600 s is not over after 106 s");
+}
+
+#[tokio::test]
+async fn per_call_options_override_the_cache() {
+    let clock = MockClock::default();
+    let cache = on_clock(&clock);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let short = LoadOptions::new().ttl(Duration::from_secs(2));
+    load(&cache, 1, &short, &runs).await;
+    load(&cache, 2, &LoadOptions::new(), &runs).await;
+    clock.advance(Duration::from_secs(3));
+    load(&cache, 1, &short, &runs).await;
+    load(&cache, 2, &LoadOptions::new(), &runs).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3, "only the 2 s entry was loaded again");
+
+    // A per-call negative TTL: absence remembered for 1 s instead of 10 s.
+    let absent_runs = Arc::new(AtomicUsize::new(0));
+    let brief = LoadOptions::new().negative_ttl(Duration::from_secs(1));
+    for _ in 0..2 {
+        let r = absent_runs.clone();
+        let got = cache
+            .get_or_load_with(9, &brief, move |_| async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                None
+            })
+            .await
+            .expect("ok");
+        assert_eq!(got, None);
+        clock.advance(Duration::from_millis(1_500));
+    }
+    assert_eq!(absent_runs.load(Ordering::SeqCst), 2);
+
+    // A per-call hard timeout.
+    let hasty = LoadOptions::new().hard_timeout(Duration::from_millis(50));
+    let slow = cache
+        .get_or_load_with(10, &hasty, |_| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Some("late".to_owned())
+        })
+        .await;
+    assert!(matches!(slow, Err(Error::LoadTimeout(_))), "{slow:?}");
+}
+
+#[tokio::test]
+async fn an_invalid_tag_fails_the_call_before_anything_loads() {
+    let cache = on_clock(&MockClock::default());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let bad = LoadOptions::new().tags(["has space"]);
+    let got = cache
+        .get_or_load_with(1, &bad, move |_| async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            Some("x".to_owned())
+        })
+        .await;
+    assert!(got.is_err(), "{got:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    // The loader's own invalid tag is refused where it is set.
+    let got = cache
+        .get_or_load_with(2, &LoadOptions::new(), |ctx| async move {
+            assert!(ctx.set_tags(["tab\there"]).is_err());
+            Some("y".to_owned())
+        })
+        .await;
+    assert_eq!(got.expect("the value still answers").as_deref(), Some("y"));
+}
+
+#[tokio::test]
+async fn a_loader_sees_what_it_replaces_and_may_decline_to_cache() {
+    let clock = MockClock::default();
+    let cache = on_clock(&clock);
+    cache.set(1, "old".to_owned()).await.expect("set");
+    clock.advance(Duration::from_secs(61)); // past the TTL, within the stale window
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let s = seen.clone();
+    let got = cache
+        .get_or_load_with(1, &LoadOptions::new(), move |ctx| async move {
+            *s.lock().expect("lock") = ctx.stale_value().cloned();
+            assert!(ctx.stale_entry().is_some_and(|e| !e.is_absent()));
+            ctx.skip_caching();
+            Some("fresh but private".to_owned())
+        })
+        .await
+        .expect("ok");
+    assert_eq!(got.as_deref(), Some("fresh but private"));
+    assert_eq!(seen.lock().expect("lock").as_deref(), Some("old"));
+    // Not cached: the next call loads again.
+    let runs = Arc::new(AtomicUsize::new(0));
+    load(&cache, 1, &LoadOptions::new(), &runs).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+static REDIS_URL: OnceLock<String> = OnceLock::new();
+
+static PROFILES: LazyLock<Cache<u64, String>> = LazyLock::new(|| {
+    Cache::builder("profiles")
+        .redis_url(REDIS_URL.get().expect("set by the test").clone())
+        .build()
+        .expect("valid config")
+});
+
+static PROFILE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = PROFILES, tags = ["user:{id}", "profiles"])]
+async fn profile(id: u64) -> String {
+    PROFILE_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("profile {id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_on_loaded_entries_reach_every_instance() {
+    let server = RedisServer::start().expect("redis-server");
+    let url = server.url();
+    let _ = REDIS_URL.set(url.clone());
+    let instance = || {
+        Cache::<u64, String>::builder("tagged")
+            .redis_url(url.clone())
+            .build()
+            .expect("valid config")
+    };
+    let (a, b) = (instance(), instance());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let user7 = LoadOptions::new().tags(["user:7"]);
+    // Loaded on A, read through L2 on B: both L1 copies carry the tag.
+    assert_eq!(load(&a, 7, &user7, &runs).await.as_deref(), Some("v7"));
+    assert_eq!(load(&b, 7, &user7, &runs).await.as_deref(), Some("v7"));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // A batch with tags, on A; B reads it from L2.
+    let team = LoadOptions::new().tags(["team:1"]);
+    let got = a
+        .get_many_or_load_with(&[1, 2], &team, |ids| async move {
+            Ok::<_, std::io::Error>(ids.into_iter().map(|id| (id, format!("member {id}"))).collect::<HashMap<_, _>>())
+        })
+        .await
+        .expect("ok");
+    assert_eq!(got.len(), 2);
+    assert_eq!(b.get(&1).await.expect("ok").as_deref(), Some("member 1"));
+
+    // Invalidated on B: gone from B, from L2 and (through the bus) from A.
+    assert_eq!(b.invalidate_tag("user:7").await.expect("ok"), 1);
+    assert_eq!(b.invalidate_tag("team:1").await.expect("ok"), 2);
+    assert_eq!(b.get(&7).await.expect("ok"), None);
+    eventually_async("A dropped the tagged entries", || {
+        let a = a.clone();
+        async move {
+            a.get(&7).await.ok() == Some(None)
+                && a.get(&1).await.ok() == Some(None)
+                && a.get(&2).await.ok() == Some(None)
+        }
+    })
+    .await;
+
+    // `#[cached(tags = ...)]`: tags built from the arguments.
+    assert_eq!(profile(5).await, "profile 5");
+    assert_eq!(profile(5).await, "profile 5");
+    assert_eq!(PROFILE_RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(instance_named("profiles", &url).get(&5).await.expect("ok").as_deref(), Some("profile 5"));
+    assert_eq!(PROFILES.invalidate_tag("user:5").await.expect("ok"), 1);
+    assert_eq!(profile(5).await, "profile 5");
+    assert_eq!(PROFILE_RUNS.load(Ordering::SeqCst), 2, "the tag invalidated it");
+}
+
+fn instance_named(name: &str, url: &str) -> Cache<u64, String> {
+    Cache::builder(name).redis_url(url).build().expect("valid config")
+}
