@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::options::{LoadOptions, Shape};
 use crate::load::spawn_load;
+use crate::options::{LoadOptions, Shape};
 use crate::report::Event;
 
 /// What the batch loader produced, shared with every key's flight.
@@ -106,7 +106,7 @@ where
         let inner = &self.inner;
         let shape = options
             .shape(&inner.settings)
-            .map_err(|e| self.failed(cache_core::CacheError::from(e).into()))?;
+            .map_err(|e| self.failed(cache_core::CacheError::from(e)))?;
         let hard_timeout = options.timeouts(&inner.settings).1;
         let now = inner.clock.now();
         let mut found: HashMap<K, Option<V>> = HashMap::with_capacity(keys.len());

@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::error::Error;
 use crate::fleet::Turn;
-use crate::options::{LoadContext, LoadOptions, Shape};
 use crate::log::log_warn;
+use crate::options::{LoadContext, LoadOptions, Shape};
 use crate::report::Event;
 
 /// What the read path needs past an L1 miss (or a stale L1 entry).
@@ -70,7 +70,9 @@ where
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
-        self.read_through(key, None, move |ctx: LoadContext<K, V>| loader(ctx.into_key()))
+        self.read_through(key, None, move |ctx: LoadContext<K, V>| {
+            loader(ctx.into_key())
+        })
     }
 
     /// [`get_or_load`](Self::get_or_load) with this call's [`LoadOptions`] (TTL,
@@ -192,7 +194,7 @@ where
         // An invalid tag fails the call before anything loads.
         let shape = options
             .shape(&self.inner.settings)
-            .map_err(|e| self.failed(cache_core::CacheError::from(e).into()))?;
+            .map_err(|e| self.failed(cache_core::CacheError::from(e)))?;
         let this = self.clone();
         let flight_key = key.clone();
         // The flight belongs to the load, not to this caller: a caller that goes
@@ -441,7 +443,12 @@ where
     /// a value joins the bloom guard and gets the jittered TTL; *absent* gets the
     /// negative TTL (or nothing when it is zero); both carry the shape's tags.
     /// `None` when nothing is to be cached.
-    pub(crate) fn loaded_entry(&self, key: &K, value: Option<V>, shape: &Shape) -> Option<Entry<V>> {
+    pub(crate) fn loaded_entry(
+        &self,
+        key: &K,
+        value: Option<V>,
+        shape: &Shape,
+    ) -> Option<Entry<V>> {
         if !shape.cache {
             return None;
         }
@@ -453,8 +460,9 @@ where
         let s = &self.inner.settings;
         let now = self.inner.clock.now();
         let entry = match value {
-            Some(v) => Entry::new(v, now, s.jitter.apply(shape.ttl))
-                .with_stale_window(shape.stale_window),
+            Some(v) => {
+                Entry::new(v, now, s.jitter.apply(shape.ttl)).with_stale_window(shape.stale_window)
+            }
             None if shape.negative_ttl.is_zero() => return None,
             None => Entry::absent(now, s.jitter.apply(shape.negative_ttl)),
         };

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::options::Shape;
+use crate::options::Shape as EntryShape;
 use crate::report::Event;
 use cache_tiered::TierRead;
 
@@ -399,7 +399,7 @@ where
     /// Stores a computed value: L1 now, L2 in the background (fail-open; in
     /// fail-closed mode both before returning, faults ignored).
     async fn store_computed(&self, key: K, value: Option<V>, options: &MemoOptions) {
-        let mut shape = Shape::of(&self.inner.settings);
+        let mut shape = EntryShape::of(&self.inner.settings);
         if let Some(ttl) = options.ttl {
             shape.ttl = ttl;
         }

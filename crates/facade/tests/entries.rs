@@ -22,7 +22,12 @@ fn on_clock(clock: &MockClock) -> Cache<u64, String> {
 }
 
 /// Counts loader runs of `key`, answering `value`.
-async fn load(cache: &Cache<u64, String>, key: u64, options: &LoadOptions, runs: &Arc<AtomicUsize>) -> Option<String> {
+async fn load(
+    cache: &Cache<u64, String>,
+    key: u64,
+    options: &LoadOptions,
+    runs: &Arc<AtomicUsize>,
+) -> Option<String> {
     let runs = runs.clone();
     cache
         .get_or_load_with(key, options, move |ctx| async move {
@@ -42,22 +47,45 @@ async fn a_loader_picks_the_ttl_from_what_it_loaded() {
         move |ctx: cache_facade::LoadContext<u64, String>| async move {
             runs.fetch_add(1, Ordering::SeqCst);
             // Volatile (expensive) items briefly, settled ones long.
-            ctx.set_ttl(if price > 10 { Duration::from_secs(5) } else { Duration::from_secs(600) });
+            ctx.set_ttl(if price > 10 {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_secs(600)
+            });
             Some(format!("price {price}"))
         }
     };
     let none = LoadOptions::new();
-    prices.get_or_load_with(1, &none, adaptive(50, runs.clone())).await.expect("ok");
-    prices.get_or_load_with(2, &none, adaptive(3, runs.clone())).await.expect("ok");
+    prices
+        .get_or_load_with(1, &none, adaptive(50, runs.clone()))
+        .await
+        .expect("ok");
+    prices
+        .get_or_load_with(2, &none, adaptive(3, runs.clone()))
+        .await
+        .expect("ok");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     clock.advance(Duration::from_secs(6));
     // Key 1 (5 s) is due again; key 2 (600 s) is still fresh.
-    prices.get_or_load_with(1, &none, adaptive(50, runs.clone())).await.expect("ok");
-    prices.get_or_load_with(2, &none, adaptive(3, runs.clone())).await.expect("ok");
+    prices
+        .get_or_load_with(1, &none, adaptive(50, runs.clone()))
+        .await
+        .expect("ok");
+    prices
+        .get_or_load_with(2, &none, adaptive(3, runs.clone()))
+        .await
+        .expect("ok");
     assert_eq!(runs.load(Ordering::SeqCst), 3);
     clock.advance(Duration::from_secs(100));
-    prices.get_or_load_with(2, &none, adaptive(3, runs.clone())).await.expect("ok");
-    assert_eq!(runs.load(Ordering::SeqCst), 3, "600 s is not over after 106 s");
+    prices
+        .get_or_load_with(2, &none, adaptive(3, runs.clone()))
+        .await
+        .expect("ok");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "600 s is not over after 106 s"
+    );
 }
 
 #[tokio::test]
@@ -71,7 +99,11 @@ async fn per_call_options_override_the_cache() {
     clock.advance(Duration::from_secs(3));
     load(&cache, 1, &short, &runs).await;
     load(&cache, 2, &LoadOptions::new(), &runs).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 3, "only the 2 s entry was loaded again");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "only the 2 s entry was loaded again"
+    );
 
     // A per-call negative TTL: absence remembered for 1 s instead of 10 s.
     let absent_runs = Arc::new(AtomicUsize::new(0));
@@ -172,12 +204,7 @@ async fn tags_on_loaded_entries_reach_every_instance() {
     let server = RedisServer::start().expect("redis-server");
     let url = server.url();
     let _ = REDIS_URL.set(url.clone());
-    let instance = || {
-        Cache::<u64, String>::builder("tagged")
-            .redis_url(url.clone())
-            .build()
-            .expect("valid config")
-    };
+    let instance = || instance_named("tagged", &url);
     let (a, b) = (instance(), instance());
     let runs = Arc::new(AtomicUsize::new(0));
     let user7 = LoadOptions::new().tags(["user:7"]);
@@ -189,12 +216,21 @@ async fn tags_on_loaded_entries_reach_every_instance() {
     let team = LoadOptions::new().tags(["team:1"]);
     let got = a
         .get_many_or_load_with(&[1, 2], &team, |ids| async move {
-            Ok::<_, std::io::Error>(ids.into_iter().map(|id| (id, format!("member {id}"))).collect::<HashMap<_, _>>())
+            Ok::<_, std::io::Error>(
+                ids.into_iter()
+                    .map(|id| (id, format!("member {id}")))
+                    .collect::<HashMap<_, _>>(),
+            )
         })
         .await
         .expect("ok");
     assert_eq!(got.len(), 2);
-    assert_eq!(b.get(&1).await.expect("ok").as_deref(), Some("member 1"));
+    // (L2 is written in the background after a load.)
+    eventually_async("B reads the batch from L2", || {
+        let b = b.clone();
+        async move { b.get(&1).await.ok().flatten().as_deref() == Some("member 1") }
+    })
+    .await;
 
     // Invalidated on B: gone from B, from L2 and (through the bus) from A.
     assert_eq!(b.invalidate_tag("user:7").await.expect("ok"), 1);
@@ -214,12 +250,24 @@ async fn tags_on_loaded_entries_reach_every_instance() {
     assert_eq!(profile(5).await, "profile 5");
     assert_eq!(profile(5).await, "profile 5");
     assert_eq!(PROFILE_RUNS.load(Ordering::SeqCst), 1);
-    assert_eq!(instance_named("profiles", &url).get(&5).await.expect("ok").as_deref(), Some("profile 5"));
+    let other = instance_named("profiles", &url);
+    eventually_async("another instance reads the profile from L2", || {
+        let other = other.clone();
+        async move { other.get(&5).await.ok().flatten().as_deref() == Some("profile 5") }
+    })
+    .await;
     assert_eq!(PROFILES.invalidate_tag("user:5").await.expect("ok"), 1);
     assert_eq!(profile(5).await, "profile 5");
-    assert_eq!(PROFILE_RUNS.load(Ordering::SeqCst), 2, "the tag invalidated it");
+    assert_eq!(
+        PROFILE_RUNS.load(Ordering::SeqCst),
+        2,
+        "the tag invalidated it"
+    );
 }
 
 fn instance_named(name: &str, url: &str) -> Cache<u64, String> {
-    Cache::builder(name).redis_url(url).build().expect("valid config")
+    Cache::builder(name)
+        .redis_url(url)
+        .build()
+        .expect("valid config")
 }

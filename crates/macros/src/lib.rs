@@ -258,7 +258,10 @@ impl Options {
 /// `tags = ["user:{id}", "users"]`: format strings over the fn's arguments.
 fn parse_tags(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
     let array: syn::ExprArray = input.parse().map_err(|e| {
-        syn::Error::new(e.span(), "`tags` takes an array of string literals, e.g. `tags = [\"user:{id}\"]`")
+        syn::Error::new(
+            e.span(),
+            "`tags` takes an array of string literals, e.g. `tags = [\"user:{id}\"]`",
+        )
     })?;
     let mut tags = Vec::new();
     for elem in array.elems {
@@ -282,7 +285,10 @@ fn parse_tags(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
         tags.push(lit);
     }
     if tags.is_empty() {
-        return Err(syn::Error::new(array.bracket_token.span.join(), "`tags = []` tags nothing; remove it"));
+        return Err(syn::Error::new(
+            array.bracket_token.span.join(),
+            "`tags = []` tags nothing; remove it",
+        ));
     }
     Ok(tags)
 }

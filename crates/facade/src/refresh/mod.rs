@@ -68,10 +68,9 @@ where
         ) else {
             return; // an invalid tag: the call itself reports it when it misses
         };
-        let hard_timeout = options
-            .map_or(self.inner.settings.hard_timeout, |o| {
-                o.timeouts(&self.inner.settings).1
-            });
+        let hard_timeout = options.map_or(self.inner.settings.hard_timeout, |o| {
+            o.timeouts(&self.inner.settings).1
+        });
         let mut running = self.inner.refreshing.lock();
         if running.contains_key(&key) {
             return;

@@ -1,0 +1,8 @@
+use cache_facade::cached;
+
+#[cached(name = "profiles", tags = ["user: {id}"])]
+async fn profile(id: u64) -> String {
+    format!("profile {id}")
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use cache_facade::cached;
+
+const TAG: &str = "users";
+
+#[cached(name = "profiles", tags = [TAG])]
+async fn profile(id: u64) -> String {
+    format!("profile {id}")
+}
+
+fn main() {}
