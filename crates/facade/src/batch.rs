@@ -195,7 +195,7 @@ where
                 let leaders = &leaders;
                 let key = k.clone();
                 self.inner
-                    .flights
+                    .loads
                     .work_detached(
                         k.clone(),
                         move || {

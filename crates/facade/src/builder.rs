@@ -409,6 +409,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             name,
             tiered,
             flights: Arc::new(Group::new()),
+            loads: Arc::new(Group::new()),
             recompute: RecomputeTime::default(),
             refreshing: Mutex::new(HashMap::new()),
             settings: Settings {

@@ -40,6 +40,9 @@ pub(crate) struct CacheInner<K, V, C> {
     pub(crate) tiered: TieredStore<K, V, C>,
     /// Shared with background refreshes, which must not hold the cache itself.
     pub(crate) flights: Arc<Group<K, Option<V>, Error>>,
+    /// Loads in progress, one detached flight per key (batches and refreshes
+    /// join them too): each belongs to its load's task, not to a caller.
+    pub(crate) loads: Arc<Group<K, Option<V>, Error>>,
     /// δ for XFetch: the moving average of load times.
     pub(crate) recompute: RecomputeTime,
     /// Keys with a background refresh running, and how to stop it.

@@ -32,10 +32,11 @@
 //! `get_or_load(key, loader)`:
 //! 1. **Bloom guard** (optional): a key the filter has never seen is `None` at once.
 //! 2. **L1**: a fresh entry is returned without any await.
-//! 3. **Singleflight** on the key: the rest of the path runs as one spawned task
-//!    per key, and every caller waits for it. The flight belongs to that task, not
-//!    to a caller: a caller that goes away (a client disconnect, a `select!`
-//!    timeout) changes nothing for the others, and callers arriving meanwhile join.
+//! 3. **Singleflight** on the key: one caller reads L2 for all of them, and a load
+//!    runs as one spawned task per key that every caller waits for. The load's
+//!    flight belongs to that task, not to a caller: a caller that goes away (a
+//!    client disconnect, a `select!` timeout) never causes a second load, and
+//!    callers arriving meanwhile join it.
 //! 4. **L2** through the circuit breaker and the per-operation timeout. A fault or an
 //!    open breaker is a miss (fail-open, counted) unless the cache is fail-closed.
 //! 5. A **fresh L2 hit** backfills L1 and is returned.

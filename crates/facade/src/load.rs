@@ -195,29 +195,65 @@ where
         let shape = options
             .shape(&self.inner.settings)
             .map_err(|e| self.failed(cache_core::CacheError::from(e)))?;
+        // Stage one, inline: the leader looks in L1 again and in L2 for everyone
+        // (no task, so an L2 hit costs one round trip). A cancelled leader here
+        // hands over to a waiting caller: that costs an L2 read, never a load.
         let this = self.clone();
-        let flight_key = key.clone();
-        // The flight belongs to the load, not to this caller: a caller that goes
-        // away (a client disconnect, a `select!` timeout) neither hands the key to
-        // another caller's loader nor lets a new caller start a second load.
         let outcome = self
             .inner
             .flights
+            .work(key.clone(), move || {
+                this.lead(key, l1, loader, (options, shape))
+            })
+            .await;
+        self.count_follower(outcome.role());
+        outcome
+            .into_result()
+            .map_err(|e| self.failed(flight_error(e)))
+    }
+
+    /// Stage two: the load, in a flight that belongs to the load, not to a
+    /// caller — it runs as a task (fleet lease, loader, write), so a caller that
+    /// goes away (a client disconnect, a `select!` timeout) neither hands the
+    /// key to another caller's loader nor lets a new caller start a second load:
+    /// whoever comes next finds L2 empty and joins this flight.
+    async fn load_detached<F, Fut, E>(
+        &self,
+        key: K,
+        stale: Option<Entry<V>>,
+        loader: F,
+        how: (LoadOptions, Shape),
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let this = self.clone();
+        let outcome = self
+            .inner
+            .loads
             .work_detached(
-                flight_key,
-                move || this.lead(key, l1, loader, (options, shape)),
+                key.clone(),
+                move || async move {
+                    match this.fleet_turn(&key).await {
+                        Turn::Loaded(value) => Ok(value),
+                        Turn::Load(lease) => this.load(key, stale, loader, lease, how).await,
+                    }
+                },
                 spawn_load,
             )
             .await;
-        if outcome.role() == Role::Follower {
+        self.count_follower(outcome.role());
+        outcome.into_result().map_err(flight_error)
+    }
+
+    /// A caller that joined someone else's flight counts as coalesced.
+    pub(crate) fn count_follower(&self, role: Role) {
+        if role == Role::Follower {
             self.inner
                 .counters
                 .record(&self.inner.meters, Event::Coalesced);
-        }
-        match outcome.into_result() {
-            Ok(v) => Ok(v),
-            Err(FlightError::Failed(e)) => Err(self.failed((*e).clone())),
-            Err(_) => Err(self.failed(Error::LoaderPanicked)),
         }
     }
 
@@ -257,10 +293,7 @@ where
             TierRead::Missing { stale, fault: None } => stale,
         };
         self.miss();
-        match self.fleet_turn(&key).await {
-            Turn::Loaded(value) => Ok(value),
-            Turn::Load(lease) => self.load(key, stale, loader, lease, how).await,
-        }
+        self.load_detached(key, stale, loader, how).await
     }
 
     /// [`load_untraced`](Self::load_untraced) in a `cache_load` span (feature
@@ -490,4 +523,12 @@ pub(crate) fn spawn_load(work: cache_singleflight::Detached) {
     #[cfg(feature = "tracing")]
     let work = tracing::Instrument::in_current_span(work);
     tokio::spawn(work);
+}
+
+/// A flight's failure as the caller's error.
+pub(crate) fn flight_error(e: FlightError<Error>) -> Error {
+    match e {
+        FlightError::Failed(e) => (*e).clone(),
+        _ => Error::LoaderPanicked,
+    }
 }

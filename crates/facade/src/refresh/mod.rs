@@ -83,7 +83,7 @@ where
         let (ctx, decisions) = LoadContext::new(key.clone(), old.clone());
         let fut = loader(ctx);
         let weak = Arc::downgrade(&self.inner);
-        let flights = Arc::clone(&self.inner.flights);
+        let flights = Arc::clone(&self.inner.loads);
         let (flight_key, task_key) = (key.clone(), key.clone());
         let task = runtime.spawn(async move {
             let done = weak.clone();
