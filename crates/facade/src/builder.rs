@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_bloom::AtomicBloomFilter;
-use cache_breaker::CircuitBreaker;
 use cache_core::{
     CacheError, CacheKey, Clock, Codec, ConfigError, DecodeKey, Namespace, Postcard, SystemClock,
 };
@@ -14,7 +13,6 @@ use cache_store_memory::MemoryStore;
 use cache_store_redis::RedisStore;
 use cache_tiered::{FailMode, GapPolicy, TieredStore};
 
-use crate::log::{log_info, log_warn};
 use cache_ttl_jitter::Jitter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,7 +24,7 @@ use parking_lot::Mutex;
 
 use crate::cache::{Cache, CacheInner, Settings};
 use crate::refresh::policy::RefreshAhead;
-use crate::report::{Counters, Meters, metric_names};
+use crate::report::{Counters, Meters};
 
 /// Default TTL of a cached value (5 minutes).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -44,6 +42,8 @@ enum Redis {
     Cluster(Vec<String>),
 }
 
+type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+
 /// Builder of a [`Cache`]; see [`Cache::builder`].
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct CacheBuilder<C = Postcard> {
@@ -51,6 +51,8 @@ pub struct CacheBuilder<C = Postcard> {
     prefix: String,
     max_entries: usize,
     max_weight: Option<u64>,
+    /// `Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>` for the `K`, `V` of `build`.
+    weigher: Option<Arc<dyn std::any::Any + Send + Sync>>,
     l1_max_ttl: Option<Duration>,
     redis: Redis,
     default_ttl: Duration,
@@ -84,6 +86,7 @@ impl CacheBuilder<Postcard> {
             prefix: "cache".to_owned(),
             max_entries: DEFAULT_MAX_ENTRIES,
             max_weight: None,
+            weigher: None,
             l1_max_ttl: None,
             redis: Redis::None,
             default_ttl: DEFAULT_TTL,
@@ -125,10 +128,24 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         self
     }
 
-    /// L1 weight bound (weights come from the values' encoded size estimate:
-    /// one unit per entry unless a weigher is set on a custom L1).
+    /// L1 weight bound, in the units of the [`weigher`](Self::weigher). Without
+    /// one, a value weighs `size_of::<K>() + size_of::<V>()`: the shallow size,
+    /// blind to what strings and vectors hold — set a weigher to bound bytes.
     pub fn max_weight(mut self, w: u64) -> Self {
         self.max_weight = Some(w);
+        self
+    }
+
+    /// How much one L1 entry weighs (for [`max_weight`](Self::max_weight)),
+    /// e.g. `|k: &String, v: &Vec<u8>| (k.len() + v.len()) as u64`. Its `K`, `V`
+    /// must be those of [`build`](Self::build) (checked there).
+    pub fn weigher<K, V>(mut self, f: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self
+    where
+        K: 'static,
+        V: 'static,
+    {
+        let f: Weigher<K, V> = Arc::new(f);
+        self.weigher = Some(Arc::new(f));
         self
     }
 
@@ -299,6 +316,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             prefix: self.prefix,
             max_entries: self.max_entries,
             max_weight: self.max_weight,
+            weigher: self.weigher,
             l1_max_ttl: self.l1_max_ttl,
             redis: self.redis,
             default_ttl: self.default_ttl,
@@ -364,6 +382,16 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         if let Some(w) = self.max_weight {
             l1 = l1.max_weight(w);
         }
+        if let Some(any) = self.weigher.take() {
+            let Ok(f) = any.downcast::<Weigher<K, V>>() else {
+                return Err(ConfigError::new(
+                    "weigher",
+                    "its key and value types are not the cache's",
+                ));
+            };
+            let f = Arc::clone(&*f);
+            l1 = l1.weigher(move |k, v| f(k, v));
+        }
         if let Some(ttl) = self.l1_max_ttl {
             l1 = l1.max_ttl(ttl);
         }
@@ -391,7 +419,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                 };
                 let redis = redis.codec(self.codec.clone()).build()?;
                 let clock = self.clock_set.then(|| self.clock.clone());
-                let breaker = breaker_for(self.breaker.take(), &name, clock)?;
+                let breaker = crate::l2_breaker::breaker_for(self.breaker.take(), &name, clock)?;
                 tiered = tiered.breaker(breaker);
                 tiered
                     .l2(redis)
@@ -431,62 +459,6 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         cache.start_upkeep();
         Ok(cache)
     }
-}
-
-/// The cache's clock as the breaker's monotonic one: breaker time moves exactly
-/// as the cache clock does from the moment the cache is built (a mock clock
-/// advances both).
-#[derive(Debug)]
-struct BreakerTime {
-    base: std::time::Instant,
-    start: cache_core::Timestamp,
-    clock: Arc<dyn Clock>,
-}
-
-impl cache_breaker::Clock for BreakerTime {
-    fn now(&self) -> std::time::Instant {
-        self.base + self.clock.now().saturating_duration_since(self.start)
-    }
-}
-
-/// The L2 breaker, reporting its state and transitions as metrics and logs.
-fn breaker_for(
-    configured: Option<cache_breaker::CircuitBreakerBuilder>,
-    name: &str,
-    clock: Option<Arc<dyn Clock>>,
-) -> Result<CircuitBreaker, ConfigError> {
-    let mut builder = configured.unwrap_or_else(cache_tiered::default_breaker);
-    if let Some(clock) = clock
-        && !builder.has_clock()
-    {
-        builder = builder.clock(BreakerTime {
-            base: std::time::Instant::now(),
-            start: clock.now(),
-            clock,
-        });
-    }
-    let label = name.to_owned();
-    let gauge = metrics::gauge!(metric_names::BREAKER_STATE, "cache" => label.clone());
-    gauge.set(0.0);
-    builder
-        .name(format!("{name}-l2"))
-        .on_transition(move |t| {
-            if t.to == cache_breaker::State::Closed {
-                log_info!(cache = %label, from = t.from.as_str(), to = t.to.as_str(), "circuit breaker of Redis (L2) closed: L2 is used again");
-            } else {
-                log_warn!(cache = %label, from = t.from.as_str(), to = t.to.as_str(), "circuit breaker of Redis (L2) changed state: L2 is skipped while open");
-            }
-            gauge.set(f64::from(t.to.as_gauge()));
-            metrics::counter!(
-                metric_names::BREAKER_TRANSITIONS,
-                "cache" => label.clone(),
-                "from" => t.from.as_str(),
-                "to" => t.to.as_str()
-            )
-            .increment(1);
-        })
-        .build()
-        .map_err(|e| ConfigError::new("breaker", e.to_string()))
 }
 
 impl Cache<(), ()> {

@@ -271,3 +271,44 @@ fn instance_named(name: &str, url: &str) -> Cache<u64, String> {
         .build()
         .expect("valid config")
 }
+
+#[test]
+fn a_weigher_for_other_types_is_refused_at_build() {
+    let built = Cache::builder("weighed")
+        .max_weight(1_000)
+        .weigher(|_: &String, v: &String| v.len() as u64)
+        .build::<u64, String>();
+    let err = built.expect_err("the weigher's key type is not the cache's");
+    assert_eq!(err.field(), "weigher");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_to_live_and_contains_key_across_instances() {
+    let server = RedisServer::start().expect("redis-server");
+    let (a, b) = (
+        instance_named("ttl", &server.url()),
+        instance_named("ttl", &server.url()),
+    );
+    a.set_with(
+        3,
+        "x".to_owned(),
+        cache_facade::WriteOptions::new().ttl(Duration::from_secs(30)),
+    )
+    .await
+    .expect("set");
+    assert!(a.contains_key(&3));
+    assert!(
+        !b.contains_key(&3),
+        "contains_key is local: B's L1 has nothing"
+    );
+    // B's answer comes from L2.
+    let left = b.time_to_live(&3).await.expect("ok").expect("in L2");
+    assert!(
+        left > Duration::from_secs(20) && left <= Duration::from_secs(36),
+        "{left:?}"
+    );
+    assert_eq!(b.time_to_live(&4).await.expect("ok"), None);
+    assert_eq!(a.entry_count(), 1);
+    assert_eq!(a.invalidate_entries_if(|k, _| *k == 3), 1);
+    assert!(!a.contains_key(&3));
+}
