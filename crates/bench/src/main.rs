@@ -14,6 +14,7 @@ mod caches;
 mod l1;
 mod l2;
 mod report;
+mod resilience;
 mod trace;
 
 use std::path::PathBuf;
@@ -118,8 +119,8 @@ fn main() -> ExitCode {
         ("hit-ratio", l1::hit_ratio_units(&plan)),
         ("memory", 5),
         ("l2", l2::l2_units(&plan)),
-        ("stampede", l2::stampede_units(&plan)),
-        ("outage", l2::outage_units(&plan)),
+        ("stampede", resilience::stampede_units(&plan)),
+        ("outage", resilience::outage_units(&plan)),
         ("overheads", l2::overhead_units()),
     ];
     let total = units
@@ -160,7 +161,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         if plan.wants("stampede") {
-            l2::stampede(&plan, &mut report, &progress).await;
+            resilience::stampede(&plan, &mut report, &progress).await;
         }
         if (plan.wants("l2") || plan.wants("outage"))
             && let Some(mut server) = l2::start_redis(&mut report)
@@ -169,7 +170,7 @@ fn main() -> ExitCode {
                 l2::l2(&plan, &server, &mut report, &progress).await;
             }
             if plan.wants("outage") {
-                l2::outage(&plan, &mut server, &mut report, &progress).await;
+                resilience::outage(&plan, &mut server, &mut report, &progress).await;
             }
         }
     });

@@ -30,6 +30,11 @@ pub const DEFAULT_MAX_KEY_LEN: usize = 1024;
 /// assert_eq!(("user", 7u32).to_key_string(), "user:7");
 /// assert_ne!(("a:b", "c").to_key_string(), ("a", "b:c").to_key_string());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a cache key",
+    label = "not a cache key",
+    note = "derive it with `#[derive(cache_facade::CacheKey)]` (a newtype or a struct of key fields), use a string, an integer or a tuple, or implement `CacheKey` and `DecodeKey` by hand"
+)]
 pub trait CacheKey {
     /// Appends the key's top-level encoding to `out`.
     fn encode_key(&self, out: &mut String);
@@ -155,6 +160,11 @@ tuple_keys! {
 /// assert_eq!(<(String, u32)>::decode_key(&key.to_key_string()), Some(key));
 /// assert_eq!(<(String, u32)>::decode_key("only-one-part"), None);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be decoded from a cache key",
+    label = "no `DecodeKey`",
+    note = "`#[derive(cache_facade::CacheKey)]` implements both `CacheKey` and `DecodeKey`; by hand, `decode_key(&k.to_key_string())` must give `k` back"
+)]
 pub trait DecodeKey: CacheKey + Sized {
     /// The key whose encoding is `encoded`, or `None` if no key encodes to it.
     fn decode_key(encoded: &str) -> Option<Self>;

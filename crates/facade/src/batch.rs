@@ -64,7 +64,7 @@ where
     where
         F: FnOnce(Vec<K>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         self.get_many_or_load_with(keys, &LoadOptions::new(), loader)
             .await
@@ -101,7 +101,7 @@ where
     where
         F: FnOnce(Vec<K>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let inner = &self.inner;
         let shape = options
@@ -184,7 +184,7 @@ where
     where
         F: FnOnce(Vec<K>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::watch::channel::<Option<Batch<K, V>>>(None);
         let leaders = parking_lot::Mutex::new(Vec::new());
@@ -276,7 +276,7 @@ where
     where
         F: FnOnce(Vec<K>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<HashMap<K, V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let inner = &self.inner;
         inner.counters.record(&inner.meters, Event::LoadStarted);
@@ -284,13 +284,13 @@ where
         let fut = loader(keys.clone());
         let result = match hard_timeout {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
-                Ok(r) => r.map_err(|e| Error::Load(Arc::new(e))),
+                Ok(r) => r.map_err(|e| Error::Load(Arc::from(e.into()))),
                 Err(_) => {
                     self.load_timed_out();
                     return Err(Error::LoadTimeout(limit));
                 }
             },
-            None => fut.await.map_err(|e| Error::Load(Arc::new(e))),
+            None => fut.await.map_err(|e| Error::Load(Arc::from(e.into()))),
         };
         let took = started.elapsed();
         inner.meters.load_duration.record(took.as_secs_f64());

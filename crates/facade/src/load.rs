@@ -42,6 +42,36 @@ where
     /// The value for `key`: from L1, else L2, else `loader` — run once however many
     /// callers ask at the same time. `None` from the loader is cached as *absent* for
     /// the negative TTL. See the [crate docs](crate) for the whole read path.
+    ///
+    /// The load runs as a task of its own (so no caller's cancellation can split
+    /// it), which is why `loader` and its future must be `Send + 'static`: move
+    /// owned data or `Arc`s in. A loader that borrows (`&self`, `&repo`) fails
+    /// with "borrowed data escapes" or "must outlive `'static`" — use
+    /// [`memoize`](Self::memoize) (or `#[cached]`) for those, which run inline.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cache_facade::Cache;
+    ///
+    /// struct Repo;
+    /// impl Repo {
+    ///     async fn user(&self, id: u64) -> Option<String> { Some(format!("user {id}")) }
+    /// }
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// let repo = Arc::new(Repo);
+    /// let name = users
+    ///     .get_or_load(7, {
+    ///         let repo = Arc::clone(&repo); // owned, not borrowed
+    ///         move |id| async move { repo.user(id).await }
+    ///     })
+    ///     .await?;
+    /// assert_eq!(name.as_deref(), Some("user 7"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_or_load<F, Fut>(
         &self,
         key: K,
@@ -60,6 +90,27 @@ where
     /// Like [`get_or_load`](Self::get_or_load) for a fallible loader. When the loader
     /// fails, a stale value within the stale window is served instead; without one,
     /// every coalesced caller gets the same [`Error::Load`].
+    ///
+    /// Any error that converts into `Box<dyn Error + Send + Sync>` will do: your
+    /// own error types, `std::io::Error`, `anyhow::Error`, a boxed error. Callers
+    /// get it back through [`Error::loader_error`] (for a concrete type).
+    ///
+    /// ```
+    /// use cache_facade::{Cache, Error};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// let failed = users
+    ///     .try_get_or_load(7, |_| async {
+    ///         Err::<Option<String>, _>(std::io::Error::other("database down"))
+    ///     })
+    ///     .await
+    ///     .expect_err("nothing stale to serve");
+    /// assert_eq!(failed.loader_error::<std::io::Error>().map(ToString::to_string).as_deref(), Some("database down"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_get_or_load<F, Fut, E>(
         &self,
         key: K,
@@ -68,7 +119,7 @@ where
     where
         F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         self.read_through(key, None, move |ctx: LoadContext<K, V>| {
             loader(ctx.into_key())
@@ -106,7 +157,7 @@ where
     where
         F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         self.read_through(key, Some(options), loader)
     }
@@ -121,7 +172,7 @@ where
     where
         F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         // By hand, like `get`: the first poll answers a fresh L1 hit; only a miss
         // boxes the rest of the read path.
@@ -158,7 +209,7 @@ where
     where
         F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         if self.bloom_rejects(&key) {
             return Ok(None);
@@ -189,7 +240,7 @@ where
     where
         F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         // An invalid tag fails the call before anything loads.
         let shape = options
@@ -227,7 +278,7 @@ where
     where
         F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let this = self.clone();
         let outcome = self
@@ -285,7 +336,7 @@ where
     where
         F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let stale = match self.read_tiers(&key, l1, |_| true).await {
             TierRead::Fresh(e, _) => return Ok(e.into_value()),
@@ -309,7 +360,7 @@ where
     where
         F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         #[cfg(feature = "tracing")]
         {
@@ -347,7 +398,7 @@ where
     where
         F: FnOnce(LoadContext<K, V>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let inner = &self.inner;
         inner.counters.record(&inner.meters, Event::LoadStarted);
@@ -404,7 +455,7 @@ where
             }
             Waited::Done(Ok(Err(e))) => {
                 self.load_failed();
-                self.stale_or(stale, Error::Load(Arc::new(e)))
+                self.stale_or(stale, Error::Load(Arc::from(e.into())))
             }
             Waited::Done(Err(_panicked)) => {
                 inner.counters.record(&inner.meters, Event::LoadPanic);

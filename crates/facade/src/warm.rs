@@ -137,7 +137,7 @@ where
         I: IntoIterator<Item = K>,
         F: Fn(K) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let started = Instant::now();
         let keys: Vec<K> = keys.into_iter().collect();
@@ -212,12 +212,14 @@ where
     where
         L: FnOnce() -> LFut,
         LFut: Future<Output = Result<Vec<K>, LE>>,
-        LE: std::error::Error + Send + Sync + 'static,
+        LE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
         F: Fn(K) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        let keys = hot_keys().await.map_err(|e| Error::Load(Arc::new(e)))?;
+        let keys = hot_keys()
+            .await
+            .map_err(|e| Error::Load(Arc::from(e.into())))?;
         Ok(self.warm(keys, options, loader).await)
     }
 }

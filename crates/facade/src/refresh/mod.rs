@@ -57,7 +57,7 @@ where
     ) where
         F: FnOnce(LoadContext<K, V>) -> Fut,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -118,7 +118,7 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     C: Codec + Clone,
     Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     // Once per fleet: the instance holding the key's load lease refreshes it;
     // the others keep their copy (and read the new one from L2 once it expires).
@@ -165,7 +165,8 @@ where
     let inner = &cache.inner;
     inner.counters.record(&inner.meters, Event::LoadStarted);
     inner.meters.load_duration.record(took.as_secs_f64());
-    if let (Err(_) | Ok(Err(_)), Some(lease)) = (&result, lease.clone()) {
+    let failed = !matches!(result, Ok(Ok(_)));
+    if failed && let Some(lease) = lease.clone() {
         inner.tiered.release_lease(lease).await;
     }
     let failure = match result {
@@ -180,7 +181,7 @@ where
         }
         Ok(Err(e)) => {
             cache.load_failed();
-            Error::Load(Arc::new(e))
+            Error::Load(Arc::from(e.into()))
         }
         Err(limit) => {
             cache.load_timed_out();

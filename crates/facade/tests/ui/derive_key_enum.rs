@@ -1,0 +1,9 @@
+use cache_facade::CacheKey;
+
+#[derive(CacheKey)]
+enum Region {
+    Eu,
+    Us,
+}
+
+fn main() {}
