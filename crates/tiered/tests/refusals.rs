@@ -25,6 +25,9 @@ fn tiered(url: String, mode: FailMode) -> Tiered {
     let l2 = RedisStore::builder()
         .url(url)
         .namespace("refusals")
+        // Generous: these tests count refusals and errors, and a timeout on a
+        // busy machine would be an error they are not about.
+        .op_timeout(Duration::from_secs(2))
         .build()
         .expect("l2");
     TieredStore::builder(l1())
