@@ -44,7 +44,30 @@ enum Redis {
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 
-/// Builder of a [`Cache`]; see [`Cache::builder`].
+/// Builder of a [`Cache`]; see [`Cache::builder`]. Every option is checked by
+/// [`build`](Self::build), which fails with a [`ConfigError`] naming the field.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_facade::{Cache, FleetFlight, Jitter};
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let users: Cache<u64, String> = Cache::builder("users")
+///     .max_entries(50_000)
+///     .default_ttl(Duration::from_secs(300))
+///     .jitter(Jitter::DEFAULT)
+///     .negative_ttl(Duration::from_secs(10))
+///     .stale_window(Duration::from_secs(600))
+///     .load_hard_timeout(Duration::from_secs(2))
+///     // .redis_url("redis://cache.internal:6379")
+///     .fleet_flight(FleetFlight::DEFAULT)
+///     .build()?;
+/// assert!(Cache::builder("bad:name").build::<u64, String>().is_err());
+/// # drop(users);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct CacheBuilder<C = Postcard> {
     name: String,

@@ -65,6 +65,22 @@ impl<K, V, C> Drop for CacheInner<K, V, C> {
 
 /// A typed cache handle: L1, optional Redis L2 and every protection, behind
 /// `get_or_load`. Cheap to clone (clones share everything).
+///
+/// ```
+/// use cache_facade::Cache;
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let users: Cache<u64, String> = Cache::builder("users").build()?;
+/// let name = users
+///     .get_or_load(7, |id| async move { Some(format!("user {id}")) }) // once per key
+///     .await?;
+/// assert_eq!(name.as_deref(), Some("user 7"));
+/// assert_eq!(users.get(&7).await?.as_deref(), Some("user 7")); // now an L1 hit
+/// users.remove(&7).await?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Cache<K, V, C = Postcard> {
     pub(crate) inner: Arc<CacheInner<K, V, C>>,
 }

@@ -84,6 +84,20 @@ where
     /// healthy when Redis answers within half the op timeout, the breaker is
     /// closed, the bus is connected and no write waits; unhealthy only when
     /// fail-closed and Redis does not answer; degraded otherwise.
+    ///
+    /// ```
+    /// use cache_facade::{Cache, HealthStatus};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// let report = users.health().await;
+    /// assert_eq!(report.status, HealthStatus::Healthy); // memory only: nothing to fail
+    /// assert!(report.l2.is_none());
+    /// println!("{}", serde_json::to_string(&report)?); // what /health/cache serves
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn health(&self) -> HealthReport {
         let tiered = &self.inner.tiered;
         let l1 = tiered.l1();

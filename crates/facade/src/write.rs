@@ -56,6 +56,20 @@ where
     }
 
     /// Stores `value` with this write's TTL and tags.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_facade::{Cache, WriteOptions};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// let options = WriteOptions::new().ttl(Duration::from_secs(30)).tags(["user:7"]);
+    /// users.set_with(7, "Ada".into(), options).await?;
+    /// assert_eq!(users.get(&7).await?.as_deref(), Some("Ada"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn set_with(&self, key: K, value: V, options: WriteOptions) -> Result<(), Error> {
         let ttl = options.ttl.unwrap_or(self.inner.settings.default_ttl);
         let Some(entry) = self.make_entry(Some(value), ttl) else {
@@ -122,7 +136,24 @@ where
             .map_err(|e| self.failed(e))
     }
 
-    /// Removes every entry tagged `tag`, in both tiers and on other instances.
+    /// Removes every entry tagged `tag`, in both tiers and on other instances;
+    /// returns how many this instance removed (L2's count when there is an L2).
+    ///
+    /// ```
+    /// use cache_facade::{Cache, LoadOptions, WriteOptions};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// users.set_with(1, "Ada".into(), WriteOptions::new().tags(["team:7"])).await?;
+    /// users
+    ///     .get_or_load_with(2, &LoadOptions::new().tags(["team:7"]), |_| async { Some("Bo".into()) })
+    ///     .await?;
+    /// assert_eq!(users.invalidate_tag("team:7").await?, 2);
+    /// assert_eq!(users.get(&1).await?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, Error> {
         self.inner
             .tiered
