@@ -25,11 +25,33 @@ pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Largest connection pool.
 pub const MAX_POOL_SIZE: usize = 64;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Endpoint {
     None,
     Standalone(String),
     Cluster(Vec<String>),
+}
+
+/// URLs shown without their passwords.
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::None => f.write_str("None"),
+            Endpoint::Standalone(url) => f
+                .debug_tuple("Standalone")
+                .field(&crate::redact_url(url))
+                .finish(),
+            Endpoint::Cluster(urls) => f
+                .debug_tuple("Cluster")
+                .field(
+                    &urls
+                        .iter()
+                        .map(|u| crate::redact_url(u))
+                        .collect::<Vec<_>>(),
+                )
+                .finish(),
+        }
+    }
 }
 
 /// Builder of a [`RedisStore`]; see [`RedisStore::builder`].

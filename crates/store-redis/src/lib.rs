@@ -104,6 +104,7 @@ pub mod envelope;
 mod health;
 mod lease;
 mod log;
+mod redact;
 mod scan;
 mod store;
 
@@ -118,5 +119,6 @@ pub use config::{
 };
 pub use health::{NodeHealth, RedisHealth};
 pub use lease::{LeaseAttempt, LoadLease, lease_key_for};
+pub use redact::redact_url;
 pub use scan::escape_glob;
 pub use store::{RedisStats, RedisStore};
