@@ -79,3 +79,30 @@ async fn derived_keys_work_through_redis_and_the_bus() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis_works_end_to_end_and_the_password_stays_hidden() {
+    let server = RedisServer::start_with_args(&["--requirepass", "s3cret"]).expect("redis-server");
+    let instance = || {
+        Cache::builder("secured")
+            .redis_url(server.url())
+            .build::<u64, String>()
+            .expect("valid config")
+    };
+    let (a, b) = (instance(), instance());
+    a.set(1, "one".into()).await.expect("set");
+    assert_eq!(
+        b.get(&1).await.expect("ok").as_deref(),
+        Some("one"),
+        "through L2"
+    );
+    a.remove(&1).await.expect("remove");
+    eventually_async("the bus reached B", || {
+        let b = b.clone();
+        async move { !b.contains_key(&1) }
+    })
+    .await;
+    let report = serde_json::to_string(&a.health().await).expect("json");
+    assert!(!report.contains("s3cret"), "{report}");
+    assert!(!format!("{:?}", a.tiered().l2()).contains("s3cret"));
+}

@@ -61,6 +61,8 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     extra_args: Vec<String>,
+    /// From `--requirepass`: raw connections authenticate, the URL carries it.
+    password: Option<String>,
     child: Option<Child>,
 }
 
@@ -98,11 +100,17 @@ impl RedisServer {
 
     fn start_on(binary: PathBuf, port: u16, extra_args: Vec<String>) -> Result<Self, TestkitError> {
         let dir = tempfile::Builder::new().prefix("cache-redis-").tempdir()?;
+        let password = extra_args
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| extra_args.get(i + 1))
+            .cloned();
         let mut server = RedisServer {
             binary,
             port,
             dir,
             extra_args,
+            password,
             child: None,
         };
         server.spawn()?;
@@ -167,9 +175,17 @@ impl RedisServer {
         }
     }
 
-    /// A raw blocking connection to this server.
+    /// A raw blocking connection to this server, authenticated when the server
+    /// was started with `--requirepass`.
     pub fn connect(&self) -> Result<RawConnection, TestkitError> {
-        Ok(RawConnection::connect(self.addr())?)
+        let mut c = RawConnection::connect(self.addr())?;
+        if let Some(password) = &self.password {
+            match c.cmd(&["AUTH", password])? {
+                Reply::Status(s) if s == "OK" => {}
+                other => return Err(TestkitError::Redis(format!("AUTH answered {other:?}"))),
+            }
+        }
+        Ok(c)
     }
 
     /// The server's port.
@@ -184,9 +200,19 @@ impl RedisServer {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://127.0.0.1:PORT/`, or `redis://:PASSWORD@127.0.0.1:PORT/` for a
+    /// server started with `--requirepass`.
     #[must_use]
     pub fn url(&self) -> String {
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT/` whatever the server requires.
+    #[must_use]
+    pub fn url_without_password(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 

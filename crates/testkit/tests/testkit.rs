@@ -152,3 +152,29 @@ async fn proxy_refuses_and_cuts() {
     let v: String = c.get("k").await.expect("works again");
     assert_eq!(v, "1");
 }
+
+#[tokio::test]
+async fn a_server_with_requirepass_starts_and_its_url_authenticates() {
+    let mut server = RedisServer::start_with_args(&["--requirepass", "s3cret"])
+        .expect("starts: readiness authenticates");
+    assert!(server.url().contains(":s3cret@"), "{}", server.url());
+    // The testkit's own raw connection authenticates; an anonymous one is refused.
+    assert!(server.ping().is_ok());
+    let mut anonymous = cache_testkit::RawConnection::connect(server.addr()).expect("tcp");
+    let refused = anonymous.cmd(&["PING"]).expect_err("no AUTH, no PONG");
+    assert!(refused.to_string().contains("NOAUTH"), "{refused}");
+    // A real client with the URL works; without the password it does not.
+    let mut c = client(&server.url()).await;
+    let _: () = c.set("k", "v").await.expect("authenticated");
+    let anon = redis::Client::open(server.url_without_password())
+        .expect("valid url")
+        .get_multiplexed_async_connection()
+        .await;
+    if let Ok(mut anon) = anon {
+        assert!(anon.get::<_, Option<String>>("k").await.is_err());
+    }
+    // The password survives a restart.
+    server.kill();
+    server.restart().expect("restarts and authenticates");
+    assert!(server.ping().is_ok());
+}
