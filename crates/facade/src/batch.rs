@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::{CacheKey, Codec, DecodeKey, Entry, Store};
-use cache_singleflight::{FlightError, Role};
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::load::spawn_load;
+use crate::load::{flight_error, spawn_load};
 use crate::options::{LoadOptions, Shape};
 use crate::report::Event;
 
@@ -239,17 +238,8 @@ where
         let mut out = Vec::with_capacity(wanted.len());
         let mut first_error = None;
         for (k, outcome) in wanted.into_iter().zip(outcomes) {
-            if outcome.role() == Role::Follower {
-                self.inner
-                    .counters
-                    .record(&self.inner.meters, Event::Coalesced);
-            }
-            let result = match outcome.into_result() {
-                Ok(v) => Ok(v),
-                Err(FlightError::Failed(e)) => Err((*e).clone()),
-                Err(_) => Err(Error::LoaderPanicked),
-            };
-            match result {
+            self.count_follower(outcome.role());
+            match outcome.into_result().map_err(flight_error) {
                 Ok(v) => out.push((k, v)),
                 Err(e) => match self.stale_or(stale.get(&k).cloned(), e) {
                     Ok(v) => out.push((k, v)),

@@ -35,26 +35,13 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 /// Default L1 entry bound.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
+/// Where L2 is. Deliberately not `Debug`: the URLs may carry passwords (the
+/// store's own builder prints them redacted).
 #[derive(Clone)]
 enum Redis {
     None,
     Url(String),
     Cluster(Vec<String>),
-}
-
-/// URLs shown without their passwords.
-impl std::fmt::Debug for Redis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use cache_store_redis::redact_url;
-        match self {
-            Redis::None => f.write_str("None"),
-            Redis::Url(url) => f.debug_tuple("Url").field(&redact_url(url)).finish(),
-            Redis::Cluster(urls) => f
-                .debug_tuple("Cluster")
-                .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
-                .finish(),
-        }
-    }
 }
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;

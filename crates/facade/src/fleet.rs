@@ -106,20 +106,25 @@ where
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     C: Codec + Clone,
 {
+    /// Fleet single flight's lease lifetime and longest wait, when it is on and
+    /// there is an L2.
+    fn fleet(&self) -> Option<(Duration, Duration)> {
+        self.inner.tiered.l2()?;
+        self.inner.settings.fleet
+    }
+
     /// The lease's lifetime, when fleet single flight is on and there is an L2.
     pub(crate) fn fleet_lease_ttl(&self) -> Option<Duration> {
-        self.inner.tiered.l2()?;
-        self.inner.settings.fleet.map(|(ttl, _)| ttl)
+        self.fleet().map(|(ttl, _)| ttl)
     }
 
     /// Decides who loads `key` across the fleet: this instance (with a lease, or
     /// locally when no lease is possible), or another one whose value arrives
     /// in L2 while this one waits.
     pub(crate) async fn fleet_turn(&self, key: &K) -> Turn<V> {
-        let Some(ttl) = self.fleet_lease_ttl() else {
+        let Some((ttl, wait)) = self.fleet() else {
             return Turn::Load(None);
         };
-        let wait = self.inner.settings.fleet.map_or(ttl, |(_, wait)| wait);
         let tiered = &self.inner.tiered;
         let started = Instant::now();
         let mut pause = FIRST_POLL;
