@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo xtask bench [--quick] [--filter GROUP] [--out DIR]
-//! groups: l1, hit-ratio, memory, l2, stampede, outage, overheads
+//! groups: l1, hit-ratio, memory, l2, clear, stampede, outage, overheads
 //! ```
 //!
 //! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod caches;
+mod clear;
 mod l1;
 mod l2;
 mod report;
@@ -52,11 +53,12 @@ impl Progress {
     }
 }
 
-const GROUPS: [&str; 7] = [
+const GROUPS: [&str; 8] = [
     "l1",
     "hit-ratio",
     "memory",
     "l2",
+    "clear",
     "stampede",
     "outage",
     "overheads",
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         ("hit-ratio", l1::hit_ratio_units(&plan)),
         ("memory", 5),
         ("l2", l2::l2_units(&plan)),
+        ("clear", clear::clear_units(&plan)),
         ("stampede", resilience::stampede_units(&plan)),
         ("outage", resilience::outage_units(&plan)),
         ("overheads", l2::overhead_units()),
@@ -163,11 +166,14 @@ fn main() -> ExitCode {
         if plan.wants("stampede") {
             resilience::stampede(&plan, &mut report, &progress).await;
         }
-        if (plan.wants("l2") || plan.wants("outage"))
+        if (plan.wants("l2") || plan.wants("clear") || plan.wants("outage"))
             && let Some(mut server) = l2::start_redis(&mut report)
         {
             if plan.wants("l2") {
                 l2::l2(&plan, &server, &mut report, &progress).await;
+            }
+            if plan.wants("clear") {
+                clear::clear(&plan, &server, &mut report, &progress).await;
             }
             if plan.wants("outage") {
                 resilience::outage(&plan, &mut server, &mut report, &progress).await;

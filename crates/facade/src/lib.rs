@@ -51,8 +51,9 @@
 //! 8. A **failed load** serves a stale value within the stale window (fail-safe);
 //!    without one, every coalesced caller gets the same [`Error::Load`].
 //!
-//! Writes (`set`, `remove`, `invalidate_tag`, `invalidate_prefix`) go to both tiers
-//! and are published so other instances drop their L1 copies. While Redis cannot be
+//! Writes (`set`, `remove`, `invalidate_tag`, `invalidate_prefix`, `clear`) go to
+//! both tiers and are published so other instances drop their L1 copies
+//! ([`clear`](Cache::clear) in one round trip whatever the size: a clear epoch). While Redis cannot be
 //! reached they change this instance's L1 at once and wait in a recovery queue for
 //! the rest, replayed as soon as Redis answers.
 //!

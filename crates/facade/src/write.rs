@@ -164,11 +164,50 @@ where
 
     /// Removes every key whose encoding starts with `prefix` (e.g. `"user:42:"` for
     /// all `("user", 42, _)` keys), in both tiers and on other instances.
+    ///
+    /// L2 is walked with `SCAN` (on every master of a cluster), so the cost grows
+    /// with the number of keys in the namespace. To empty the whole cache use
+    /// [`clear`](Self::clear), which is O(1).
     pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, Error> {
         self.inner
             .tiered
             .invalidate_prefix(prefix)
             .await
             .map_err(|e| self.failed(e))
+    }
+
+    /// Empties the whole cache — this name's L1 on every instance and its L2
+    /// entries — in one round trip, whatever its size.
+    ///
+    /// Nothing is scanned: the time now becomes the cache's *clear epoch*, kept
+    /// in Redis beside the invalidation bus and published on it in the same
+    /// script. Entries created before the epoch read as misses everywhere; other
+    /// instances drop their older L1 copies when the message arrives (and read the
+    /// epoch when they start or after losing bus history); the cleared bytes leave
+    /// Redis with their TTL or the next write of their key. Entries loaded after
+    /// the clear are untouched. During an outage the clear waits in the recovery
+    /// queue (superseding everything queued before it) and is replayed with the
+    /// time it was made.
+    ///
+    /// The epoch compares wall clocks of different machines: keep them in sync
+    /// (an instance whose clock runs ahead by `d` keeps what it wrote in the `d`
+    /// before the clear). An instance without the bus learns of a clear only
+    /// when it starts.
+    ///
+    /// ```
+    /// use cache_facade::Cache;
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// users.set(1, "Ada".into()).await?;
+    /// users.clear().await?;
+    /// assert_eq!(users.get(&1).await?, None);
+    /// assert_eq!(users.entry_count(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn clear(&self) -> Result<(), Error> {
+        self.inner.tiered.clear().await.map_err(|e| self.failed(e))
     }
 }

@@ -45,7 +45,7 @@ pub enum LeaseAttempt {
 
 /// The part of a Redis key that decides its cluster slot: the first non-empty
 /// `{…}` section, else the whole key.
-fn hashed_part(key: &str) -> &str {
+pub(crate) fn hashed_part(key: &str) -> &str {
     if let Some(open) = key.find('{')
         && let Some(len) = key[open + 1..].find('}')
         && len > 0

@@ -173,3 +173,9 @@ async fn health_covers_every_master_and_the_bus_follows_a_failover() {
     );
     assert!(h.masters.iter().all(|m| m.error.is_none()), "{h:?}");
 }
+
+#[tokio::test]
+async fn clear_epoch_rises_and_is_published() {
+    let c = cluster();
+    common::clear_epoch_rises_and_is_published(&mut fixture(&c).await).await;
+}

@@ -525,3 +525,9 @@ fn invalid_configuration_fails_at_build() {
     let tls = RedisStore::builder().url("rediss://h:6380").build();
     assert_eq!(tls.is_ok(), cfg!(feature = "tls"), "{tls:?}");
 }
+
+#[tokio::test]
+async fn clear_epoch_rises_and_is_published() {
+    let s = server();
+    common::clear_epoch_rises_and_is_published(&mut fixture(&s).await).await;
+}

@@ -186,10 +186,13 @@ where
                 gap_policy: self.gap_policy,
                 recovery: Mutex::new(RecoveryQueue::new(self.recovery_capacity)),
                 recovery_wake: Arc::new(tokio::sync::Notify::new()),
+                epoch: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         if listen {
             store.start_listener();
+        } else {
+            store.spawn_epoch_sync();
         }
         Ok(store)
     }

@@ -45,10 +45,11 @@ pub(crate) enum L2Op {
     InvalidateTag,
     InvalidatePrefix,
     Lease,
+    Clear,
 }
 
 impl L2Op {
-    pub(crate) const COUNT: usize = 10;
+    pub(crate) const COUNT: usize = 11;
     pub(crate) const ALL: [L2Op; L2Op::COUNT] = [
         L2Op::Get,
         L2Op::Put,
@@ -60,6 +61,7 @@ impl L2Op {
         L2Op::InvalidateTag,
         L2Op::InvalidatePrefix,
         L2Op::Lease,
+        L2Op::Clear,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -74,6 +76,7 @@ impl L2Op {
             L2Op::InvalidateTag => "invalidate_tag",
             L2Op::InvalidatePrefix => "invalidate_prefix",
             L2Op::Lease => "lease",
+            L2Op::Clear => "clear",
         }
     }
 }

@@ -83,9 +83,13 @@ where
             .await
             .ok()??;
         let now = self.l1().clock().recent();
-        Some(found.filter(|e| e.is_fresh(now)).inspect(|e| {
-            let _ = self.l1().put_sync(key.clone(), e.clone());
-        }))
+        Some(
+            found
+                .filter(|e| e.is_fresh(now) && !self.is_cleared(e))
+                .inspect(|e| {
+                    let _ = self.l1().put_sync(key.clone(), e.clone());
+                }),
+        )
     }
 
     /// Gives a lease back (best effort: an unreleased lease expires by itself).

@@ -48,8 +48,11 @@
 //!   it report a gap, and then the [`GapPolicy`] decides: by default L1 entries
 //!   stay but stop being fresh within 30 s, spread out, so an outage does not end
 //!   with every hot key going to the source at once.
+//! - [`TieredStore::clear`] empties the namespace everywhere in one round trip:
+//!   it raises a clear epoch in Redis and publishes it; entries created before
+//!   it read as misses on every instance (nothing is scanned).
 //! - Writes and invalidations (`put`, `put_many`, `remove`, `remove_many`,
-//!   `invalidate_tag`, `invalidate_prefix`) that cannot reach L2 or the bus join
+//!   `invalidate_tag`, `invalidate_prefix`, `clear`) that cannot reach L2 or the bus join
 //!   a bounded recovery queue, one operation per key, tag or prefix (the last
 //!   wins, order kept), and are applied to L2 and published as soon as Redis
 //!   answers again, ahead of any newer write. While the queue holds anything,
@@ -65,6 +68,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod clear;
 mod config;
 mod guard;
 mod health;

@@ -5,20 +5,25 @@ use std::hash::Hash;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cache_core::{CacheKey, Codec, DecodeKey};
+use cache_core::{CacheKey, Codec, DecodeKey, Timestamp};
 use cache_store_redis::{Action, BusEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::clear::{apply_clear, sync_epoch};
 use crate::config::GapPolicy;
 use crate::log::log_warn;
 use crate::meters::Count;
 use crate::tiered::{Inner, TieredStore};
 
-pub(crate) fn apply_event<K, V, C>(inner: &Inner<K, V, C>, event: BusEvent)
-where
-    K: CacheKey + DecodeKey + Hash + Eq + Clone,
-    V: Clone,
+pub(crate) fn apply_event<K, V, C>(
+    inner: &Inner<K, V, C>,
+    weak: &Weak<Inner<K, V, C>>,
+    event: BusEvent,
+) where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    C: Codec + Clone,
 {
     match event {
         BusEvent::Message(m) => {
@@ -37,6 +42,9 @@ where
                 Action::Prefix(prefix) => {
                     inner.l1.invalidate_prefix_sync(&prefix);
                 }
+                Action::ClearBefore(ms) => {
+                    apply_clear(inner, Timestamp::from_millis(ms));
+                }
                 // Unknown future actions are treated like Clear: distrust.
                 _ => inner.l1.clear(),
             }
@@ -45,6 +53,10 @@ where
             log_warn!(cache = %inner.name, reason = reason.as_str(), policy = ?inner.gap_policy, "invalidation bus gap: applying the gap policy to L1");
             let _ = reason;
             inner.meters.record(Count::BusGap);
+            // A clear may have been among what was lost.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                tokio::spawn(sync_epoch(weak.clone()));
+            }
             match inner.gap_policy {
                 GapPolicy::Clear => inner.l1.clear(),
                 GapPolicy::Revalidate => {
@@ -65,6 +77,7 @@ where
     C: Codec + Clone,
 {
     pub(crate) fn start_listener(&self) {
+        self.spawn_epoch_sync();
         let Some(bus) = self.inner.l2.as_ref().and_then(|l2| l2.bus.clone()) else {
             return;
         };
@@ -79,7 +92,7 @@ where
                 let Some(inner) = Weak::upgrade(&weak) else {
                     return;
                 };
-                apply_event(&inner, event);
+                apply_event(&inner, &weak, event);
             }
         });
         *self.inner.listener.lock() = Some(task);

@@ -103,7 +103,7 @@ where
             .await
         {
             Ok(found) => {
-                if let Some(e) = found.flatten().filter(&usable) {
+                if let Some(e) = found.flatten().filter(|e| usable(e) && !self.is_cleared(e)) {
                     if e.is_fresh(inner.l1.clock().recent()) {
                         counters.record(Count::TierL2Hit);
                         // A refused backfill (too heavy for L1) costs a later L2 read.
@@ -131,7 +131,15 @@ where
                 Store::<K, V>::get_many(l2, keys).await
             })
             .await?
-            .unwrap_or_else(|| vec![None; keys.len()]);
+            .map_or_else(
+                || vec![None; keys.len()],
+                |found| {
+                    found
+                        .into_iter()
+                        .map(|e| e.filter(|e| !self.is_cleared(e)))
+                        .collect()
+                },
+            );
         let now = inner.l1.clock().recent();
         let fresh: Vec<(K, Entry<V>)> = keys
             .iter()

@@ -32,6 +32,8 @@ pub(crate) enum Pending<K, V> {
     Tag(String),
     /// Remove every key whose encoding starts so.
     Prefix(String),
+    /// Clear the namespace: everything created before this time.
+    Clear(Timestamp),
 }
 
 /// What a [`Pending`] operation acts on; one queued operation per target.
@@ -40,6 +42,7 @@ pub(crate) enum Target<K> {
     Key(K),
     Tag(String),
     Prefix(String),
+    Clear,
 }
 
 impl<K: Clone, V> Pending<K, V> {
@@ -48,6 +51,7 @@ impl<K: Clone, V> Pending<K, V> {
             Pending::Put(k, _) | Pending::Remove(k) => Target::Key(k.clone()),
             Pending::Tag(t) => Target::Tag(t.clone()),
             Pending::Prefix(p) => Target::Prefix(p.clone()),
+            Pending::Clear(_) => Target::Clear,
         }
     }
 }
@@ -109,9 +113,18 @@ impl<K: Clone + Eq + Hash, V> RecoveryQueue<K, V> {
     }
 
     /// Queues `op`, made at `at`, at the back, replacing an operation on the
-    /// same target.
+    /// same target. A clear supersedes everything queued before it (what it
+    /// clears covers every earlier write and invalidation).
     pub(crate) fn push(&mut self, op: Pending<K, V>, at: Timestamp) -> Pushed {
         let target = op.target();
+        if target == Target::Clear && !self.live.is_empty() {
+            self.live.clear();
+            self.order.clear();
+            let seq = self.seq();
+            self.live.insert(target.clone(), (seq, op, at));
+            self.order.push_back((seq, target));
+            return Pushed::Replaced;
+        }
         let seq = self.seq();
         let replaced = self.live.insert(target.clone(), (seq, op, at)).is_some();
         self.order.push_back((seq, target));
@@ -180,6 +193,7 @@ mod tests {
                 Pending::Remove(k) => format!("remove {k}"),
                 Pending::Tag(t) => format!("tag {t}"),
                 Pending::Prefix(p) => format!("prefix {p}"),
+                Pending::Clear(at) => format!("clear {}", at.as_millis()),
             })
             .collect()
     }
@@ -194,6 +208,24 @@ mod tests {
         assert_eq!(q.len(), 3);
         assert_eq!(drain(&mut q), ["remove 2", "put 1=11", "tag t"]);
         assert!(!q.is_pending());
+    }
+
+    #[test]
+    fn a_clear_supersedes_everything_queued_before_it() {
+        let mut q = RecoveryQueue::new(10);
+        q.push(put(1, 1), T);
+        q.push(Pending::Tag("t".into()), T);
+        assert_eq!(
+            q.push(Pending::Clear(Timestamp::from_millis(7)), T),
+            Pushed::Replaced
+        );
+        q.push(put(2, 2), T);
+        assert_eq!(q.len(), 2);
+        assert_eq!(drain(&mut q), ["clear 7", "put 2=2"]);
+        assert_eq!(
+            q.push(Pending::Clear(Timestamp::from_millis(8)), T),
+            Pushed::Queued
+        );
     }
 
     #[test]
@@ -238,6 +270,7 @@ mod tests {
         Set(u8, u32),
         Remove(u8),
         Prefix(u8),
+        Clear,
     }
 
     fn apply(state: &mut BTreeMap<u8, u32>, op: &Pending<u8, u32>) {
@@ -249,6 +282,7 @@ mod tests {
                 state.remove(k);
             }
             Pending::Prefix(p) => state.retain(|k, _| !k.to_string().starts_with(p.as_str())),
+            Pending::Clear(_) => state.clear(),
             Pending::Tag(_) => {}
         }
     }
@@ -258,6 +292,7 @@ mod tests {
             Op::Set(k, v) => put(*k, *v),
             Op::Remove(k) => Pending::Remove(*k),
             Op::Prefix(d) => Pending::Prefix(d.to_string()),
+            Op::Clear => Pending::Clear(T),
         }
     }
 
@@ -271,6 +306,7 @@ mod tests {
                 (0u8..30, any::<u32>()).prop_map(|(k, v)| Op::Set(k, v)),
                 (0u8..30).prop_map(Op::Remove),
                 (0u8..8).prop_map(Op::Prefix),
+                Just(Op::Clear),
             ], 0..40),
         ) {
             let mut expected = initial.clone();

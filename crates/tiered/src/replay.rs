@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Store};
-use cache_store_redis::{Action, RedisStore};
+use cache_store_redis::{Action, InvalidationBus, RedisStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -101,6 +101,7 @@ where
             Pending::Remove(_) => L2Op::Remove,
             Pending::Tag(_) => L2Op::InvalidateTag,
             Pending::Prefix(_) => L2Op::InvalidatePrefix,
+            Pending::Clear(_) => L2Op::Clear,
         }
     }
 
@@ -110,14 +111,23 @@ where
             Pending::Put(k, _) | Pending::Remove(k) => Action::Keys(vec![k.to_key_string()]),
             Pending::Tag(t) => Action::Tag(t.clone()),
             Pending::Prefix(p) => Action::Prefix(p.clone()),
+            Pending::Clear(at) => Action::ClearBefore(at.as_millis()),
         }
     }
 
-    /// Applies it to L2; what L2 reports (entries removed; 0 for a put). A put
-    /// whose entry has expired meanwhile writes nothing.
+    /// Whether [`apply_l2`](Self::apply_l2) publishes it itself (a clear raises
+    /// the epoch and publishes in one script).
+    pub(crate) fn publishes_itself(&self) -> bool {
+        matches!(self, Pending::Clear(_))
+    }
+
+    /// Applies it to L2; what L2 reports (entries removed; 0 for a put or a
+    /// clear). A put whose entry has expired meanwhile writes nothing. A clear
+    /// raises the epoch and, with a `bus`, publishes in the same round trip.
     pub(crate) async fn apply_l2<C: Codec + Clone>(
         &self,
         l2: &RedisStore<C>,
+        bus: Option<&InvalidationBus<C>>,
         now: cache_core::Timestamp,
     ) -> Result<u64, CacheError> {
         match self {
@@ -130,6 +140,10 @@ where
             Pending::Remove(k) => Store::<K, V>::remove(l2, k).await.map(u64::from),
             Pending::Tag(t) => Store::<K, V>::invalidate_tag(l2, t).await,
             Pending::Prefix(p) => Store::<K, V>::invalidate_prefix(l2, p).await,
+            Pending::Clear(at) => match bus {
+                Some(bus) => bus.publish_clear(*at).await.map(|_| 0),
+                None => l2.raise_clear_epoch(*at).await.map(|()| 0),
+            },
         }
     }
 }
@@ -146,22 +160,23 @@ where
     /// L2 reported (0 when queued). Fail-closed, an L2 fault is returned, and an
     /// invalidation is queued all the same (this instance's L1 already changed).
     pub(crate) async fn write_l2(&self, op: Pending<K, V>) -> Result<u64, CacheError> {
-        let (l2_op, action) = (op.l2_op(), op.action());
+        let (l2_op, action) = (op.l2_op(), (!op.publishes_itself()).then(|| op.action()));
         let send = op.clone();
         let now = self.inner.l1.clock().now();
+        let bus = self.inner.l2.as_ref().and_then(|l2| l2.bus.as_ref());
         self.write_batch(l2_op, vec![op], action, |l2| async move {
-            send.apply_l2(l2, now).await
+            send.apply_l2(l2, bus, now).await
         })
         .await
     }
 
     /// [`write_l2`](Self::write_l2) for operations that go to L2 as one batch
-    /// (`send`) and to the bus as one message.
+    /// (`send`) and to the bus as one message (`None`: `send` published it).
     pub(crate) async fn write_batch<'a, F, Fut>(
         &'a self,
         l2_op: L2Op,
         ops: Vec<Pending<K, V>>,
-        action: Action,
+        action: Option<Action>,
         send: F,
     ) -> Result<u64, CacheError>
     where
@@ -176,17 +191,22 @@ where
             return Ok(0);
         }
         match self.guarded(l2_op, send).await {
-            Ok(Some(n)) => match self.publish(action).await {
-                Ok(true) => Ok(n),
-                Ok(false) => {
-                    self.enqueue_all(ops);
-                    Ok(n)
+            Ok(Some(n)) => {
+                let Some(action) = action else {
+                    return Ok(n);
+                };
+                match self.publish(action).await {
+                    Ok(true) => Ok(n),
+                    Ok(false) => {
+                        self.enqueue_all(ops);
+                        Ok(n)
+                    }
+                    Err(e) => {
+                        self.enqueue_all(ops);
+                        Err(e)
+                    }
                 }
-                Err(e) => {
-                    self.enqueue_all(ops);
-                    Err(e)
-                }
-            },
+            }
             Ok(None) => {
                 self.enqueue_all(ops);
                 Ok(0)
@@ -246,7 +266,8 @@ where
         let Some(l2) = &self.inner.l2 else {
             return Ok(());
         };
-        op.apply_l2(&l2.store, self.inner.l1.clock().now()).await?;
+        op.apply_l2(&l2.store, l2.bus.as_ref(), self.inner.l1.clock().now())
+            .await?;
         let l1 = &self.inner.l1;
         let older = |e: &Entry<V>| e.created_at() < at;
         match op {
@@ -258,6 +279,9 @@ where
             }
             Pending::Tag(t) => {
                 l1.remove_where(|_, e| older(e) && e.tags().iter().any(|x| x == t));
+            }
+            Pending::Clear(_) => {
+                l1.remove_where(|_, e| older(e));
             }
             Pending::Prefix(p) => {
                 let mut buf = String::new();
@@ -271,7 +295,9 @@ where
                 });
             }
         }
-        if let Some(bus) = &l2.bus {
+        if let Some(bus) = &l2.bus
+            && !op.publishes_itself()
+        {
             bus.publish(op.action()).await?;
         }
         Ok(())

@@ -81,7 +81,7 @@ where
         self.write_batch(
             L2Op::PutMany,
             ops,
-            Self::keys_action(&keys),
+            Some(Self::keys_action(&keys)),
             |l2| async move { l2.put_many(l2_entries).await.map(|()| 0) },
         )
         .await?;
@@ -107,7 +107,7 @@ where
             .write_batch(
                 L2Op::RemoveMany,
                 ops,
-                Self::keys_action(keys),
+                Some(Self::keys_action(keys)),
                 |l2| async move { Store::<K, V>::remove_many(l2, keys).await },
             )
             .await?;

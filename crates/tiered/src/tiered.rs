@@ -92,6 +92,9 @@ pub(crate) struct Inner<K, V, C> {
     pub(crate) recovery: Mutex<RecoveryQueue<K, V>>,
     /// Wakes the recovery worker early when a write joins the queue.
     pub(crate) recovery_wake: Arc<tokio::sync::Notify>,
+    /// The namespace's clear epoch as last seen (Unix ms): entries created
+    /// before it are cleared; see `clear.rs`.
+    pub(crate) epoch: std::sync::atomic::AtomicU64,
 }
 
 impl<K, V, C> Drop for Inner<K, V, C> {

@@ -73,6 +73,13 @@ async fn out_of_memory_turns_writes_off_and_leaves_reads_on() {
         }
     }
     assert!(full, "Redis never reached maxmemory");
+    // Well under what it holds now, so memory that comes and goes (client
+    // buffers, a new connection) cannot bring it back under the limit.
+    assert_eq!(
+        raw.cmd(&["CONFIG", "SET", "maxmemory", "1mb"])
+            .expect("config"),
+        Reply::Status("OK".into())
+    );
 
     for i in 0..20 {
         store

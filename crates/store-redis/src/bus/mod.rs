@@ -38,6 +38,7 @@ use cache_core::{CacheError, Codec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+mod epoch;
 mod reader;
 
 use crate::store::RedisStore;
@@ -74,8 +75,13 @@ pub enum Action {
     Tag(String),
     /// Every key whose encoding starts with this prefix.
     Prefix(String),
-    /// Everything in the namespace.
+    /// Everything in the namespace (this L1 only: nothing tells when; see
+    /// [`ClearBefore`](Action::ClearBefore)).
     Clear,
+    /// Everything in the namespace created before this time (Unix milliseconds):
+    /// the namespace's clear epoch was raised to it (see
+    /// [`InvalidationBus::publish_clear`]).
+    ClearBefore(u64),
 }
 
 /// One message on the bus.
@@ -137,12 +143,17 @@ impl<C: Codec + Clone> RedisStore<C> {
         let space = self.key_space();
         InvalidationBus {
             store: self.clone(),
-            key: format!("{}:{}#bus", space.prefix(), space.namespace()).into(),
+            key: bus_key(space).into(),
             origin: random_origin(),
             keepalive: DEFAULT_KEEPALIVE,
             history: DEFAULT_HISTORY,
         }
     }
+}
+
+/// The stream key of a namespace's bus.
+pub(crate) fn bus_key(space: &cache_core::KeySpace) -> String {
+    format!("{}:{}#bus", space.prefix(), space.namespace())
 }
 
 fn random_origin() -> u64 {
@@ -187,13 +198,7 @@ impl<C: Codec> InvalidationBus<C> {
 
     /// Appends `action` to the stream; returns the message's stream id.
     pub async fn publish(&self, action: Action) -> Result<String, CacheError> {
-        let message = Invalidation {
-            origin: self.origin,
-            action,
-        };
-        let mut payload = vec![WIRE_VERSION];
-        payload = postcard::to_extend(&message, payload)
-            .map_err(|e| CacheError::Encode(e.to_string()))?;
+        let payload = self.payload(action)?;
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&*self.key)
             .arg("MAXLEN")
@@ -203,6 +208,16 @@ impl<C: Codec> InvalidationBus<C> {
             .arg(FIELD)
             .arg(payload);
         self.store.query("publish", &cmd).await
+    }
+
+    /// The encoded message carrying `action` from this origin.
+    fn payload(&self, action: Action) -> Result<Vec<u8>, CacheError> {
+        let message = Invalidation {
+            origin: self.origin,
+            action,
+        };
+        postcard::to_extend(&message, vec![WIRE_VERSION])
+            .map_err(|e| CacheError::Encode(e.to_string()))
     }
 
     /// Starts reading the stream on a dedicated connection, kept alive (and

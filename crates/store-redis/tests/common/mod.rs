@@ -455,3 +455,54 @@ pub async fn health_reports_version_role_and_latency(f: &mut Fixture) {
     assert_eq!(report.tier, "l2");
     assert!(report.latency.is_some());
 }
+
+/// `publish_clear` raises the namespace's epoch (never lowers it) and tells
+/// subscribers in the same round trip; another namespace keeps its own epoch.
+pub async fn clear_epoch_rises_and_is_published(f: &mut Fixture) {
+    use cache_core::Timestamp;
+    use cache_store_redis::{Action, BusEvent};
+    let a = f.store("epoch");
+    let other = f.store("epoch-other");
+    assert_eq!(a.clear_epoch().await.expect("read"), Timestamp::ZERO);
+    let mut sub = a.bus().subscribe().await;
+    let bus = a.bus();
+    bus.publish_clear(Timestamp::from_millis(5_000))
+        .await
+        .expect("clear");
+    assert_eq!(
+        a.clear_epoch().await.expect("read"),
+        Timestamp::from_millis(5_000)
+    );
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .expect("in time");
+    assert_eq!(
+        event.map(|e| match e {
+            BusEvent::Message(m) => Some(m.action),
+            BusEvent::Gap(_) => None,
+        }),
+        Some(Some(Action::ClearBefore(5_000)))
+    );
+    // An older clear (a replay of one made during an outage) never lowers it.
+    bus.publish_clear(Timestamp::from_millis(4_000))
+        .await
+        .expect("older clear");
+    a.raise_clear_epoch(Timestamp::from_millis(3_000))
+        .await
+        .expect("raise");
+    assert_eq!(
+        a.clear_epoch().await.expect("read"),
+        Timestamp::from_millis(5_000)
+    );
+    assert_eq!(other.clear_epoch().await.expect("read"), Timestamp::ZERO);
+    // Garbage under the key reads as never cleared, and a clear repairs it.
+    let _: () = f.raw.q(&cmd(&["SET", &a.epoch_key(), "junk"])).await;
+    assert_eq!(a.clear_epoch().await.expect("read"), Timestamp::ZERO);
+    a.raise_clear_epoch(Timestamp::from_millis(6_000))
+        .await
+        .expect("raise");
+    assert_eq!(
+        a.clear_epoch().await.expect("read"),
+        Timestamp::from_millis(6_000)
+    );
+}
