@@ -5,7 +5,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::{CacheKey, Codec, DecodeKey, Entry, Store};
+use cache_core::{CacheKey, Codec, DecodeKey, Entry};
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -120,7 +120,8 @@ where
                 found.insert(k.clone(), None);
                 continue;
             }
-            match inner.tiered.l1().get_sync(k) {
+            let l1 = shape.route.read_l1.then(|| inner.tiered.l1().get_sync(k));
+            match l1.flatten() {
                 Some(e) if e.is_fresh(now) => {
                     self.l1_hit();
                     found.insert(k.clone(), e.into_value());
@@ -133,11 +134,11 @@ where
                 }
             }
         }
-        if !wanted.is_empty() && inner.tiered.l2().is_some() {
+        if !wanted.is_empty() && inner.tiered.l2().is_some() && shape.route.read_l2 {
             // One round trip for everything L1 lacked (fail-open: a fault is a miss).
             let from_l2 = inner
                 .tiered
-                .get_many(&wanted)
+                .read_many_l2_routed(&wanted, shape.route)
                 .await
                 .map_err(|e| self.failed(e))?;
             let mut still = Vec::with_capacity(wanted.len());
@@ -301,7 +302,10 @@ where
             }
         }
         // Fail-open: L1 holds the batch, L2 follows (faults counted, absorbed).
-        if let Err(e) = inner.tiered.write_back_many(entries).await
+        if let Err(e) = inner
+            .tiered
+            .write_back_many_routed(entries, shape.route)
+            .await
             && e.is_backend_fault()
         {
             return Err(e.into());

@@ -107,7 +107,7 @@ pub use health::UPKEEP_EVERY;
 #[doc(hidden)]
 pub use memo::__private;
 pub use memo::{Computed, MemoOptions};
-pub use options::{LoadContext, LoadOptions};
+pub use options::{LoadContext, LoadOptions, Skip};
 pub use refresh::RefreshAhead;
 pub use report::{CacheStats, HealthReport, L1Report, L2Report, metric_names};
 pub use rules::{

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::{CacheKey, Codec, DecodeKey, Entry};
 use cache_singleflight::{FlightError, Role};
-use cache_tiered::{LoadLease, Tier, TierRead};
+use cache_tiered::{LoadLease, Route, Tier, TierRead};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -214,6 +214,13 @@ where
         if self.bloom_rejects(&key) {
             return Ok(None);
         }
+        if options.is_some_and(|o| !o.route().read_l1) {
+            return Err(L1Miss {
+                key,
+                l1: None,
+                loader,
+            });
+        }
         let now = self.inner.clock.recent();
         let l1 = self.inner.tiered.l1().get_sync(&key);
         if let Some(e) = &l1
@@ -287,7 +294,13 @@ where
             .work_detached(
                 key.clone(),
                 move || async move {
-                    match this.fleet_turn(&key).await {
+                    // A call that skips L2 leaves nothing there to wait for.
+                    let turn = if how.1.route.uses_l2() {
+                        this.fleet_turn(&key).await
+                    } else {
+                        Turn::Load(None)
+                    };
+                    match turn {
                         Turn::Loaded(value) => Ok(value),
                         Turn::Load(lease) => this.load(key, stale, loader, lease, how).await,
                     }
@@ -315,8 +328,13 @@ where
         key: &K,
         stale: Option<Entry<V>>,
         usable: impl Fn(&Entry<V>) -> bool,
+        route: Route,
     ) -> TierRead<V> {
-        let read = self.inner.tiered.read(key, stale, usable).await;
+        let read = self
+            .inner
+            .tiered
+            .read_routed(key, stale, usable, route)
+            .await;
         match &read {
             TierRead::Fresh(_, Tier::L1) => self.l1_hit(),
             TierRead::Fresh(_, Tier::L2) => self.l2_hit(),
@@ -338,7 +356,7 @@ where
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        let stale = match self.read_tiers(&key, l1, |_| true).await {
+        let stale = match self.read_tiers(&key, l1, |_| true, how.1.route).await {
             TierRead::Fresh(e, _) => return Ok(e.into_value()),
             TierRead::Missing { fault: Some(e), .. } => return Err(e.into()),
             TierRead::Missing { stale, fault: None } => stale,
@@ -418,14 +436,18 @@ where
                 Ok(value) => value,
                 Err(e) => {
                     let _ = tx.send(Err(e));
-                    let _ = tiered.write_back_leased(key, None, lease).await;
+                    let _ = tiered
+                        .write_back_routed(key, None, lease, shape.route)
+                        .await;
                     return;
                 }
             };
             let shape = shape.decided(&decisions.lock());
             let entry = writer.loaded_entry(&key, value.clone(), &shape);
             // Fail-open answers once L1 holds it (L2 follows in the background).
-            let written = tiered.write_back_leased(key, entry, lease).await;
+            let written = tiered
+                .write_back_routed(key, entry, lease, shape.route)
+                .await;
             let _ = tx.send(Ok((value, written)));
         });
         let (soft, hard) = options.timeouts(&inner.settings);

@@ -25,9 +25,9 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::options::Shape as EntryShape;
+use crate::options::{Shape as EntryShape, Skip, route};
 use crate::report::Event;
-use cache_tiered::TierRead;
+use cache_tiered::{Route, TierRead};
 
 /// What a memoized computation produced, and whether the cache may keep it.
 ///
@@ -78,11 +78,23 @@ impl<T> From<T> for Computed<T> {
     }
 }
 
-/// Options of [`Cache::memoize`]: the TTL and tags of what it stores.
+/// Options of [`Cache::memoize`] (and `#[cached(options = ...)]`): the TTL,
+/// negative TTL, stale window and tags of what it stores, and the tiers it skips.
+///
+/// Two options of [`LoadOptions`](crate::LoadOptions) have no counterpart here,
+/// by design: **load timeouts** (the computation runs inline and returns the
+/// caller's own error type, which a timeout could not produce; wrap the body in
+/// `tokio::time::timeout` to bound it) and the **fail mode** (a memoized
+/// computation is the source of truth: a cache fault only costs a computation,
+/// never the answer).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoOptions {
     ttl: Option<Duration>,
+    negative_ttl: Option<Duration>,
+    stale_window: Option<Duration>,
     tags: Vec<String>,
+    skip_l1: Option<Skip>,
+    skip_l2: Option<Skip>,
 }
 
 impl MemoOptions {
@@ -91,15 +103,47 @@ impl MemoOptions {
     pub const fn new() -> Self {
         MemoOptions {
             ttl: None,
+            negative_ttl: None,
+            stale_window: None,
             tags: Vec::new(),
+            skip_l1: None,
+            skip_l2: None,
         }
     }
 
-    /// The TTL of stored values (still jittered). *Absent* results keep the cache's
-    /// negative TTL.
+    /// The TTL of stored values (still jittered).
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// The TTL of an *absent* result of [`Cache::memoize_option`] (zero: do not
+    /// cache absence).
+    #[must_use]
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// How long past its TTL a stored value may stand in for a failed computation.
+    #[must_use]
+    pub fn stale_window(mut self, window: Duration) -> Self {
+        self.stale_window = Some(window);
+        self
+    }
+
+    /// Skip L1's read, write or both (see [`LoadOptions::skip_l1`](crate::LoadOptions::skip_l1)).
+    #[must_use]
+    pub fn skip_l1(mut self, skip: Skip) -> Self {
+        self.skip_l1 = Some(skip);
+        self
+    }
+
+    /// Skip L2's read, write or both.
+    #[must_use]
+    pub fn skip_l2(mut self, skip: Skip) -> Self {
+        self.skip_l2 = Some(skip);
         self
     }
 
@@ -128,6 +172,10 @@ impl MemoOptions {
     {
         self.tags = tags.into_iter().map(Into::into).collect();
         self
+    }
+
+    fn route(&self) -> Route {
+        route(self.skip_l1, self.skip_l2, None)
     }
 }
 
@@ -303,7 +351,11 @@ where
         T: Into<Computed<S::Out>>,
     {
         let now = self.inner.clock.now();
-        let l1 = match self.inner.tiered.l1().get_sync(&key) {
+        let l1 = options
+            .route()
+            .read_l1
+            .then(|| self.inner.tiered.l1().get_sync(&key));
+        let l1 = match l1.flatten() {
             Some(e) if e.is_fresh(now) && S::accepts(&e) => match S::read(e) {
                 Some(out) => {
                     self.l1_hit();
@@ -354,7 +406,7 @@ where
         T: Into<Computed<S::Out>>,
     {
         let inner = &self.inner;
-        let stale = match self.read_tiers(key, l1, S::accepts).await {
+        let stale = match self.read_tiers(key, l1, S::accepts, options.route()).await {
             TierRead::Fresh(e, _) => return Ok(e.into_value()),
             TierRead::Missing { stale, fault } => {
                 // Fail-closed L2 fault: counted, and the computation answers anyway.
@@ -400,9 +452,10 @@ where
     /// fail-closed mode both before returning, faults ignored).
     async fn store_computed(&self, key: K, value: Option<V>, options: &MemoOptions) {
         let mut shape = EntryShape::of(&self.inner.settings);
-        if let Some(ttl) = options.ttl {
-            shape.ttl = ttl;
-        }
+        shape.ttl = options.ttl.unwrap_or(shape.ttl);
+        shape.negative_ttl = options.negative_ttl.unwrap_or(shape.negative_ttl);
+        shape.stale_window = options.stale_window.unwrap_or(shape.stale_window);
+        shape.route = options.route();
         if !options.tags.is_empty() {
             match cache_core::Tags::new(options.tags.iter().map(String::as_str)) {
                 Ok(tags) => shape.tags = Some(tags),
@@ -415,11 +468,14 @@ where
         let Some(entry) = self.loaded_entry(&key, value, &shape) else {
             return;
         };
-        let _ = self.inner.tiered.write_back(key, entry).await;
+        let _ = self
+            .inner
+            .tiered
+            .write_back_routed(key, Some(entry), None, shape.route)
+            .await;
     }
 }
 
-/// What `#[cached]` expands to; not a stable API.
 #[doc(hidden)]
 pub mod __private {
     use std::future::Future;

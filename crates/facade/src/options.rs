@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{Entry, InvalidInput, Tags};
+use cache_tiered::{FailMode, Route};
 use parking_lot::Mutex;
 
 use crate::cache::Settings;
@@ -14,6 +15,12 @@ use crate::cache::Settings;
 ///
 /// When callers with different options coalesce on one key, the options of the
 /// call that starts the load apply.
+///
+/// Per call, a read-through may also skip a tier ([`skip_l1`](Self::skip_l1),
+/// [`skip_l2`](Self::skip_l2): its read, its write or both) and pick its own
+/// [`FailMode`] (what an L2 fault does to this call: a miss, or the error). A
+/// call that skips L2's read or write takes no fleet lease (there is no L2
+/// value for other instances to wait for).
 ///
 /// ```
 /// use std::time::Duration;
@@ -42,6 +49,44 @@ pub struct LoadOptions {
     tags: Vec<String>,
     soft_timeout: Option<Duration>,
     hard_timeout: Option<Duration>,
+    skip_l1: Option<Skip>,
+    skip_l2: Option<Skip>,
+    fail_mode: Option<FailMode>,
+}
+
+/// What a call skips of one tier; see [`LoadOptions::skip_l1`] and
+/// [`LoadOptions::skip_l2`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// Do not look in the tier (its value is replaced by what this call finds
+    /// elsewhere or loads: a forced refresh of that tier).
+    Read,
+    /// Look in the tier but do not store there (e.g. a value too private or too
+    /// large for Redis, or one only this instance should hold).
+    Write,
+    /// Neither: the call acts as if the tier did not exist.
+    Both,
+}
+
+impl Skip {
+    fn reads(skip: Option<Skip>) -> bool {
+        !matches!(skip, Some(Skip::Read | Skip::Both))
+    }
+
+    fn writes(skip: Option<Skip>) -> bool {
+        !matches!(skip, Some(Skip::Write | Skip::Both))
+    }
+}
+
+/// The route through the tiers of a call that skips `l1` and `l2` as given.
+pub(crate) fn route(l1: Option<Skip>, l2: Option<Skip>, fail_mode: Option<FailMode>) -> Route {
+    Route {
+        read_l1: Skip::reads(l1),
+        read_l2: Skip::reads(l2),
+        write_l1: Skip::writes(l1),
+        write_l2: Skip::writes(l2),
+        fail_mode,
+    }
 }
 
 impl LoadOptions {
@@ -99,6 +144,49 @@ impl LoadOptions {
         self
     }
 
+    /// Skip L1's read, write or both for this call.
+    ///
+    /// ```
+    /// use cache_facade::{Cache, LoadOptions, Skip};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users").build()?;
+    /// users.set(1, "old".into()).await?;
+    /// // Force a reload past what this instance holds, and store the result.
+    /// let fresh = LoadOptions::new().skip_l1(Skip::Read).skip_l2(Skip::Read);
+    /// let got = users.get_or_load_with(1, &fresh, |_| async { Some("new".to_string()) }).await?;
+    /// assert_eq!(got.as_deref(), Some("new"));
+    /// assert_eq!(users.get(&1).await?.as_deref(), Some("new"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn skip_l1(mut self, skip: Skip) -> Self {
+        self.skip_l1 = Some(skip);
+        self
+    }
+
+    /// Skip L2's read, write or both for this call (no fleet lease then).
+    #[must_use]
+    pub fn skip_l2(mut self, skip: Skip) -> Self {
+        self.skip_l2 = Some(skip);
+        self
+    }
+
+    /// What an L2 fault does to this call: [`FailMode::Open`] reads it as a
+    /// miss (and loads), [`FailMode::Closed`] returns it.
+    #[must_use]
+    pub fn fail_mode(mut self, mode: FailMode) -> Self {
+        self.fail_mode = Some(mode);
+        self
+    }
+
+    /// The call's route through the tiers.
+    pub(crate) fn route(&self) -> Route {
+        route(self.skip_l1, self.skip_l2, self.fail_mode)
+    }
+
     /// The call's load timeouts over the cache's: (soft, hard).
     pub(crate) fn timeouts(&self, s: &Settings) -> (Option<Duration>, Option<Duration>) {
         (
@@ -120,6 +208,7 @@ impl LoadOptions {
                 Some(Tags::new(self.tags.iter().map(String::as_str))?)
             },
             cache: true,
+            route: self.route(),
         })
     }
 }
@@ -133,6 +222,8 @@ pub(crate) struct Shape {
     pub(crate) stale_window: Duration,
     pub(crate) tags: Option<Tags>,
     pub(crate) cache: bool,
+    /// Which tiers the load reads and writes.
+    pub(crate) route: Route,
 }
 
 impl Shape {
@@ -144,6 +235,7 @@ impl Shape {
             stale_window: s.stale_window,
             tags: None,
             cache: true,
+            route: Route::ALL,
         }
     }
 

@@ -98,6 +98,7 @@ const MAX_NAME_LEN: usize = 64;
 /// | `unless = pred` | `pred(&value) == true` keeps the value out of the cache (it is still returned). `value` is the return value, or the `Ok` value of a `Result`. |
 /// | `max_entries = n` | Without `cache`: the bound of the fn's own cache. |
 /// | `tags = ["user:{id}", "users"]` | Tags of the stored entry (L1 and L2 copies), for `invalidate_tag`: format strings over the arguments, built before the body runs. |
+/// | `options = expr` | A `MemoOptions` expression, evaluated per call (it may use the arguments): negative TTL, stale window, skipping L1 or L2 (`MemoOptions::new().skip_l2(Skip::Write)`). `ttl` and `tags` given too apply on top of it. |
 ///
 /// # Return types
 ///
@@ -367,12 +368,21 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         ::cache_facade::__private::uncached(__cached_compute).await
     ));
 
+    // `options = expr` is the base (typed, so a wrong expression says so);
+    // `ttl` and `tags` given as well are applied on top of it.
+    let base = match &o.options {
+        Some(expr) => quote!({
+            let __cached_base: ::cache_facade::MemoOptions = #expr;
+            __cached_base
+        }),
+        None => quote!(::cache_facade::MemoOptions::new()),
+    };
     let options = match (&o.ttl, &o.cache) {
         (Some(ttl), Some(_)) => {
             let d = ttl_tokens(ttl);
-            quote!(::cache_facade::MemoOptions::new().ttl(#d))
+            quote!(#base.ttl(#d))
         }
-        _ => quote!(::cache_facade::MemoOptions::new()),
+        _ => base,
     };
     // Tags are built from the arguments before the body takes them.
     let (tags_let, options) = match &o.tags {

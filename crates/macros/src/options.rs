@@ -18,10 +18,11 @@ pub(crate) struct Options {
     pub(crate) unless: Option<Expr>,
     pub(crate) max_entries: Option<Expr>,
     pub(crate) tags: Option<Vec<LitStr>>,
+    pub(crate) options: Option<Expr>,
 }
 
 const OPTION_NAMES: &str =
-    "cache, name (or namespace), ttl, key, key_type, unless, max_entries and tags";
+    "cache, name (or namespace), ttl, key, key_type, unless, max_entries, tags and options";
 
 impl Parse for Options {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -61,6 +62,7 @@ impl Parse for Options {
                 "unless" => o.unless = Some(input.parse()?),
                 "max_entries" => o.max_entries = Some(input.parse()?),
                 "tags" => o.tags = Some(parse_tags(input)?),
+                "options" => o.options = Some(input.parse()?),
                 "stampede_protection" | "sync_writes" => {
                     return Err(syn::Error::new(
                         ident.span(),

@@ -71,3 +71,57 @@ pub enum FailMode {
     /// Return the fault to the caller.
     Closed,
 }
+
+/// Which tiers one call reads and writes, and what an L2 fault does to it
+/// (`None`: the store's [`FailMode`]). [`Route::ALL`] is what every call does
+/// unless told otherwise.
+///
+/// ```
+/// use cache_tiered::{FailMode, Route};
+/// let local_only = Route { read_l2: false, write_l2: false, ..Route::ALL };
+/// assert!(local_only.read_l1 && !local_only.uses_l2());
+/// let strict = Route { fail_mode: Some(FailMode::Closed), ..Route::ALL };
+/// assert_eq!(strict.mode(FailMode::Open), FailMode::Closed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Look in L1.
+    pub read_l1: bool,
+    /// Look in L2 (and backfill L1 from it, when `write_l1`).
+    pub read_l2: bool,
+    /// Store in L1.
+    pub write_l1: bool,
+    /// Store in L2.
+    pub write_l2: bool,
+    /// The fail mode of this call, over the store's.
+    pub fail_mode: Option<FailMode>,
+}
+
+impl Route {
+    /// Both tiers, read and written; the store's fail mode.
+    pub const ALL: Route = Route {
+        read_l1: true,
+        read_l2: true,
+        write_l1: true,
+        write_l2: true,
+        fail_mode: None,
+    };
+
+    /// The fail mode in force: this route's, else `store`'s.
+    #[must_use]
+    pub fn mode(&self, store: FailMode) -> FailMode {
+        self.fail_mode.unwrap_or(store)
+    }
+
+    /// Whether the call reads and writes L2 (a fleet lease needs both).
+    #[must_use]
+    pub fn uses_l2(&self) -> bool {
+        self.read_l2 && self.write_l2
+    }
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Route::ALL
+    }
+}

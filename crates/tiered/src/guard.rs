@@ -130,6 +130,20 @@ where
         F: FnOnce(&'a RedisStore<C>) -> Fut,
         Fut: std::future::Future<Output = Result<T, CacheError>>,
     {
+        self.guarded_as(self.inner.mode, op, f).await
+    }
+
+    /// [`guarded`](Self::guarded) under the fail mode `mode` (one call's own).
+    pub(crate) async fn guarded_as<'a, T, F, Fut>(
+        &'a self,
+        mode: FailMode,
+        op: L2Op,
+        f: F,
+    ) -> Result<Option<T>, CacheError>
+    where
+        F: FnOnce(&'a RedisStore<C>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CacheError>>,
+    {
         let Some(l2) = &self.inner.l2 else {
             return Ok(None);
         };
@@ -137,11 +151,14 @@ where
         let Ok(permit) = l2.breaker.try_acquire() else {
             counters.record(Count::L2Rejected);
             self.l2_error_metric("rejected");
-            return self.degrade(CacheError::Unavailable {
-                backend: "redis",
-                message: "skipped: the circuit breaker is open".into(),
-                source: None,
-            });
+            return self.degrade(
+                mode,
+                CacheError::Unavailable {
+                    backend: "redis",
+                    message: "skipped: the circuit breaker is open".into(),
+                    source: None,
+                },
+            );
         };
         let started = std::time::Instant::now();
         let result = f(&l2.store).await;
@@ -181,7 +198,7 @@ where
                     );
                 }
                 self.l2_error_metric(e.kind().as_str());
-                self.degrade(e)
+                self.degrade(mode, e)
             }
             Err(e) => {
                 permit.ignore();
@@ -199,8 +216,12 @@ where
         .increment(1);
     }
 
-    pub(crate) fn degrade<T>(&self, e: CacheError) -> Result<Option<T>, CacheError> {
-        match self.inner.mode {
+    pub(crate) fn degrade<T>(
+        &self,
+        mode: FailMode,
+        e: CacheError,
+    ) -> Result<Option<T>, CacheError> {
+        match mode {
             FailMode::Open => {
                 self.inner.meters.record(Count::FailOpen);
                 metrics::counter!(metric_names::FAIL_OPEN, "cache" => self.inner.name.clone())

@@ -85,7 +85,7 @@ mod tiered;
 pub use builder::TieredStoreBuilder;
 pub use cache_store_redis::LoadLease;
 pub use config::{
-    DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy, default_breaker,
+    DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy, Route, default_breaker,
 };
 pub use health::{L2Health, TierHealth, combined_health};
 pub use lease::FleetLease;

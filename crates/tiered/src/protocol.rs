@@ -10,7 +10,7 @@ use cache_store_redis::LoadLease;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::FailMode;
+use crate::config::{FailMode, Route};
 use crate::guard::L2Op;
 use crate::meters::Count;
 use crate::tiered::TieredStore;
@@ -69,16 +69,35 @@ where
         stale: Option<Entry<V>>,
         usable: impl Fn(&Entry<V>) -> bool,
     ) -> TierRead<V> {
+        self.read_routed(key, stale, usable, Route::ALL).await
+    }
+
+    /// [`read`](Self::read) for one call's [`Route`]: L1 only if it reads L1,
+    /// L2 only if it reads L2 (backfilling L1 only if it writes L1), an L2
+    /// fault treated by the route's fail mode.
+    pub async fn read_routed(
+        &self,
+        key: &K,
+        stale: Option<Entry<V>>,
+        usable: impl Fn(&Entry<V>) -> bool,
+        route: Route,
+    ) -> TierRead<V> {
         let inner = &self.inner;
         let mut stale = stale.filter(&usable);
-        if let Some(e) = inner.l1.get_sync(key).filter(&usable) {
+        if route.read_l1
+            && let Some(e) = inner.l1.get_sync(key).filter(&usable)
+        {
             if e.is_fresh(inner.l1.clock().recent()) {
                 inner.meters.record(Count::TierL1Hit);
                 return TierRead::Fresh(e, Tier::L1);
             }
             stale = longer_lived(stale, e);
         }
-        self.read_l2(key, stale, usable).await
+        if !route.read_l2 {
+            inner.meters.record(Count::TierMiss);
+            return TierRead::Missing { stale, fault: None };
+        }
+        self.read_l2_routed(key, stale, usable, route).await
     }
 
     /// The L2 half of [`read`](Self::read), for a caller that has just looked
@@ -92,14 +111,23 @@ where
         stale: Option<Entry<V>>,
         usable: impl Fn(&Entry<V>) -> bool,
     ) -> TierRead<V> {
+        self.read_l2_routed(key, stale, usable, Route::ALL).await
+    }
+
+    async fn read_l2_routed(
+        &self,
+        key: &K,
+        stale: Option<Entry<V>>,
+        usable: impl Fn(&Entry<V>) -> bool,
+        route: Route,
+    ) -> TierRead<V> {
         let inner = &self.inner;
         let counters = &inner.meters;
         let mut stale = stale;
         let fault = match self
-            .guarded(
-                L2Op::Get,
-                |l2| async move { Store::<K, V>::get(l2, key).await },
-            )
+            .guarded_as(route.mode(inner.mode), L2Op::Get, |l2| async move {
+                Store::<K, V>::get(l2, key).await
+            })
             .await
         {
             Ok(found) => {
@@ -107,7 +135,9 @@ where
                     if e.is_fresh(inner.l1.clock().recent()) {
                         counters.record(Count::TierL2Hit);
                         // A refused backfill (too heavy for L1) costs a later L2 read.
-                        let _ = inner.l1.put_sync(key.clone(), e.clone());
+                        if route.write_l1 {
+                            let _ = inner.l1.put_sync(key.clone(), e.clone());
+                        }
                         return TierRead::Fresh(e, Tier::L2);
                     }
                     stale = longer_lived(stale, e);
@@ -125,9 +155,24 @@ where
     /// stale; the caller judges), fresh ones backfilled into L1 at once.
     /// Fail-open: a fault reads as nothing found.
     pub async fn read_many_l2(&self, keys: &[K]) -> Result<Vec<Option<Entry<V>>>, CacheError> {
+        self.read_many_l2_routed(keys, Route::ALL).await
+    }
+
+    /// [`read_many_l2`](Self::read_many_l2) for one call's [`Route`]: nothing
+    /// read unless it reads L2, fresh entries backfilled only if it writes L1,
+    /// a fault treated by its fail mode.
+    pub async fn read_many_l2_routed(
+        &self,
+        keys: &[K],
+        route: Route,
+    ) -> Result<Vec<Option<Entry<V>>>, CacheError> {
         let inner = &self.inner;
+        if !route.read_l2 {
+            inner.meters.add(Count::TierMiss, keys.len() as u64);
+            return Ok(vec![None; keys.len()]);
+        }
         let found = self
-            .guarded(L2Op::GetMany, |l2| async move {
+            .guarded_as(route.mode(inner.mode), L2Op::GetMany, |l2| async move {
                 Store::<K, V>::get_many(l2, keys).await
             })
             .await?
@@ -151,7 +196,9 @@ where
             })
             .collect();
         let hits = fresh.len() as u64;
-        inner.l1.put_each_sync(fresh);
+        if route.write_l1 {
+            inner.l1.put_each_sync(fresh);
+        }
         inner.meters.add(Count::TierL2Hit, hits);
         inner.meters.add(Count::TierMiss, keys.len() as u64 - hits);
         Ok(found)
@@ -178,35 +225,63 @@ where
         entry: Option<Entry<V>>,
         lease: Option<LoadLease>,
     ) -> Result<(), CacheError> {
+        self.write_back_routed(key, entry, lease, Route::ALL).await
+    }
+
+    /// [`write_back_leased`](Self::write_back_leased) for one call's [`Route`]:
+    /// L1 only if it writes L1, L2 only if it writes L2, an L2 fault treated by
+    /// its fail mode.
+    pub async fn write_back_routed(
+        &self,
+        key: K,
+        entry: Option<Entry<V>>,
+        lease: Option<LoadLease>,
+        route: Route,
+    ) -> Result<(), CacheError> {
         let Some(entry) = entry else {
             if let Some(lease) = lease {
                 self.release_lease(lease).await;
             }
             return Ok(());
         };
-        if self.l2().is_none() {
-            return self.fill_l1(key, entry);
+        let to_l1 = |store: &Self, key: K, entry: Entry<V>| {
+            if route.write_l1 {
+                store.fill_l1(key, entry)
+            } else {
+                Ok(())
+            }
+        };
+        if self.l2().is_none() || !route.write_l2 {
+            if let Some(lease) = lease {
+                self.release_lease(lease).await;
+            }
+            return to_l1(self, key, entry);
         }
-        match self.fail_mode() {
+        let mode = route.mode(self.fail_mode());
+        match mode {
             FailMode::Closed => {
                 let in_l2 = self
-                    .guarded(L2Op::Put, |l2| {
+                    .guarded_as(mode, L2Op::Put, |l2| {
                         let (key, entry) = (key.clone(), entry.clone());
                         async move { l2.put(key, entry).await }
                     })
                     .await;
-                let in_l1 = self.fill_l1(key, entry);
+                let in_l1 = to_l1(self, key, entry);
                 if let Some(lease) = lease {
                     self.release_lease(lease).await;
                 }
                 in_l2.and(in_l1)
             }
             FailMode::Open => {
-                let in_l1 = self.fill_l1(key.clone(), entry.clone());
+                let in_l1 = to_l1(self, key.clone(), entry.clone());
                 let store = self.clone();
                 tokio::spawn(async move {
                     let _ = store
-                        .guarded(L2Op::Put, |l2| async move { l2.put(key, entry).await })
+                        .guarded_as(
+                            mode,
+                            L2Op::Put,
+                            |l2| async move { l2.put(key, entry).await },
+                        )
                         .await;
                     if let Some(lease) = lease {
                         store.release_lease(lease).await;
@@ -222,31 +297,41 @@ where
     /// batch — in the background when fail-open, awaited (fault returned) when
     /// fail-closed.
     pub async fn write_back_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
+        self.write_back_many_routed(entries, Route::ALL).await
+    }
+
+    /// [`write_back_many`](Self::write_back_many) for one call's [`Route`].
+    pub async fn write_back_many_routed(
+        &self,
+        entries: Vec<(K, Entry<V>)>,
+        route: Route,
+    ) -> Result<(), CacheError> {
         if entries.is_empty() {
             return Ok(());
         }
-        for (k, e) in &entries {
-            let _ = self.fill_l1(k.clone(), e.clone());
+        if route.write_l1 {
+            for (k, e) in &entries {
+                let _ = self.fill_l1(k.clone(), e.clone());
+            }
         }
-        if self.l2().is_none() {
+        if self.l2().is_none() || !route.write_l2 {
             return Ok(());
         }
-        match self.fail_mode() {
+        let mode = route.mode(self.fail_mode());
+        match mode {
             FailMode::Closed => self
-                .guarded(
-                    L2Op::PutMany,
-                    |l2| async move { l2.put_many(entries).await },
-                )
+                .guarded_as(mode, L2Op::PutMany, |l2| async move {
+                    l2.put_many(entries).await
+                })
                 .await
                 .map(|_| ()),
             FailMode::Open => {
                 let store = self.clone();
                 tokio::spawn(async move {
                     let _ = store
-                        .guarded(
-                            L2Op::PutMany,
-                            |l2| async move { l2.put_many(entries).await },
-                        )
+                        .guarded_as(mode, L2Op::PutMany, |l2| async move {
+                            l2.put_many(entries).await
+                        })
                         .await;
                 });
                 Ok(())

@@ -1,0 +1,11 @@
+use std::time::Duration;
+
+use cache_facade::cached;
+
+// `options` takes `MemoOptions`, not `LoadOptions` (that is `get_or_load_with`'s).
+#[cached(options = cache_facade::LoadOptions::new().ttl(Duration::from_secs(5)))]
+async fn profile(id: u64) -> String {
+    format!("profile {id}")
+}
+
+fn main() {}
