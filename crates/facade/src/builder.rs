@@ -9,7 +9,7 @@ use cache_core::{
     CacheError, CacheKey, Clock, Codec, ConfigError, DecodeKey, Namespace, Postcard, SystemClock,
 };
 use cache_singleflight::Group;
-use cache_store_memory::MemoryStore;
+use cache_store_memory::{EvictionListener, MemoryStore, RemovalCause};
 use cache_store_redis::RedisStore;
 use cache_tiered::{FailMode, GapPolicy, TieredStore};
 
@@ -78,6 +78,9 @@ pub struct CacheBuilder<C = Postcard> {
     max_weight: Option<u64>,
     /// `Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>` for the `K`, `V` of `build`.
     weigher: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// `EvictionListener<K, V>` for the `K`, `V` of `build`.
+    listener: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    time_to_idle: Option<Duration>,
     l1_max_ttl: Option<Duration>,
     redis: Redis,
     default_ttl: Duration,
@@ -112,6 +115,8 @@ impl CacheBuilder<Postcard> {
             max_entries: DEFAULT_MAX_ENTRIES,
             max_weight: None,
             weigher: None,
+            listener: None,
+            time_to_idle: None,
             l1_max_ttl: None,
             redis: Redis::None,
             default_ttl: DEFAULT_TTL,
@@ -171,6 +176,75 @@ impl<C: Codec + Clone> CacheBuilder<C> {
     {
         let f: Weigher<K, V> = Arc::new(f);
         self.weigher = Some(Arc::new(f));
+        self
+    }
+
+    /// Calls `listener` with every entry that leaves this instance's L1, its
+    /// value (`None` for a cached absence) and why ([`RemovalCause`]): evicted
+    /// by a bound (`Size`), expired by TTL or [`time_to_idle`](Self::time_to_idle)
+    /// (`Expired`), removed — by this instance, by another instance through the
+    /// bus, by `clear` or a tag (`Explicit`) — or replaced by a newer value
+    /// (`Replaced`). It runs outside L1's locks on the thread that made the
+    /// change, so keep it short (hand heavy work to a channel). Its `K`, `V` must
+    /// be those of [`build`](Self::build) (checked there).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cache_facade::{Cache, RemovalCause};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let heard = Arc::new(Mutex::new(Vec::new()));
+    /// let log = heard.clone();
+    /// let users: Cache<u64, String> = Cache::builder("users")
+    ///     .eviction_listener(move |id: u64, _name: Option<String>, cause: RemovalCause| {
+    ///         log.lock().unwrap().push((id, cause));
+    ///     })
+    ///     .build()?;
+    /// users.set(1, "Ada".into()).await?;
+    /// users.remove(&1).await?;
+    /// assert_eq!(*heard.lock().unwrap(), [(1, RemovalCause::Explicit)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn eviction_listener<K, V>(
+        mut self,
+        listener: impl Fn(K, Option<V>, RemovalCause) + Send + Sync + 'static,
+    ) -> Self
+    where
+        K: 'static,
+        V: 'static,
+    {
+        let f: EvictionListener<K, V> = Arc::new(listener);
+        self.listener = Some(Arc::new(f));
+        self
+    }
+
+    /// Drops an L1 entry nobody read for `idle` (its TTL still applies too;
+    /// whichever ends first). L2 copies keep their TTL: Redis is not written on
+    /// reads. At least 1 ms.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_facade::Cache;
+    /// use cache_facade::prelude::MockClock;
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let clock = MockClock::default();
+    /// let sessions: Cache<u64, String> = Cache::builder("sessions")
+    ///     .default_ttl(Duration::from_secs(3600))
+    ///     .time_to_idle(Duration::from_secs(300))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// sessions.set(1, "token".into()).await?;
+    /// clock.advance(Duration::from_secs(301));
+    /// assert_eq!(sessions.get(&1).await?, None, "idle for 5 minutes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.time_to_idle = Some(idle);
         self
     }
 
@@ -342,6 +416,8 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             max_entries: self.max_entries,
             max_weight: self.max_weight,
             weigher: self.weigher,
+            listener: self.listener,
+            time_to_idle: self.time_to_idle,
             l1_max_ttl: self.l1_max_ttl,
             redis: self.redis,
             default_ttl: self.default_ttl,
@@ -416,6 +492,18 @@ impl<C: Codec + Clone> CacheBuilder<C> {
             };
             let f = Arc::clone(&*f);
             l1 = l1.weigher(move |k, v| f(k, v));
+        }
+        if let Some(any) = self.listener.take() {
+            let Ok(f) = any.downcast::<EvictionListener<K, V>>() else {
+                return Err(ConfigError::new(
+                    "eviction_listener",
+                    "its key and value types are not the cache's",
+                ));
+            };
+            l1 = l1.shared_eviction_listener(Arc::clone(&*f));
+        }
+        if let Some(idle) = self.time_to_idle {
+            l1 = l1.time_to_idle(idle);
         }
         if let Some(ttl) = self.l1_max_ttl {
             l1 = l1.max_ttl(ttl);

@@ -140,6 +140,7 @@ pub use cache_bloom::AtomicBloomFilter;
 pub use cache_breaker::CircuitBreakerBuilder as BreakerBuilder;
 pub use cache_core::{CacheKey, DecodeKey, HealthStatus};
 pub use cache_macros::{CacheKey, cached};
+pub use cache_store_memory::RemovalCause;
 pub use cache_tiered::{FailMode, GapPolicy};
 
 /// What a service needs to build and use caches, in one import:

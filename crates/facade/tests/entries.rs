@@ -312,3 +312,72 @@ async fn time_to_live_and_contains_key_across_instances() {
     assert_eq!(a.invalidate_entries_if(|k, _| *k == 3), 1);
     assert!(!a.contains_key(&3));
 }
+
+type Heard = Arc<std::sync::Mutex<Vec<(u64, Option<String>, cache_facade::RemovalCause)>>>;
+
+fn listened(clock: &MockClock, url: Option<&str>) -> (Cache<u64, String>, Heard) {
+    let heard: Heard = Arc::default();
+    let log = heard.clone();
+    let mut builder = Cache::builder("listened")
+        .jitter(Jitter::None)
+        .default_ttl(Duration::from_secs(60))
+        .time_to_idle(Duration::from_secs(10))
+        .clock(clock.clone())
+        .eviction_listener(move |k: u64, v: Option<String>, cause| {
+            log.lock().expect("lock").push((k, v, cause));
+        });
+    if let Some(url) = url {
+        builder = builder.redis_url(url);
+    }
+    (builder.build().expect("valid config"), heard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eviction_listener_hears_every_cause_across_instances() {
+    use cache_facade::RemovalCause::{Expired, Explicit, Replaced};
+    let server = RedisServer::start().expect("redis-server");
+    let clock = MockClock::default();
+    let (a, heard) = listened(&clock, Some(&server.url()));
+    let (b, _) = listened(&clock, Some(&server.url()));
+    let take = || std::mem::take(&mut *heard.lock().expect("lock"));
+
+    a.set(1, "one".into()).await.expect("set");
+    a.set(1, "uno".into()).await.expect("set");
+    assert_eq!(take(), [(1, Some("one".into()), Replaced)]);
+
+    // Removed by another instance: heard when the bus message arrives.
+    b.remove(&1).await.expect("remove");
+    eventually_async("A hears B's removal", || {
+        let heard = heard.clone();
+        async move { !heard.lock().expect("lock").is_empty() }
+    })
+    .await;
+    assert_eq!(take(), [(1, Some("uno".into()), Explicit)]);
+
+    // Idle for longer than the time to idle: expired, though its TTL is 60 s.
+    a.set(2, "two".into()).await.expect("set");
+    a.set(3, "three".into()).await.expect("set");
+    clock.advance(Duration::from_secs(6));
+    assert!(a.contains_key(&2), "read at 6 s");
+    assert_eq!(a.get(&2).await.expect("ok").as_deref(), Some("two"));
+    clock.advance(Duration::from_secs(6));
+    assert!(a.contains_key(&2), "read 6 s ago");
+    assert!(!a.contains_key(&3), "idle for 12 s");
+    let _ = a.get(&3).await; // met and dropped (L2 still holds it: TTL 60 s)
+    let expired = take();
+    assert!(
+        expired.contains(&(3, Some("three".into()), Expired)),
+        "{expired:?}"
+    );
+    a.clear().await.expect("clear");
+    assert!(take().iter().all(|(_, _, cause)| *cause == Explicit));
+}
+
+#[test]
+fn a_listener_for_other_types_is_refused_at_build() {
+    let built = Cache::builder("listened")
+        .eviction_listener(|_: String, _: Option<String>, _| {})
+        .build::<u64, String>();
+    let err = built.expect_err("the listener's key type is not the cache's");
+    assert_eq!(err.field(), "eviction_listener");
+}

@@ -7,10 +7,17 @@ use std::time::Duration;
 
 use cache_core::{CacheError, Clock, ConfigError, SystemClock};
 
+use crate::stats::RemovalCause;
 use crate::store::MemoryStore;
 
 /// Computes the weight (for example the size in bytes) of a key and its value.
 pub type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+
+/// Hears every entry that leaves the store: its key, its value (`None` for an
+/// *absent* marker) and why. Called after the store's lock is released, on the
+/// thread that made the change, so it may use the store; keep it short (it runs
+/// inside a put, a read that found an expired entry, a removal).
+pub type EvictionListener<K, V> = Arc<dyn Fn(K, Option<V>, RemovalCause) + Send + Sync>;
 
 /// The most shards a store uses by default.
 const MAX_DEFAULT_SHARDS: usize = 64;
@@ -46,6 +53,8 @@ pub struct MemoryStoreBuilder<K, V> {
     pub(crate) shards: Option<usize>,
     pub(crate) count_reads: bool,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) listener: Option<EvictionListener<K, V>>,
+    pub(crate) time_to_idle: Option<Duration>,
 }
 
 impl<K, V> fmt::Debug for MemoryStoreBuilder<K, V> {
@@ -61,6 +70,8 @@ impl<K, V> fmt::Debug for MemoryStoreBuilder<K, V> {
             .field("shards", &self.shards)
             .field("count_reads", &self.count_reads)
             .field("clock", &self.clock)
+            .field("eviction_listener", &self.listener.is_some())
+            .field("time_to_idle", &self.time_to_idle)
             .finish()
     }
 }
@@ -78,6 +89,8 @@ impl<K, V> Default for MemoryStoreBuilder<K, V> {
             shards: None,
             count_reads: false,
             clock: Arc::new(SystemClock),
+            listener: None,
+            time_to_idle: None,
         }
     }
 }
@@ -161,6 +174,51 @@ impl<K, V> MemoryStoreBuilder<K, V> {
         self
     }
 
+    /// Calls `listener` with every entry that leaves the store and why
+    /// ([`RemovalCause`]): evicted by a bound, expired (TTL or time to idle),
+    /// removed on request, or replaced by a newer entry. See
+    /// [`EvictionListener`] for when it runs.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use cache_core::{Clock, Entry, SystemClock};
+    /// use cache_store_memory::{MemoryStore, RemovalCause};
+    ///
+    /// let heard = Arc::new(Mutex::new(Vec::new()));
+    /// let log = heard.clone();
+    /// let store = MemoryStore::<u64, String>::builder()
+    ///     .eviction_listener(move |k, _v, cause| log.lock().unwrap().push((k, cause)))
+    ///     .build()?;
+    /// let entry = |v: &str| Entry::new(v.to_owned(), SystemClock.now(), Duration::from_secs(60));
+    /// store.put_sync(1, entry("a"))?;
+    /// store.put_sync(1, entry("b"))?;
+    /// store.remove_sync(&1);
+    /// assert_eq!(*heard.lock().unwrap(), [(1, RemovalCause::Replaced), (1, RemovalCause::Explicit)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, Option<V>, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// [`eviction_listener`](Self::eviction_listener) with a listener already shared.
+    pub fn shared_eviction_listener(mut self, listener: EvictionListener<K, V>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Removes an entry once it has not been read for `idle` (on top of its own
+    /// TTL: whichever ends first). A read resets the wait; a put starts it.
+    /// At least 1 ms.
+    pub fn time_to_idle(mut self, idle: Duration) -> Self {
+        self.time_to_idle = Some(idle);
+        self
+    }
+
     /// Validates the settings and builds the store.
     pub fn build(self) -> Result<MemoryStore<K, V>, CacheError>
     where
@@ -186,6 +244,12 @@ impl<K, V> MemoryStoreBuilder<K, V> {
         }
         if self.max_ttl == Some(Duration::ZERO) {
             return Err(ConfigError::new("max_ttl", "must be longer than zero"));
+        }
+        if self
+            .time_to_idle
+            .is_some_and(|idle| idle < Duration::from_millis(1))
+        {
+            return Err(ConfigError::new("time_to_idle", "must be at least 1 ms"));
         }
         let max_weight = self.max_weight.unwrap_or(u64::MAX);
         if let Some(entry) = self.max_entry_weight

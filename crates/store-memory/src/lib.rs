@@ -4,7 +4,9 @@
 //! [`MemoryStore`] holds the caller's value type directly (no encoding), looks keys
 //! up by value (no string is built on a hit), is bounded by an entry count and a
 //! total weight (bytes, via a weigher), drops expired entries, and counts every
-//! eviction by [`EvictionReason`]. It implements [`cache_core::Store`], so it can be
+//! eviction by [`EvictionReason`]; an eviction listener hears each entry that
+//! leaves and why ([`RemovalCause`]), and a time to idle drops entries nobody
+//! reads. It implements [`cache_core::Store`], so it can be
 //! used alone or as the L1 of a tiered cache.
 //!
 //! # Example
@@ -48,6 +50,6 @@ mod spare;
 mod stats;
 mod store;
 
-pub use config::{MemoryStoreBuilder, Weigher};
-pub use stats::{EvictionReason, MemoryStats};
+pub use config::{EvictionListener, MemoryStoreBuilder, Weigher};
+pub use stats::{EvictionReason, MemoryStats, RemovalCause};
 pub use store::MemoryStore;

@@ -26,6 +26,45 @@ impl EvictionReason {
     }
 }
 
+/// Why an entry left the store, as an eviction listener hears it (the words of
+/// moka and Caffeine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// A bound (entry count or weight) was reached.
+    Size,
+    /// Its time to live or time to idle ran out.
+    Expired,
+    /// Removed on request: `remove`, a tag, a prefix, a predicate, `clear`, or an
+    /// invalidation from another instance.
+    Explicit,
+    /// A new entry was stored under its key.
+    Replaced,
+}
+
+impl RemovalCause {
+    /// `"size"`, `"expired"`, `"explicit"` or `"replaced"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RemovalCause::Size => "size",
+            RemovalCause::Expired => "expired",
+            RemovalCause::Explicit => "explicit",
+            RemovalCause::Replaced => "replaced",
+        }
+    }
+}
+
+impl From<EvictionReason> for RemovalCause {
+    fn from(reason: EvictionReason) -> Self {
+        match reason {
+            EvictionReason::Capacity | EvictionReason::Weight => RemovalCause::Size,
+            EvictionReason::Expired => RemovalCause::Expired,
+            EvictionReason::Removed => RemovalCause::Explicit,
+        }
+    }
+}
+
 /// Per-shard counters of writes, updated under the shard's write lock (reads are
 /// counted beside the lock, in atomics).
 #[derive(Debug, Clone, Copy, Default)]

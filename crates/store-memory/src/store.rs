@@ -13,8 +13,8 @@ use cache_core::{
 };
 use parking_lot::RwLock;
 
-use crate::config::{MemoryStoreBuilder, Plan, Weigher};
-use crate::shard::{Hasher, Read, Shard, shard_index};
+use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
+use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
 use crate::stats::MemoryStats;
 
@@ -71,6 +71,8 @@ pub struct MemoryStore<K, V> {
     max_entries: usize,
     max_weight: u64,
     count_reads: bool,
+    listener: Option<EvictionListener<K, V>>,
+    time_to_idle: Option<Duration>,
     name: Arc<str>,
 }
 
@@ -106,13 +108,19 @@ where
         let share = b.max_entries / n;
         let owned = share - share / SPARE_DIVISOR;
         let spare = b.max_entries - owned * n;
+        let extras = Extras {
+            notify: b.listener.is_some(),
+            idle_ms: b
+                .time_to_idle
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        };
         let shards = (0..n)
             .map(|i| {
                 // The weight bound is split exactly: the shares add up to the total.
                 let weight =
                     plan.max_weight / n as u64 + u64::from((i as u64) < plan.max_weight % n as u64);
                 ShardCell {
-                    lock: RwLock::new(Shard::new(share, owned, weight)),
+                    lock: RwLock::new(Shard::new(share, owned, weight, extras)),
                     hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
                 }
@@ -131,6 +139,8 @@ where
             max_entries: b.max_entries,
             max_weight: plan.max_weight,
             count_reads: b.count_reads,
+            listener: b.listener,
+            time_to_idle: b.time_to_idle,
             name: b.name,
         }
     }
@@ -216,12 +226,31 @@ where
     }
 
     /// Runs `f` on a shard under its write lock, then returns the entry slots
-    /// the shard drew and no longer fills to the common pool.
+    /// the shard drew and no longer fills to the common pool; once the lock is
+    /// released, tells the eviction listener what left.
     fn shrink<R>(&self, cell: &ShardCell<K, V>, f: impl FnOnce(&mut Shard<K, V>) -> R) -> R {
         let mut shard = cell.lock.write();
         let out = f(&mut shard);
         shard.release(&self.spare);
+        let removed = shard.removed.as_mut().map(std::mem::take);
+        drop(shard);
+        self.notify(removed);
         out
+    }
+
+    /// Hands what left a shard to the listener, outside every lock.
+    fn notify(&self, removed: Option<Vec<Removed<K, V>>>) {
+        if let (Some(listener), Some(removed)) = (&self.listener, removed) {
+            for (key, value, cause) in removed {
+                listener(key, value, cause);
+            }
+        }
+    }
+
+    /// The time to idle, if one is set.
+    #[must_use]
+    pub fn time_to_idle(&self) -> Option<Duration> {
+        self.time_to_idle
     }
 
     /// The key's hash and its shard.
@@ -342,14 +371,16 @@ where
             None => entry,
         };
         let (hash, cell) = self.locate(&key);
-        let mut shard = cell.lock.write();
         if entry.is_expired(now) {
             // Storing it would only hide an older value; drop both.
-            shard.remove(hash, &key);
-            shard.release(&self.spare);
+            self.shrink(cell, |shard| shard.remove(hash, &key));
             return;
         }
+        let mut shard = cell.lock.write();
         shard.put(hash, key, entry, weight, now, &self.spare);
+        let removed = shard.removed.as_mut().map(std::mem::take);
+        drop(shard);
+        self.notify(removed);
     }
 
     /// Removes `key`; `true` if it was there.

@@ -35,7 +35,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         // Backwards: `detach` moves the last slot into the hole, and that slot
         // has been looked at already.
         for i in (0..self.links.len()).rev() {
-            if now >= self.links[i].stale_until {
+            if self.dead(i, now) {
                 self.discard(i, EvictionReason::Expired);
                 n += 1;
             }

@@ -20,7 +20,7 @@
 //! shard's read lock. This is the S3-FIFO policy (Yang et al., SOSP 2023).
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use cache_core::{Entry, Tags, Timestamp};
 use hashbrown::HashTable;
@@ -28,10 +28,11 @@ use hashbrown::HashTable;
 use crate::spare::Spare;
 
 mod bulk;
+mod evict;
 mod ghost;
 mod times;
 
-use crate::stats::{Counters, EvictionReason};
+use crate::stats::{Counters, EvictionReason, RemovalCause};
 use ghost::Ghost;
 use times::packed_times;
 
@@ -85,18 +86,44 @@ struct Node<K, V> {
     flags: u8,
 }
 
-/// What only writers (and the rare hit on a wide or tagged entry) use, in a
-/// dense `Vec` indexed by [`Node::slot`].
-#[derive(Debug, Clone)]
+/// What only writers (and the rare hit on a wide or tagged entry, or any hit
+/// with a time to idle) use, in a dense `Vec` indexed by [`Node::slot`].
+#[derive(Debug)]
 struct Link {
     prev: u32,
     next: u32,
     queue: Queue,
+    /// How long before `stale_until` the entry was stored or last read, in
+    /// milliseconds (saturating: an entry touched more than ~49 days before
+    /// its stale end counts as touched 49 days before it). Only a time to idle
+    /// reads it; bumped under the read lock, hence atomic. Kept as a 4-byte
+    /// offset so it fits in padding: a link is no bigger for it.
+    untouched: AtomicU32,
     weight: u64,
     hash: u64,
     fresh_until: Timestamp,
     stale_until: Timestamp,
     tags: Tags,
+}
+
+impl Link {
+    /// `untouched` for a touch at `now`.
+    fn offset(stale_until: Timestamp, now: Timestamp) -> u32 {
+        u32::try_from(stale_until.as_millis().saturating_sub(now.as_millis())).unwrap_or(u32::MAX)
+    }
+}
+
+/// An entry that left a shard, kept for the eviction listener until the
+/// shard's lock is released.
+pub(crate) type Removed<K, V> = (K, Option<V>, RemovalCause);
+
+/// What a shard does beyond bounding itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extras {
+    /// Keep what leaves the shard for an eviction listener.
+    pub(crate) notify: bool,
+    /// Remove entries not read for this many milliseconds.
+    pub(crate) idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,12 +169,15 @@ pub(crate) struct Shard<K, V> {
     /// Puts since the last full sweep for expired entries.
     puts_since_sweep: usize,
     pub(crate) counters: Counters,
+    /// What left the shard since the listener last heard (with a listener only).
+    pub(crate) removed: Option<Vec<Removed<K, V>>>,
+    idle_ms: Option<u64>,
 }
 
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// A shard whose fair share of the store is `share` entries, `owned` of them
     /// its own (the rest it draws from the [`Spare`] pool when it needs them).
-    pub(crate) fn new(share: usize, owned: usize, max_weight: u64) -> Self {
+    pub(crate) fn new(share: usize, owned: usize, max_weight: u64, extras: Extras) -> Self {
         Shard {
             table: HashTable::new(),
             links: Vec::new(),
@@ -164,7 +194,24 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 .max(1),
             puts_since_sweep: 0,
             counters: Counters::default(),
+            removed: extras.notify.then(Vec::new),
+            idle_ms: extras.idle_ms,
         }
+    }
+
+    /// Whether slot `i` may no longer be served: past its stale end, or idle
+    /// for longer than the time to idle.
+    fn dead(&self, i: usize, now: Timestamp) -> bool {
+        let link = &self.links[i];
+        now >= link.stale_until || self.idle(link, now)
+    }
+
+    fn idle(&self, link: &Link, now: Timestamp) -> bool {
+        self.idle_ms.is_some_and(|idle| {
+            let offset = u64::from(link.untouched.load(Ordering::Relaxed));
+            let touched = link.stale_until.as_millis().saturating_sub(offset);
+            now.as_millis() >= touched.saturating_add(idle)
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -235,6 +282,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         if now >= stale {
             return Read::Expired;
         }
+        if self.idle_ms.is_some() {
+            let link = &self.links[node.slot as usize];
+            if self.idle(link, now) {
+                return Read::Expired;
+            }
+            link.untouched
+                .fetch_min(Link::offset(link.stale_until, now), Ordering::Relaxed);
+        }
         // A lost update between two readers only loses one count; a key already
         // at the top costs no write at all.
         let freq = node.freq.load(Ordering::Relaxed);
@@ -251,13 +306,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     {
         let node = self.table.find(hash, |n| n.key == *key)?;
         let (fresh, stale) = self.times(node);
-        (now < stale).then(|| self.entry(node, fresh, stale))
+        (now < stale && !self.idle(&self.links[node.slot as usize], now))
+            .then(|| self.entry(node, fresh, stale))
     }
 
     /// Removes `key` if it is (still) expired.
     pub(crate) fn remove_if_expired(&mut self, hash: u64, key: &K, now: Timestamp) {
         if let Some(i) = self.find(hash, key)
-            && now >= self.links[i].stale_until
+            && self.dead(i, now)
         {
             self.discard(i, EvictionReason::Expired);
         }
@@ -279,7 +335,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 // A replacement keeps its place and counts as a read.
                 let (old, link) = self.detach(i);
                 self.counters.updates += 1;
-                let freq = old.map_or(0, |n| n.freq.into_inner());
+                let freq = old.map_or(0, |n| {
+                    let freq = n.freq.into_inner();
+                    if let Some(removed) = &mut self.removed {
+                        removed.push((n.key, n.value, RemovalCause::Replaced));
+                    }
+                    freq
+                });
                 (link.queue, (freq + 1).min(MAX_FREQ))
             }
             None => {
@@ -305,7 +367,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 break;
             }
         }
-        self.attach(hash, key, entry, weight, queue, freq);
+        self.attach(hash, key, entry, (weight, now), queue, freq);
         self.puts_since_sweep += 1;
         if self.puts_since_sweep >= self.len().max(MIN_SWEEP_INTERVAL) {
             self.purge_expired(now);
@@ -335,86 +397,17 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    /// Evicts one entry, following S3-FIFO; false when the shard is empty. An
-    /// entry that had already expired counts as expired, whatever `reason`.
-    fn evict_one(&mut self, reason: EvictionReason, now: Timestamp) -> bool {
-        // Once small is chosen, its head keys that were read move on to main until
-        // one that was not is found; only if small runs dry does main give one up.
-        let mut from_small = self.small.len > 0
-            && (self.small.len > self.small_entries
-                || self.small.weight > self.small_weight
-                || self.main.len == 0);
-        loop {
-            from_small &= self.small.len > 0;
-            let i = if from_small {
-                self.small.head
-            } else {
-                self.main.head
-            };
-            if i == NIL {
-                return false;
-            }
-            let i = i as usize;
-            let expired = now >= self.links[i].stale_until;
-            // A key that was read moves to main's tail: from small with its count
-            // reset, within main with one read spent.
-            let passed_over = !expired
-                && self.node_mut(i).is_some_and(|node| {
-                    let freq = node.freq.get_mut();
-                    if from_small && *freq >= PROMOTE_AT {
-                        *freq = 0;
-                        true
-                    } else if !from_small && *freq > 0 {
-                        *freq -= 1;
-                        true
-                    } else {
-                        false
-                    }
-                });
-            if passed_over {
-                self.unlink(i);
-                self.push_back(i, Queue::Main);
-                continue;
-            }
-            let reason = if expired {
-                EvictionReason::Expired
-            } else {
-                reason
-            };
-            let link = self.discard(i, reason);
-            if from_small && !expired {
-                self.ghost.add(link.hash);
-            }
-            return true;
-        }
-    }
-
-    /// Drops expired entries found at the heads of the lists.
-    fn reclaim_heads(&mut self, now: Timestamp) {
-        for _ in 0..HEAD_RECLAIM {
-            // One list at a time: dropping a node moves another one's slot.
-            let small = self.drop_expired_head(Queue::Small, now);
-            let main = self.drop_expired_head(Queue::Main, now);
-            if !small && !main {
-                break;
-            }
-        }
-    }
-
-    fn drop_expired_head(&mut self, queue: Queue, now: Timestamp) -> bool {
-        let head = self.list(queue).head;
-        if head != NIL && now >= self.links[head as usize].stale_until {
-            self.discard(head as usize, EvictionReason::Expired);
-            true
-        } else {
-            false
-        }
-    }
-
     pub(crate) fn clear(&mut self) {
         self.counters.removed += self.links.len() as u64;
         self.links.clear();
-        self.table.clear();
+        match &mut self.removed {
+            Some(removed) => removed.extend(
+                self.table
+                    .drain()
+                    .map(|n| (n.key, n.value, RemovalCause::Explicit)),
+            ),
+            None => self.table.clear(),
+        }
         self.small = Fifo::EMPTY;
         self.main = Fifo::EMPTY;
         self.ghost.clear();
@@ -427,7 +420,15 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     /// Adds an entry at the tail of `queue`.
-    fn attach(&mut self, hash: u64, key: K, entry: Entry<V>, weight: u64, queue: Queue, freq: u8) {
+    fn attach(
+        &mut self,
+        hash: u64,
+        key: K,
+        entry: Entry<V>,
+        (weight, now): (u64, Timestamp),
+        queue: Queue,
+        freq: u8,
+    ) {
         let slot = self.links.len();
         let created_at = entry.created_at();
         let (fresh_until, stale_until) = (entry.fresh_until(), entry.stale_until());
@@ -450,6 +451,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             fresh_until,
             stale_until,
             tags,
+            untouched: AtomicU32::new(Link::offset(stale_until, now)),
         });
         let node = Node {
             key,
@@ -469,8 +471,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Drops slot `i` and counts why; returns its links (for the ghost).
     fn discard(&mut self, i: usize, reason: EvictionReason) -> Link {
-        let (_, link) = self.detach(i);
+        let (node, link) = self.detach(i);
         self.counters.count(reason);
+        if let (Some(removed), Some(node)) = (&mut self.removed, node) {
+            removed.push((node.key, node.value, reason.into()));
+        }
         link
     }
 
@@ -626,10 +631,19 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_offset_fits_in_padding() {
+        assert!(
+            std::mem::size_of::<Link>() <= 56,
+            "{}",
+            std::mem::size_of::<Link>()
+        );
+    }
+
+    #[test]
     fn links_stay_consistent_through_churn() {
         let h = Hasher::default();
         let now = Timestamp::from_millis(1_000);
-        let mut s = Shard::<u32, u32>::new(50, 50, u64::MAX);
+        let mut s = Shard::<u32, u32>::new(50, 50, u64::MAX, Extras::default());
         for round in 0..20u32 {
             for k in 0..80 {
                 put(&mut s, &h, (k * 7 + round) % 120, now);
@@ -658,7 +672,7 @@ mod tests {
     fn a_scan_does_not_push_out_keys_that_are_read() {
         let h = Hasher::default();
         let now = Timestamp::from_millis(1_000);
-        let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX);
+        let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX, Extras::default());
         for k in 0..100 {
             put(&mut s, &h, k, now);
         }
@@ -680,7 +694,7 @@ mod tests {
     fn a_key_evicted_from_small_comes_back_through_the_ghost() {
         let h = Hasher::default();
         let now = Timestamp::from_millis(1_000);
-        let mut s = Shard::<u32, u32>::new(20, 20, u64::MAX);
+        let mut s = Shard::<u32, u32>::new(20, 20, u64::MAX, Extras::default());
         put(&mut s, &h, 0, now);
         for k in 1..30 {
             put(&mut s, &h, k, now);
@@ -719,7 +733,7 @@ mod tests {
             Entry::absent(now, Duration::from_secs(5)),
             tagged,
         ];
-        let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX);
+        let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX, Extras::default());
         for (k, e) in entries.iter().enumerate() {
             let k = k as u32;
             s.put(h.hash_one(k), k, e.clone(), 1, now, &NO_SPARE);
