@@ -14,6 +14,7 @@ fn instance(url: &str, clock: &MockClock) -> Cache<u64, String> {
         .redis_url(url)
         .clock(clock.clone())
         .default_ttl(Duration::from_secs(600))
+        .op_timeout(Duration::from_secs(2))
         .build()
         .expect("valid config")
 }

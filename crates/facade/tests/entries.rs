@@ -187,6 +187,7 @@ static REDIS_URL: OnceLock<String> = OnceLock::new();
 static PROFILES: LazyLock<Cache<u64, String>> = LazyLock::new(|| {
     Cache::builder("profiles")
         .redis_url(REDIS_URL.get().expect("set by the test").clone())
+        .op_timeout(Duration::from_secs(2))
         .build()
         .expect("valid config")
 });
@@ -268,6 +269,9 @@ async fn tags_on_loaded_entries_reach_every_instance() {
 fn instance_named(name: &str, url: &str) -> Cache<u64, String> {
     Cache::builder(name)
         .redis_url(url)
+        // Generous: these tests count loads across instances, and a lease
+        // attempt timing out on a busy machine would load twice.
+        .op_timeout(Duration::from_secs(2))
         .build()
         .expect("valid config")
 }

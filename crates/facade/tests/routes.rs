@@ -16,7 +16,7 @@ fn instance(url: &str, mode: FailMode) -> Cache<u64, String> {
         .redis_url(url)
         .fail_mode(mode)
         .connect_timeout(Duration::from_millis(200))
-        .op_timeout(Duration::from_millis(200))
+        .op_timeout(Duration::from_secs(2))
         .build()
         .expect("valid config")
 }
@@ -173,6 +173,7 @@ static REDIS_URL: OnceLock<String> = OnceLock::new();
 static SCORES: LazyLock<Cache<u64, String>> = LazyLock::new(|| {
     Cache::builder("scores")
         .redis_url(REDIS_URL.get().expect("set by the test").clone())
+        .op_timeout(Duration::from_secs(2))
         .build()
         .expect("valid config")
 });

@@ -6,6 +6,7 @@ use std::time::Duration;
 use cache_core::{Clock, Codec, ConfigError, KeySpace, Namespace, Postcard, SystemClock};
 
 use crate::conn::{Connections, Target};
+use crate::security::{Security, connection_info};
 use crate::store::{Inner, RedisStore, StoreCounters};
 
 /// Default per-operation timeout.
@@ -75,6 +76,7 @@ pub struct RedisStoreBuilder<C = Postcard> {
     scan_count: usize,
     batch_size: usize,
     clock: Arc<dyn Clock>,
+    security: Security,
     codec: C,
 }
 
@@ -94,6 +96,7 @@ impl Default for RedisStoreBuilder<Postcard> {
             scan_count: DEFAULT_SCAN_COUNT,
             batch_size: DEFAULT_BATCH_SIZE,
             clock: Arc::new(SystemClock),
+            security: Security::default(),
             codec: Postcard,
         }
     }
@@ -115,6 +118,39 @@ impl<C: Codec> RedisStoreBuilder<C> {
         S: Into<String>,
     {
         self.endpoint = Endpoint::Cluster(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The username to authenticate as (Redis 6 ACL users), instead of the
+    /// URL's. Lets credentials come from a secret store rather than sit in a
+    /// URL string in configuration.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.security.credentials.username = Some(username.into());
+        self
+    }
+
+    /// The password, instead of the URL's (`requirepass` or an ACL user's).
+    /// Never shown by `Debug`, errors, logs, health or metrics.
+    ///
+    /// ```
+    /// use cache_store_redis::RedisStore;
+    ///
+    /// let builder = RedisStore::builder()
+    ///     .url("redis://cache.internal:6379")
+    ///     .username("app")
+    ///     .password("from-the-vault");
+    /// assert!(!format!("{builder:?}").contains("from-the-vault"));
+    /// ```
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.security.credentials.password = Some(password.into());
+        self
+    }
+
+    /// TLS settings for `rediss://` URLs: a private CA, client certificate,
+    /// server name (feature `tls`; see [`TlsOptions`](crate::TlsOptions)).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: crate::TlsOptions) -> Self {
+        self.security.tls = Some(options);
         self
     }
 
@@ -217,6 +253,7 @@ impl<C: Codec> RedisStoreBuilder<C> {
             scan_count: self.scan_count,
             batch_size: self.batch_size,
             clock: self.clock,
+            security: self.security,
             codec,
         }
     }
@@ -253,6 +290,7 @@ impl<C: Codec> RedisStoreBuilder<C> {
         if self.batch_size == 0 {
             return Err(ConfigError::new("batch_size", "must be at least 1"));
         }
+        let timeouts = (self.connect_timeout, self.op_timeout);
         let space = KeySpace::new(prefix, namespace).with_max_key_len(self.max_key_len);
         if self.max_key_len <= space.namespace_prefix().len() {
             return Err(ConfigError::new(
@@ -263,50 +301,7 @@ impl<C: Codec> RedisStoreBuilder<C> {
                 ),
             ));
         }
-        let target = match self.endpoint {
-            Endpoint::None => {
-                return Err(ConfigError::new(
-                    "url",
-                    "no Redis given: call .url(\"redis://host:6379\") or .cluster([...])",
-                ));
-            }
-            Endpoint::Standalone(url) => {
-                check_scheme(&url)?;
-                let client = redis::Client::open(url.as_str())
-                    .map_err(|e| ConfigError::new("url", e.to_string()))?;
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.connect_timeout))
-                    .set_response_timeout(Some(self.op_timeout));
-                Target::Standalone { client, config }
-            }
-            Endpoint::Cluster(urls) => {
-                if urls.is_empty() {
-                    return Err(ConfigError::new("cluster", "needs at least one seed URL"));
-                }
-                if self.pool_size != 1 {
-                    return Err(ConfigError::new(
-                        "pool_size",
-                        "a cluster connection manages its own per-node connections; leave pool_size at 1",
-                    ));
-                }
-                for (i, url) in urls.iter().enumerate() {
-                    check_scheme(url)?;
-                    redis::Client::open(url.as_str())
-                        .map_err(|e| ConfigError::new("cluster", format!("seed URL #{i}: {e}")))?;
-                }
-                let client =
-                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                        .connection_timeout(self.connect_timeout)
-                        .response_timeout(self.op_timeout)
-                        .retries(2)
-                        .build()
-                        .map_err(|e| ConfigError::new("cluster", e.to_string()))?;
-                Target::Cluster {
-                    client,
-                    urls: urls.into(),
-                }
-            }
-        };
+        let target = target(self.endpoint, &self.security, self.pool_size, timeouts)?;
         let name: Arc<str> = self.name.into();
         let conns = Connections::new(
             name.clone(),
@@ -340,19 +335,85 @@ fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
     }
 }
 
-fn check_scheme(url: &str) -> Result<(), ConfigError> {
-    let scheme = url.split_once("://").map(|(s, _)| s);
-    match scheme {
-        Some("redis" | "redis+unix" | "unix") => Ok(()),
-        Some("rediss") if cfg!(feature = "tls") => Ok(()),
-        Some("rediss") => Err(ConfigError::new(
+/// Where connections go: the URL(s) parsed, credentials and TLS applied.
+fn target(
+    endpoint: Endpoint,
+    security: &Security,
+    pool_size: usize,
+    (connect_timeout, op_timeout): (Duration, Duration),
+) -> Result<Target, ConfigError> {
+    let creds = &security.credentials;
+    match endpoint {
+        Endpoint::None => Err(ConfigError::new(
             "url",
-            "rediss:// (TLS) needs the `tls` feature of cache-store-redis",
+            "no Redis given: call .url(\"redis://host:6379\") or .cluster([...])",
         )),
-        _ => Err(ConfigError::new(
-            "url",
-            // The URL is not echoed: it may carry a password.
-            "is not a redis://, rediss:// or redis+unix:// URL",
-        )),
+        Endpoint::Standalone(url) => {
+            let info = connection_info("url", &url, creds)?;
+            #[cfg(feature = "tls")]
+            let (info, pinned) = match &security.tls {
+                Some(tls) => crate::security::with_tls(info, tls, &tls.certificates()?)?,
+                None => (info, None),
+            };
+            #[cfg(not(feature = "tls"))]
+            let pinned: Option<crate::security::PinnedHost> = None;
+            let client =
+                redis::Client::open(info).map_err(|e| ConfigError::new("url", e.to_string()))?;
+            let mut config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(op_timeout));
+            if let Some(p) = &pinned {
+                config = config.set_dns_resolver(p.clone());
+            }
+            Ok(Target::Standalone {
+                client,
+                config,
+                pinned,
+            })
+        }
+        Endpoint::Cluster(urls) => {
+            if urls.is_empty() {
+                return Err(ConfigError::new("cluster", "needs at least one seed URL"));
+            }
+            if pool_size != 1 {
+                return Err(ConfigError::new(
+                    "pool_size",
+                    "a cluster connection manages its own per-node connections; leave pool_size at 1",
+                ));
+            }
+            #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+            let mut seeds = Vec::with_capacity(urls.len());
+            for url in &urls {
+                seeds.push(connection_info("cluster", url, creds)?);
+            }
+            #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+            let mut builder = redis::cluster::ClusterClient::builder(seeds.clone())
+                .connection_timeout(connect_timeout)
+                .response_timeout(op_timeout)
+                .retries(2);
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &security.tls {
+                if tls.server_name_ref().is_some() {
+                    return Err(ConfigError::new(
+                        "tls",
+                        "server_name is for a standalone server: a cluster's nodes are verified \
+                         against the addresses they announce",
+                    ));
+                }
+                let certs = tls.certificates()?;
+                seeds = seeds
+                    .into_iter()
+                    .map(|s| crate::security::with_tls(s, tls, &certs).map(|(s, _)| s))
+                    .collect::<Result<_, _>>()?;
+                builder = builder.certs(certs);
+            }
+            let client = builder
+                .build()
+                .map_err(|e| ConfigError::new("cluster", e.to_string()))?;
+            Ok(Target::Cluster {
+                client,
+                seeds: seeds.into(),
+            })
+        }
     }
 }

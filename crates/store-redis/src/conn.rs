@@ -67,18 +67,22 @@ pub(crate) enum Target {
     Standalone {
         client: redis::Client,
         config: redis::AsyncConnectionConfig,
+        /// The TLS server name mapped to the real host (the bus's connections
+        /// need it too).
+        pinned: Option<crate::security::PinnedHost>,
     },
     Cluster {
         client: redis::cluster::ClusterClient,
-        /// The seed URLs (the bus subscribes through one of them).
-        urls: Arc<[String]>,
+        /// The seeds, credentials and TLS applied (the bus subscribes through
+        /// one of them).
+        seeds: Arc<[redis::ConnectionInfo]>,
     },
 }
 
 impl Target {
     async fn open(&self) -> RedisResult<Handle> {
         match self {
-            Target::Standalone { client, config } => client
+            Target::Standalone { client, config, .. } => client
                 .get_multiplexed_async_connection_with_config(config)
                 .await
                 .map(Handle::Single),

@@ -106,6 +106,7 @@ mod lease;
 mod log;
 mod redact;
 mod scan;
+mod security;
 mod store;
 
 pub use bus::{
@@ -121,4 +122,6 @@ pub use health::{NodeHealth, RedisHealth};
 pub use lease::{LeaseAttempt, LoadLease, lease_key_for};
 pub use redact::redact_url;
 pub use scan::escape_glob;
+#[cfg(feature = "tls")]
+pub use security::{TlsOptions, TlsRoots};
 pub use store::{RedisStats, RedisStore};

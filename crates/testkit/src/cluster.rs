@@ -57,6 +57,33 @@ impl RedisCluster {
         Ok(cluster)
     }
 
+    /// Starts a three-master cluster whose clients and cluster bus speak TLS
+    /// with `pki`'s certificates (each node's plain port stays for the
+    /// testkit's raw connections); [`tls_urls`](Self::tls_urls) are the seeds.
+    pub fn start_tls(pki: &crate::TestPki) -> Result<Self, TestkitError> {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ];
+        // With `tls-cluster`, the bus listens on the TLS port plus 10000.
+        let nodes = (0..3)
+            .map(|_| RedisServer::start_tls_node(pki, cluster_port, &args))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = RedisCluster { nodes, masters: 3 };
+        cluster.assign_slots()?;
+        cluster.meet()?;
+        cluster.wait_ok()?;
+        Ok(cluster)
+    }
+
     /// Starts `masters` masters with `replicas` replicas each, a short node
     /// timeout (1 s, so a dead master is replaced within seconds), and waits until
     /// every replica is in sync with its master and the cluster reports
@@ -111,7 +138,8 @@ impl RedisCluster {
     fn meet(&self) -> Result<(), TestkitError> {
         let mut first = self.nodes[0].connect()?;
         for node in &self.nodes[1..] {
-            first.cmd(&["CLUSTER", "MEET", "127.0.0.1", &node.port().to_string()])?;
+            let port = node.tls_port().unwrap_or(node.port());
+            first.cmd(&["CLUSTER", "MEET", "127.0.0.1", &port.to_string()])?;
         }
         Ok(())
     }
@@ -318,6 +346,13 @@ impl RedisCluster {
     /// One node, to kill or restart it.
     pub fn node_mut(&mut self, i: usize) -> Option<&mut RedisServer> {
         self.nodes.get_mut(i)
+    }
+
+    /// `rediss://localhost:TLS_PORT/` of every node of a cluster started with
+    /// [`start_tls`](Self::start_tls).
+    #[must_use]
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::tls_url).collect()
     }
 
     /// `redis://127.0.0.1:PORT/` of every node (the seed list for a cluster client).

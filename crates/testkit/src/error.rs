@@ -20,6 +20,8 @@ pub enum TestkitError {
     ToolFailed(String),
     /// An HTTP response could not be parsed.
     Http(String),
+    /// Test certificates could not be generated.
+    Pki(String),
 }
 
 impl std::fmt::Display for TestkitError {
@@ -39,6 +41,7 @@ impl std::fmt::Display for TestkitError {
             ),
             TestkitError::ToolFailed(out) => f.write_str(out),
             TestkitError::Http(msg) => write!(f, "bad HTTP response: {msg}"),
+            TestkitError::Pki(msg) => write!(f, "test certificates: {msg}"),
         }
     }
 }

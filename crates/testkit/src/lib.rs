@@ -42,6 +42,7 @@ mod promtool;
 mod proxy;
 mod resp;
 mod server;
+mod tls;
 mod wait;
 
 pub use cluster::RedisCluster;
@@ -51,4 +52,5 @@ pub use promtool::{promtool, promtool_binary};
 pub use proxy::{Fault, FaultProxy};
 pub use resp::{RawConnection, Reply};
 pub use server::{RedisServer, free_port, redis_server_binary};
+pub use tls::{TestPki, TlsServer};
 pub use wait::{eventually, eventually_async};

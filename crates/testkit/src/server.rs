@@ -78,6 +78,77 @@ impl RedisServer {
         Self::start_on_picked_port(free_port, args)
     }
 
+    /// Starts a server that also serves TLS on a free port, with `pki`'s
+    /// certificates as `options` says; the plain port stays for the testkit's
+    /// own raw connections.
+    pub fn start_tls(pki: &crate::TestPki, options: crate::TlsServer) -> Result<Self, TestkitError> {
+        Self::start_tls_with(pki, options, free_port, &[])
+    }
+
+    /// A cluster node serving TLS: its cluster bus listens on the TLS port
+    /// plus 10000 (`pick_tls_port` checks that one is free too).
+    pub(crate) fn start_tls_node(
+        pki: &crate::TestPki,
+        pick_tls_port: fn() -> Result<u16, TestkitError>,
+        args: &[&str],
+    ) -> Result<Self, TestkitError> {
+        let mut last_err = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let tls_port = pick_tls_port()?;
+            let mut all = pki.server_args(tls_port, crate::TlsServer::default());
+            all.push("--cluster-port".into());
+            all.push((u32::from(tls_port) + 10_000).to_string());
+            all.extend(args.iter().map(|a| (*a).to_owned()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            match Self::start_with_args(&refs) {
+                Ok(s) => return Ok(s),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or(TestkitError::NotReady("no attempt made".into())))
+    }
+
+    /// [`start_tls`](Self::start_tls) with a TLS port chosen by `pick_tls_port`
+    /// and extra arguments (the cluster's).
+    pub(crate) fn start_tls_with(
+        pki: &crate::TestPki,
+        options: crate::TlsServer,
+        pick_tls_port: fn() -> Result<u16, TestkitError>,
+        args: &[&str],
+    ) -> Result<Self, TestkitError> {
+        let mut last_err = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let mut all = pki.server_args(pick_tls_port()?, options);
+            all.extend(args.iter().map(|a| (*a).to_owned()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            match Self::start_with_args(&refs) {
+                Ok(s) => return Ok(s),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or(TestkitError::NotReady("no attempt made".into())))
+    }
+
+    /// The TLS port, for a server started with one.
+    #[must_use]
+    pub fn tls_port(&self) -> Option<u16> {
+        let i = self.extra_args.iter().position(|a| a == "--tls-port")?;
+        self.extra_args.get(i + 1)?.parse().ok()
+    }
+
+    /// `rediss://localhost:TLS_PORT/` (with the password, if any), or the plain
+    /// [`url`](Self::url) for a server without TLS.
+    #[must_use]
+    pub fn tls_url(&self) -> String {
+        let Some(port) = self.tls_port() else {
+            return self.url();
+        };
+        match &self.password {
+            Some(password) => format!("rediss://:{password}@localhost:{port}/"),
+            None => format!("rediss://localhost:{port}/"),
+        }
+    }
+
     /// Starts a server on a port chosen by `pick_port`, trying again with a new
     /// port when the start fails (someone may have taken the port between probe
     /// and bind). The cluster uses it with a picker that also checks the bus port.

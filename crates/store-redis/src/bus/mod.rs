@@ -42,7 +42,7 @@ mod epoch;
 mod reader;
 
 use crate::store::RedisStore;
-use reader::{Reader, seeds};
+use reader::{Reader, pinned, seeds};
 
 /// Wire format version of bus messages.
 const WIRE_VERSION: u8 = 1;
@@ -233,6 +233,7 @@ impl<C: Codec> InvalidationBus<C> {
         let inner = self.store.inner();
         let reader = Reader {
             seeds: seeds(&inner.conns.target),
+            pinned: pinned(&inner.conns.target),
             connect_timeout: inner.conns.connect_timeout,
             keepalive: self.keepalive,
             key: self.key.clone(),

@@ -19,14 +19,18 @@ use crate::health::info_field;
 use crate::log::{log_info, log_warn};
 
 /// Where a subscription starts looking: the server, or each cluster seed.
+/// The TLS server name mapping of a standalone target, if any.
+pub(super) fn pinned(target: &Target) -> Option<crate::security::PinnedHost> {
+    match target {
+        Target::Standalone { pinned, .. } => pinned.clone(),
+        Target::Cluster { .. } => None,
+    }
+}
+
 pub(super) fn seeds(target: &Target) -> Vec<ConnectionInfo> {
     match target {
         Target::Standalone { client, .. } => vec![client.get_connection_info().clone()],
-        Target::Cluster { urls, .. } => urls
-            .iter()
-            .filter_map(|u| redis::Client::open(u.as_str()).ok())
-            .map(|c| c.get_connection_info().clone())
-            .collect(),
+        Target::Cluster { seeds, .. } => seeds.to_vec(),
     }
 }
 
@@ -155,6 +159,8 @@ pub(super) struct Position {
 /// The subscription's background task.
 pub(super) struct Reader {
     pub(super) seeds: Vec<ConnectionInfo>,
+    /// A TLS server name mapped to the real host, as the store's connections do.
+    pub(super) pinned: Option<crate::security::PinnedHost>,
     pub(super) connect_timeout: Duration,
     pub(super) keepalive: Duration,
     pub(super) key: Arc<str>,
@@ -231,9 +237,12 @@ impl Reader {
             return End::Failed;
         };
         let reply_within = self.keepalive + self.connect_timeout;
-        let config = redis::AsyncConnectionConfig::new()
+        let mut config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(reply_within));
+        if let Some(pinned) = &self.pinned {
+            config = config.set_dns_resolver(pinned.clone());
+        }
         let connecting = crate::conn::race_connect(self.connect_timeout, move || {
             let (client, config) = (client.clone(), config.clone());
             async move {
