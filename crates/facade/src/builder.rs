@@ -23,6 +23,7 @@ use cache_ttl_jitter::RecomputeTime;
 use parking_lot::Mutex;
 
 use crate::cache::{Cache, CacheInner, Settings};
+use crate::connect::{Connect, Endpoint};
 use crate::refresh::policy::RefreshAhead;
 use crate::report::{Counters, Meters};
 
@@ -34,15 +35,6 @@ pub const DEFAULT_SLOW_LOAD: Duration = Duration::from_secs(1);
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 /// Default L1 entry bound.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
-
-/// Where L2 is. Deliberately not `Debug`: the URLs may carry passwords (the
-/// store's own builder prints them redacted).
-#[derive(Clone)]
-enum Redis {
-    None,
-    Url(String),
-    Cluster(Vec<String>),
-}
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 
@@ -82,7 +74,7 @@ pub struct CacheBuilder<C = Postcard> {
     listener: Option<Arc<dyn std::any::Any + Send + Sync>>,
     time_to_idle: Option<Duration>,
     l1_max_ttl: Option<Duration>,
-    redis: Redis,
+    redis: Connect,
     default_ttl: Duration,
     negative_ttl: Duration,
     jitter: Jitter,
@@ -118,7 +110,7 @@ impl CacheBuilder<Postcard> {
             listener: None,
             time_to_idle: None,
             l1_max_ttl: None,
-            redis: Redis::None,
+            redis: Connect::default(),
             default_ttl: DEFAULT_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             jitter: Jitter::DEFAULT,
@@ -254,11 +246,11 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         self
     }
 
-    /// A standalone Redis as L2 (`redis://…`, `rediss://…` with the `tls` feature of
-    /// `cache-store-redis`). Without this or [`redis_cluster`](Self::redis_cluster)
-    /// the cache is L1 only — a complete configuration.
+    /// A standalone Redis as L2 (`redis://…`, `rediss://…` with the `tls`
+    /// feature). Without this or [`redis_cluster`](Self::redis_cluster) the
+    /// cache is L1 only — a complete configuration.
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.redis = Redis::Url(url.into());
+        self.redis.endpoint = Endpoint::Url(url.into());
         self
     }
 
@@ -268,7 +260,46 @@ impl<C: Codec + Clone> CacheBuilder<C> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.redis = Redis::Cluster(urls.into_iter().map(Into::into).collect());
+        self.redis.endpoint = Endpoint::Cluster(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The Redis username (an ACL user), instead of the URL's.
+    pub fn redis_username(mut self, username: impl Into<String>) -> Self {
+        self.redis.username = Some(username.into());
+        self
+    }
+
+    /// The Redis password, instead of the URL's: credentials can come from a
+    /// secret store instead of a URL string in configuration. It never appears
+    /// in errors, logs, health or metrics.
+    ///
+    /// ```
+    /// use cache_facade::Cache;
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let users: Cache<u64, String> = Cache::builder("users")
+    ///     .redis_url("redis://cache.internal:6379")
+    ///     .redis_username("app")
+    ///     .redis_password(std::env::var("REDIS_PASSWORD").unwrap_or_default())
+    ///     .build()?;
+    /// # drop(users);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn redis_password(mut self, password: impl Into<String>) -> Self {
+        self.redis.password = Some(password.into());
+        self
+    }
+
+    /// TLS for `rediss://` URLs: a private CA, which roots to trust, a client
+    /// certificate for mutual TLS, a server name (feature `tls`; see
+    /// [`TlsOptions`](crate::TlsOptions)). Certificates are read and checked at
+    /// [`build`](Self::build).
+    #[cfg(feature = "tls")]
+    pub fn redis_tls(mut self, options: crate::TlsOptions) -> Self {
+        self.redis.tls = Some(options);
         self
     }
 
@@ -515,9 +546,9 @@ impl<C: Codec + Clone> CacheBuilder<C> {
 
         let name = namespace.as_str().to_owned();
         let mut tiered = TieredStore::builder(l1).name(name.clone());
-        let tiered = match &self.redis {
-            Redis::None => tiered.codec_type::<C>().fail_mode(self.fail_mode).build()?,
-            target => {
+        let tiered = match &self.redis.endpoint {
+            Endpoint::None => tiered.codec_type::<C>().fail_mode(self.fail_mode).build()?,
+            _ => {
                 let redis = RedisStore::builder()
                     .prefix(self.prefix.clone())
                     .namespace(name.clone())
@@ -525,12 +556,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
                     .op_timeout(self.op_timeout)
                     .connect_timeout(self.connect_timeout)
                     .shared_clock(self.clock.clone());
-                let redis = match target {
-                    Redis::Url(url) => redis.url(url.clone()),
-                    Redis::Cluster(urls) => redis.cluster(urls.clone()),
-                    Redis::None => redis,
-                };
-                let redis = redis.codec(self.codec.clone()).build()?;
+                let redis = self.redis.apply(redis).codec(self.codec.clone()).build()?;
                 let clock = self.clock_set.then(|| self.clock.clone());
                 let breaker = crate::l2_breaker::breaker_for(self.breaker.take(), &name, clock)?;
                 tiered = tiered.breaker(breaker);

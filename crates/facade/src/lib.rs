@@ -80,6 +80,7 @@
 mod batch;
 mod builder;
 mod cache;
+mod connect;
 mod error;
 mod everyday;
 mod fleet;
@@ -141,6 +142,8 @@ pub use cache_breaker::CircuitBreakerBuilder as BreakerBuilder;
 pub use cache_core::{CacheKey, DecodeKey, HealthStatus};
 pub use cache_macros::{CacheKey, cached};
 pub use cache_store_memory::RemovalCause;
+#[cfg(feature = "tls")]
+pub use cache_store_redis::{TlsOptions, TlsRoots};
 pub use cache_tiered::{FailMode, GapPolicy};
 
 /// What a service needs to build and use caches, in one import:

@@ -461,6 +461,7 @@ where
                 Ok(tags) => shape.tags = Some(tags),
                 Err(e) => {
                     crate::log::log_warn!(cache = %self.inner.name, error = %e, "memoized value not stored: invalid tag");
+                    let _ = e; // used only by the log line (feature `tracing`)
                     return;
                 }
             }

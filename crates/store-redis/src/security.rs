@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cache_core::ConfigError;
-use redis::{ConnectionInfo, IntoConnectionInfo, RedisFuture};
 #[cfg(feature = "tls")]
 use redis::ConnectionAddr;
+use redis::{ConnectionInfo, IntoConnectionInfo, RedisFuture};
 
 #[cfg(feature = "tls")]
 pub use tls::{TlsOptions, TlsRoots};
@@ -192,7 +192,10 @@ mod tls {
             match self {
                 Pem::Inline(bytes) => Ok(bytes.clone()),
                 Pem::File(path) => std::fs::read(path).map_err(|e| {
-                    ConfigError::new("tls", format!("cannot read the {what} file {}: {e}", path.display()))
+                    ConfigError::new(
+                        "tls",
+                        format!("cannot read the {what} file {}: {e}", path.display()),
+                    )
                 }),
             }
         }
@@ -265,14 +268,22 @@ mod tls {
 
         /// Presents this certificate chain and private key (PEM) for mutual TLS.
         #[must_use]
-        pub fn client_cert_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        pub fn client_cert_pem(
+            mut self,
+            cert: impl Into<Vec<u8>>,
+            key: impl Into<Vec<u8>>,
+        ) -> Self {
             self.client = Some((Pem::Inline(cert.into()), Pem::Inline(key.into())));
             self
         }
 
         /// [`client_cert_pem`](Self::client_cert_pem) from files (read at build).
         #[must_use]
-        pub fn client_cert_pem_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        pub fn client_cert_pem_files(
+            mut self,
+            cert: impl Into<PathBuf>,
+            key: impl Into<PathBuf>,
+        ) -> Self {
             self.client = Some((Pem::File(cert.into()), Pem::File(key.into())));
             self
         }
@@ -296,7 +307,10 @@ mod tls {
             if let Some(name) = &self.server_name
                 && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
             {
-                return Err(ConfigError::new("tls", "server_name is not a valid DNS name or IP address"));
+                return Err(ConfigError::new(
+                    "tls",
+                    "server_name is not a valid DNS name or IP address",
+                ));
             }
             let mut given = Vec::new();
             for ca in &self.cas {
@@ -347,11 +361,15 @@ mod tls {
                 Some((cert, key)) => {
                     let (cert, key) = (cert.read("client certificate")?, key.read("client key")?);
                     if CertificateDer::pem_slice_iter(&cert).next().is_none() {
-                        return Err(ConfigError::new("tls", "the client certificate PEM holds no certificate"));
+                        return Err(ConfigError::new(
+                            "tls",
+                            "the client certificate PEM holds no certificate",
+                        ));
                     }
                     // The key's parse error is generic on purpose: it must not quote the key.
-                    PrivateKeyDer::from_pem_slice(&key)
-                        .map_err(|_| ConfigError::new("tls", "the client key is not a PEM private key"))?;
+                    PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
+                        ConfigError::new("tls", "the client key is not a PEM private key")
+                    })?;
                     Some(redis::ClientTlsConfig {
                         client_cert: cert,
                         client_key: key,
@@ -378,10 +396,15 @@ mod tls {
 
     /// Standard base64 with padding.
     fn base64(bytes: &[u8]) -> String {
-        const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const TABLE: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
                 if i <= chunk.len() {
@@ -434,7 +457,10 @@ mod tls {
                 .certificates()
                 .expect_err("no CA");
             assert!(err.to_string().contains("at least one CA"), "{err}");
-            let err = TlsOptions::new().ca_pem("not pem").certificates().expect_err("no cert");
+            let err = TlsOptions::new()
+                .ca_pem("not pem")
+                .certificates()
+                .expect_err("no cert");
             assert!(err.to_string().contains("no certificate"), "{err}");
             let err = TlsOptions::new()
                 .ca_pem_file("/nonexistent/ca.crt")
@@ -446,7 +472,9 @@ mod tls {
                 .certificates()
                 .expect_err("no client cert");
             assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
-            assert!(!format!("{:?}", TlsOptions::new().client_cert_pem("c", key)).contains("c2VjcmV0"));
+            assert!(
+                !format!("{:?}", TlsOptions::new().client_cert_pem("c", key)).contains("c2VjcmV0")
+            );
         }
     }
 }

@@ -54,7 +54,10 @@ fn assert_tls_refusal(result: Result<Option<u32>, CacheError>, what: &str) {
 async fn a_private_ca_is_trusted_alone_or_with_the_built_in_roots() {
     let pki = pki();
     let server = RedisServer::start_tls(&pki, TlsServer::default()).expect("tls server");
-    let alone = builder(server.tls_url()).tls(only(&pki)).build().expect("build");
+    let alone = builder(server.tls_url())
+        .tls(only(&pki))
+        .build()
+        .expect("build");
     assert_eq!(round_trip(&alone).await.expect("round trip"), Some(7));
     let with_roots = builder(server.tls_url())
         .tls(TlsOptions::new().ca_pem(pki.ca_pem()))
@@ -62,7 +65,11 @@ async fn a_private_ca_is_trusted_alone_or_with_the_built_in_roots() {
         .expect("build");
     assert_eq!(round_trip(&with_roots).await.expect("round trip"), Some(7));
     let from_file = builder(server.tls_url())
-        .tls(TlsOptions::new().ca_pem_file(pki.ca_file()).roots(TlsRoots::GivenOnly))
+        .tls(
+            TlsOptions::new()
+                .ca_pem_file(pki.ca_file())
+                .roots(TlsRoots::GivenOnly),
+        )
         .build()
         .expect("build");
     assert_eq!(round_trip(&from_file).await.expect("round trip"), Some(7));
@@ -88,7 +95,11 @@ async fn another_ca_a_wrong_name_and_a_self_signed_server_are_refused() {
     let port = server.tls_port().expect("tls port");
 
     let other_ca = builder(server.tls_url())
-        .tls(TlsOptions::new().ca_pem(pki.other_ca_pem()).roots(TlsRoots::GivenOnly))
+        .tls(
+            TlsOptions::new()
+                .ca_pem(pki.other_ca_pem())
+                .roots(TlsRoots::GivenOnly),
+        )
         .build()
         .expect("build");
     assert_tls_refusal(round_trip(&other_ca).await, "a CA that signed nothing here");
@@ -101,7 +112,10 @@ async fn another_ca_a_wrong_name_and_a_self_signed_server_are_refused() {
         .tls(only(&pki).server_name("cache.wrong.example"))
         .build()
         .expect("build");
-    assert_tls_refusal(round_trip(&wrong_name).await, "a name the certificate lacks");
+    assert_tls_refusal(
+        round_trip(&wrong_name).await,
+        "a name the certificate lacks",
+    );
     let right_name = builder(format!("rediss://127.0.0.1:{port}"))
         .tls(only(&pki).server_name("localhost"))
         .build()
@@ -151,7 +165,10 @@ async fn mutual_tls_needs_the_client_certificate() {
         .expect("build");
     assert_eq!(round_trip(&mutual).await.expect("round trip"), Some(7));
     let mut sub = mutual.bus().subscribe().await;
-    assert!(sub.is_connected(), "the bus presents the client certificate too");
+    assert!(
+        sub.is_connected(),
+        "the bus presents the client certificate too"
+    );
     drop(sub.try_recv());
 }
 
@@ -167,14 +184,21 @@ async fn a_cluster_over_tls_spreads_keys_and_carries_the_bus() {
         .build()
         .expect("build");
     let entries: Vec<(u32, Entry<u32>)> = (0..200).map(|i| (i, entry(i))).collect();
-    store.put_many(entries).await.expect("put_many across slots");
+    store
+        .put_many(entries)
+        .await
+        .expect("put_many across slots");
     let keys: Vec<u32> = (0..200).collect();
     let got = Store::<u32, u32>::get_many(&store, &keys)
         .await
         .expect("get_many");
     assert!(got.iter().all(Option::is_some));
     let health = Store::<u32, u32>::health(&store).await;
-    assert_eq!(health.status, cache_core::HealthStatus::Healthy, "{health:?}");
+    assert_eq!(
+        health.status,
+        cache_core::HealthStatus::Healthy,
+        "{health:?}"
+    );
 
     let mut sub = store.bus().subscribe().await;
     assert!(sub.is_connected());

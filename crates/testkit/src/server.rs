@@ -81,7 +81,10 @@ impl RedisServer {
     /// Starts a server that also serves TLS on a free port, with `pki`'s
     /// certificates as `options` says; the plain port stays for the testkit's
     /// own raw connections.
-    pub fn start_tls(pki: &crate::TestPki, options: crate::TlsServer) -> Result<Self, TestkitError> {
+    pub fn start_tls(
+        pki: &crate::TestPki,
+        options: crate::TlsServer,
+    ) -> Result<Self, TestkitError> {
         Self::start_tls_with(pki, options, free_port, &[])
     }
 

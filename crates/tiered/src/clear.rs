@@ -72,11 +72,17 @@ where
             drop(inner);
             store.clear_epoch().await
         };
-        if let Ok(at) = read {
-            if let Some(inner) = weak.upgrade() {
-                apply_clear(&inner, at);
+        match read {
+            Ok(at) => {
+                if let Some(inner) = weak.upgrade() {
+                    apply_clear(&inner, at);
+                }
+                return;
             }
-            return;
+            // Refused (an ACL without access to the epoch key): asking again
+            // will not help; the bus's messages still carry clears.
+            Err(e) if !e.is_backend_fault() => return,
+            Err(_) => {}
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(RECOVERY_BACKOFF.1);

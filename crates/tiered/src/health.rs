@@ -125,8 +125,24 @@ where
     pub fn incoherence(&self) -> Option<String> {
         let l2 = self.inner.l2.as_ref()?;
         let mut why = Vec::new();
-        if l2.bus.is_some() && !self.bus_connected() {
-            why.push("invalidation bus not connected".to_owned());
+        if let Some(bus) = &l2.bus
+            && !self.bus_connected()
+        {
+            let denied = self
+                .inner
+                .bus_status
+                .lock()
+                .as_ref()
+                .is_some_and(cache_store_redis::BusStatus::is_denied);
+            why.push(if denied {
+                format!(
+                    "invalidation bus refused by Redis's ACL: the user needs read and write access \
+                     to the stream key `{}` (XREAD, XADD, XINFO, XREVRANGE, EXISTS)",
+                    bus.stream_key()
+                )
+            } else {
+                "invalidation bus not connected".to_owned()
+            });
         }
         let pending = self.recovery_pending();
         if pending > 0 {

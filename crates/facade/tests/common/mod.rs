@@ -1,6 +1,9 @@
 //! Helpers shared by the facade's test binaries.
 #![allow(dead_code)] // each binary uses its own subset
 
+#[cfg(feature = "tracing")]
+pub(crate) mod capture;
+
 use std::time::Duration;
 
 use cache_breaker::MockClock as BreakerClock;

@@ -251,6 +251,8 @@ impl<C: Codec> InvalidationBus<C> {
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) connected: AtomicBool,
+    /// The last session ended on an ACL refusal (`NOPERM`, `NOAUTH`, …).
+    pub(crate) denied: AtomicBool,
     pub(crate) connects: AtomicU64,
     pub(crate) messages: AtomicU64,
     pub(crate) replayed: AtomicU64,
@@ -322,6 +324,14 @@ impl BusStatus {
     #[must_use]
     pub fn is_connected(&self) -> bool {
         self.0.connected.load(Ordering::Acquire)
+    }
+
+    /// Whether Redis refused the subscription's commands (an ACL user without
+    /// access to the bus stream): reconnecting will not help until the user's
+    /// permissions change. Cleared once a session is established.
+    #[must_use]
+    pub fn is_denied(&self) -> bool {
+        self.0.denied.load(Ordering::Acquire)
     }
 
     /// Counters since the subscription started.

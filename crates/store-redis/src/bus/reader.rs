@@ -261,7 +261,7 @@ impl Reader {
         exists.arg(&*self.key);
         let exists: i64 = match tokio::time::timeout(bounded, exists.query_async(&mut conn)).await {
             Ok(Ok(n)) => n,
-            Ok(Err(e)) => return moved_or_failed(&e),
+            Ok(Err(e)) => return self.failed_with(&e),
             Err(_) => return End::Failed,
         };
         let info_cmd = {
@@ -310,6 +310,7 @@ impl Reader {
         }
         self.shared.connects.fetch_add(1, Ordering::Relaxed);
         self.shared.connected.store(true, Ordering::Release);
+        self.shared.denied.store(false, Ordering::Release);
         if let Some(f) = first.take() {
             let _ = f.send(());
         }
@@ -373,7 +374,7 @@ impl Reader {
             let reply: Value = match tokio::time::timeout(reply_within, cmd.query_async(conn)).await
             {
                 Ok(Ok(v)) => v,
-                Ok(Err(e)) => return moved_or_failed(&e),
+                Ok(Err(e)) => return self.failed_with(&e),
                 Err(_) => return End::Failed,
             };
             let entries = read_entries(reply);
@@ -418,6 +419,17 @@ impl Reader {
                 return End::Closed;
             }
         }
+    }
+}
+
+impl Reader {
+    /// How a command's error ends the session; an ACL refusal is remembered
+    /// (health reports it: reconnecting cannot fix a missing permission).
+    fn failed_with(&self, e: &RedisError) -> End {
+        if crate::conn::is_denial(e) {
+            self.shared.denied.store(true, Ordering::Release);
+        }
+        moved_or_failed(e)
     }
 }
 
