@@ -8,7 +8,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use cache_core::{CacheKey, Codec, ConfigError, DecodeKey};
-use cache_tiered::{FleetLease, LoadLease};
+use cache_tiered::{FleetLease, LeaseOrValue, LoadLease};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -130,28 +130,26 @@ where
         let mut pause = FIRST_POLL;
         let mut waited = false;
         loop {
-            match tiered.try_lease(key, ttl).await {
-                FleetLease::Acquired(lease) => {
+            // The lease and a look at L2 in one round trip: a load that finished
+            // elsewhere since our miss (or since our last poll) is used as is.
+            match tiered.lease_or_value(key, ttl).await {
+                LeaseOrValue::Value(entry) => {
+                    self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
+                    self.fleet_waited(started);
+                    return Turn::Loaded(entry.into_value());
+                }
+                LeaseOrValue::Lease(FleetLease::Acquired(lease)) => {
                     if waited {
-                        // The holder writes L2 before it gives the lease back: a
-                        // lease freed between our last look and now may mean the
-                        // value is there.
-                        if let Some(Some(entry)) = tiered.peek_l2(key).await {
-                            tiered.release_lease(lease).await;
-                            self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
-                            self.fleet_waited(started);
-                            return Turn::Loaded(entry.into_value());
-                        }
                         self.fleet_waited(started);
                     }
                     self.fleet_count("acquired", cache_tiered::Count::LeaseAcquired);
                     return Turn::Load(Some(lease));
                 }
-                FleetLease::Local => {
+                LeaseOrValue::Lease(FleetLease::Local) => {
                     self.fleet_count("local", cache_tiered::Count::LeaseLocal);
                     return Turn::Load(None);
                 }
-                FleetLease::Held => waited = true,
+                LeaseOrValue::Lease(_) => waited = true,
             }
             let left = wait.saturating_sub(started.elapsed());
             if left.is_zero() {

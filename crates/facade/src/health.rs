@@ -70,6 +70,9 @@ where
                 .bus_connected
                 .set(if tiered.bus_connected() { 1.0 } else { 0.0 });
             meters.bus_replayed.absolute(t.bus_replayed);
+            meters.bus_dropped.absolute(t.bus_dropped);
+            meters.l2_rejected[0].absolute(t.l2_corrupt);
+            meters.l2_rejected[1].absolute(t.l2_oversized);
             meters.bus_reconnects.absolute(t.bus_reconnects);
             meters.recovery_pending.set(t.recovery_pending as f64);
             meters.recovery_replayed.absolute(t.recovery_replayed);

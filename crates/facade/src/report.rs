@@ -247,6 +247,9 @@ pub(crate) struct Meters {
     pub(crate) bus_publish_errors: Counter,
     pub(crate) bus_connected: Gauge,
     pub(crate) bus_replayed: Counter,
+    pub(crate) bus_dropped: Counter,
+    /// `corrupt`, `oversized`.
+    pub(crate) l2_rejected: [Counter; 2],
     pub(crate) bus_reconnects: Counter,
     pub(crate) recovery_pending: Gauge,
     pub(crate) recovery_replayed: Counter,
@@ -294,6 +297,10 @@ impl Meters {
             bus_publish_errors: metrics::counter!(n::BUS_PUBLISH_ERRORS, "cache" => c.clone()),
             bus_connected: metrics::gauge!(n::BUS_CONNECTED, "cache" => c.clone()),
             bus_replayed: metrics::counter!(n::BUS_REPLAYED, "cache" => c.clone()),
+            bus_dropped: metrics::counter!(n::BUS_DROPPED, "cache" => c.clone()),
+            l2_rejected: ["corrupt", "oversized"].map(|reason| {
+                metrics::counter!(n::L2_VALUES_REJECTED, "cache" => c.clone(), "reason" => reason)
+            }),
             bus_reconnects: metrics::counter!(n::BUS_RECONNECTS, "cache" => c.clone()),
             recovery_pending: metrics::gauge!(n::RECOVERY_PENDING, "cache" => c.clone()),
             recovery_replayed: metrics::counter!(n::RECOVERY_REPLAYED, "cache" => c.clone()),

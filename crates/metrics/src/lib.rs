@@ -105,6 +105,13 @@ pub mod names {
     pub const BUS_PUBLISH_ERRORS: &str = "cache_bus_publish_errors_total";
     /// Gauge `{cache}`: 1 while the invalidation bus is subscribed, else 0.
     pub const BUS_CONNECTED: &str = "cache_bus_connected";
+    /// Counter `{cache, reason}`: values read from Redis that were not used and
+    /// were deleted: `corrupt` (undecodable, or not a string) or `oversized`
+    /// (over the read limit; never read whole).
+    pub const L2_VALUES_REJECTED: &str = "cache_l2_values_rejected_total";
+    /// Counter `{cache}`: bus messages dropped unread (over the size limit, or
+    /// not a message of this bus).
+    pub const BUS_DROPPED: &str = "cache_bus_dropped_total";
 }
 
 /// What kind of instrument a metric is.
@@ -156,6 +163,18 @@ use MetricKind::{Counter, Gauge, Histogram};
 
 /// Every metric the workspace emits.
 pub const CATALOG: &[MetricDef] = &[
+    def(
+        names::L2_VALUES_REJECTED,
+        Counter,
+        &["cache", "reason"],
+        "Values read from Redis that were not used and were deleted: corrupt (undecodable, or not a string) or oversized (over the read limit, never read whole).",
+    ),
+    def(
+        names::BUS_DROPPED,
+        Counter,
+        &["cache"],
+        "Invalidation-bus messages dropped unread: over the size limit, or not a message of this bus.",
+    ),
     def(
         names::REQUESTS,
         Counter,

@@ -73,6 +73,7 @@ pub struct RedisStoreBuilder<C = Postcard> {
     pool_size: usize,
     max_key_len: usize,
     max_value_size: usize,
+    max_read_size: Option<usize>,
     scan_count: usize,
     batch_size: usize,
     clock: Arc<dyn Clock>,
@@ -93,6 +94,7 @@ impl Default for RedisStoreBuilder<Postcard> {
             pool_size: 1,
             max_key_len: cache_core::key::DEFAULT_MAX_KEY_LEN,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            max_read_size: None,
             scan_count: DEFAULT_SCAN_COUNT,
             batch_size: DEFAULT_BATCH_SIZE,
             clock: Arc::new(SystemClock),
@@ -213,6 +215,17 @@ impl<C: Codec> RedisStoreBuilder<C> {
         self
     }
 
+    /// Largest value read back, envelope included (default: the
+    /// [`max_value_size`](Self::max_value_size)). A longer value under a cache
+    /// key — planted by someone else, or written under a larger limit — is a
+    /// miss, counted in [`RedisStats::oversized_reads`](crate::RedisStats) and
+    /// deleted; it is never read whole (`GETRANGE`), so it costs the reader at
+    /// most one copy of this limit.
+    pub fn max_read_size(mut self, max: usize) -> Self {
+        self.max_read_size = Some(max);
+        self
+    }
+
     /// `COUNT` hint of each incremental `SCAN`/`SSCAN` step (default 1000).
     pub fn scan_count(mut self, count: usize) -> Self {
         self.scan_count = count;
@@ -250,6 +263,7 @@ impl<C: Codec> RedisStoreBuilder<C> {
             pool_size: self.pool_size,
             max_key_len: self.max_key_len,
             max_value_size: self.max_value_size,
+            max_read_size: self.max_read_size,
             scan_count: self.scan_count,
             batch_size: self.batch_size,
             clock: self.clock,
@@ -281,6 +295,13 @@ impl<C: Codec> RedisStoreBuilder<C> {
         if self.max_value_size == 0 || self.max_value_size > REDIS_MAX_VALUE_SIZE {
             return Err(ConfigError::new(
                 "max_value_size",
+                format!("must be between 1 and {REDIS_MAX_VALUE_SIZE} bytes"),
+            ));
+        }
+        let max_read_size = self.max_read_size.unwrap_or(self.max_value_size);
+        if max_read_size == 0 || max_read_size > REDIS_MAX_VALUE_SIZE {
+            return Err(ConfigError::new(
+                "max_read_size",
                 format!("must be between 1 and {REDIS_MAX_VALUE_SIZE} bytes"),
             ));
         }
@@ -317,6 +338,7 @@ impl<C: Codec> RedisStoreBuilder<C> {
                 conns,
                 op_timeout: self.op_timeout,
                 max_value_size: self.max_value_size,
+                max_read_size,
                 scan_count: self.scan_count,
                 batch_size: self.batch_size,
                 clock: self.clock,

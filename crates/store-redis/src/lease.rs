@@ -9,9 +9,21 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cache_core::{CacheError, CacheKey};
+use cache_core::{CacheError, CacheKey, Entry};
+use serde::de::DeserializeOwned;
+
+use crate::read::Raw;
 
 use crate::store::{DELETE_IF_SAME, RedisStore};
+
+/// Takes the lease in `KEYS[1]` (token `ARGV[1]`, `ARGV[2]` ms) if it is free,
+/// and reads the entry in `KEYS[2]` (at most `ARGV[3]` + 1 bytes) either way:
+/// `{1 if taken else 0, bytes or ''}`.
+const LEASE_AND_READ: &str = "\
+local got = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+local v = redis.pcall('GETRANGE', KEYS[2], 0, ARGV[3])
+if type(v) ~= 'string' then v = '' end
+return {got, v}";
 
 /// Sets a new expiry on a key only if it still holds the caller's token.
 const EXTEND_IF_SAME: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
@@ -114,6 +126,52 @@ impl<C: cache_core::Codec> RedisStore<C> {
             }),
             None => LeaseAttempt::Held,
         })
+    }
+
+    /// [`try_lease`](Self::try_lease) and a read of the entry in the same round
+    /// trip (one script; the lease shares the entry's slot): an instance that
+    /// missed can tell "someone is loading" from "someone just finished" without
+    /// a second look. The read is bounded and judged like any other (corrupt or
+    /// oversized bytes are a miss, deleted); whether the entry is fresh is the
+    /// caller's call.
+    pub async fn try_lease_reading<K, V>(
+        &self,
+        key: &K,
+        ttl: Duration,
+    ) -> Result<(LeaseAttempt, Option<Entry<V>>), CacheError>
+    where
+        K: CacheKey + ?Sized,
+        V: DeserializeOwned,
+    {
+        let entry_key = self.redis_key(key)?;
+        let Some(lease_key) = lease_key_for(&entry_key) else {
+            return Ok((LeaseAttempt::Unsupported, None));
+        };
+        let token = new_token();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let limit = self.inner().max_read_size;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(LEASE_AND_READ)
+            .arg(2)
+            .arg(&lease_key)
+            .arg(&entry_key)
+            .arg(&token)
+            .arg(ms)
+            .arg(limit);
+        let (got, bytes): (i64, Vec<u8>) = self.query("lease", &cmd).await?;
+        let now = self.inner().clock.recent();
+        let entry = self
+            .entry_from(&entry_key, Raw::of(bytes, limit), now)
+            .await;
+        let attempt = if got == 1 {
+            LeaseAttempt::Acquired(LoadLease {
+                key: lease_key,
+                token,
+            })
+        } else {
+            LeaseAttempt::Held
+        };
+        Ok((attempt, entry))
     }
 
     /// Gives a lease back (only if it is still ours: an expired lease taken by

@@ -104,6 +104,7 @@ pub mod envelope;
 mod health;
 mod lease;
 mod log;
+mod read;
 mod redact;
 mod scan;
 mod security;
@@ -111,7 +112,7 @@ mod store;
 
 pub use bus::{
     Action, BusEvent, BusStats, BusStatus, DEFAULT_HISTORY, DEFAULT_KEEPALIVE, GapReason,
-    Invalidation, InvalidationBus, Subscription,
+    Invalidation, InvalidationBus, MAX_MESSAGE_SIZE, Subscription,
 };
 pub use config::{
     DEFAULT_BATCH_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,

@@ -32,7 +32,8 @@ pub(crate) struct StoreCounters {
     ops: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
-    decode_errors: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) oversized_reads: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -41,6 +42,8 @@ pub(crate) struct Inner {
     pub(crate) conns: Connections,
     pub(crate) op_timeout: Duration,
     pub(crate) max_value_size: usize,
+    /// Largest value read back (longer ones are a counted miss and deleted).
+    pub(crate) max_read_size: usize,
     pub(crate) scan_count: usize,
     pub(crate) batch_size: usize,
     pub(crate) clock: Arc<dyn Clock>,
@@ -86,8 +89,12 @@ pub struct RedisStats {
     pub errors: u64,
     /// Operations that hit the per-operation timeout.
     pub timeouts: u64,
-    /// Values that failed to decode (each was treated as a miss and deleted).
+    /// Values that failed to decode, or were not strings (each was treated as a
+    /// miss and deleted).
     pub decode_errors: u64,
+    /// Values longer than the read limit (each was treated as a miss and
+    /// deleted, without being read whole).
+    pub oversized_reads: u64,
     /// Connections opened.
     pub connects: u64,
     /// Connect attempts that failed or timed out.
@@ -162,6 +169,7 @@ impl<C: Codec> RedisStore<C> {
             errors: c.errors.load(Ordering::Relaxed),
             timeouts: c.timeouts.load(Ordering::Relaxed),
             decode_errors: c.decode_errors.load(Ordering::Relaxed),
+            oversized_reads: c.oversized_reads.load(Ordering::Relaxed),
             connects: k.connects.load(Ordering::Relaxed),
             connect_failures: k.connect_failures.load(Ordering::Relaxed),
             disconnects: k.disconnects.load(Ordering::Relaxed),
@@ -276,7 +284,7 @@ impl<C: Codec> RedisStore<C> {
 
     /// Turns bytes read from Redis into an entry; anything that fails to decode is a
     /// miss, counted and deleted (only if the key still holds those bytes).
-    async fn decode_or_evict<V: DeserializeOwned>(
+    pub(crate) async fn decode_or_evict<V: DeserializeOwned>(
         &self,
         key: &str,
         bytes: Vec<u8>,
@@ -431,29 +439,8 @@ where
 {
     async fn get(&self, key: &K) -> Result<Option<Entry<V>>, CacheError> {
         let full = self.inner.space.full_key(key)?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(&full);
-        let got = match self.query::<Option<Vec<u8>>>("get", &cmd).await {
-            // A value of another type under a cache key (a list, a hash): like
-            // corrupt bytes, a counted miss, and it goes.
-            Err(CacheError::Refused { code, .. }) if code == "WRONGTYPE" => {
-                self.inner
-                    .counters
-                    .decode_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                let mut unlink = redis::cmd("UNLINK");
-                unlink.arg(&full);
-                let _ = self.query::<u64>("unlink", &unlink).await;
-                return Ok(None);
-            }
-            other => other?,
-        };
-        match got {
-            None => Ok(None),
-            Some(bytes) => Ok(self
-                .decode_or_evict(&full, bytes, self.inner.clock.recent())
-                .await),
-        }
+        let raw = self.read_raw(&full).await?;
+        Ok(self.entry_from(&full, raw, self.inner.clock.recent()).await)
     }
 
     async fn put(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
@@ -481,23 +468,10 @@ where
         let mut out = Vec::with_capacity(full.len());
         let now = self.inner.clock.recent();
         for chunk in full.chunks(self.inner.batch_size) {
-            let mut cmd = redis::cmd("MGET");
-            for key in chunk {
-                cmd.arg(&buf[key.clone()]);
-            }
-            let values: Vec<Option<Vec<u8>>> = self.query("get_many", &cmd).await?;
-            if values.len() != chunk.len() {
-                return Err(CacheError::unavailable(
-                    crate::conn::BACKEND,
-                    "MGET answered with the wrong number of values",
-                    format!("{} values for {} keys", values.len(), chunk.len()),
-                ));
-            }
-            for (key, value) in chunk.iter().zip(values) {
-                out.push(match value {
-                    None => None,
-                    Some(bytes) => self.decode_or_evict(&buf[key.clone()], bytes, now).await,
-                });
+            let keys: Vec<&str> = chunk.iter().map(|k| &buf[k.clone()]).collect();
+            let raws = self.read_many_raw(&keys).await?;
+            for (key, raw) in keys.into_iter().zip(raws) {
+                out.push(self.entry_from(key, raw, now).await);
             }
         }
         Ok(out)

@@ -179,3 +179,9 @@ async fn clear_epoch_rises_and_is_published() {
     let c = cluster();
     common::clear_epoch_rises_and_is_published(&mut fixture(&c).await).await;
 }
+
+#[tokio::test]
+async fn oversized_values_are_a_counted_miss_and_never_read_whole() {
+    let c = cluster();
+    common::oversized_values_are_a_counted_miss_and_never_read_whole(&mut fixture(&c).await).await;
+}

@@ -531,3 +531,47 @@ async fn clear_epoch_rises_and_is_published() {
     let s = server();
     common::clear_epoch_rises_and_is_published(&mut fixture(&s).await).await;
 }
+
+#[tokio::test]
+async fn oversized_values_are_a_counted_miss_and_never_read_whole() {
+    let s = server();
+    common::oversized_values_are_a_counted_miss_and_never_read_whole(&mut fixture(&s).await).await;
+}
+
+#[tokio::test]
+async fn bus_messages_over_the_limit_are_dropped_and_long_key_lists_are_split() {
+    let s = server();
+    let mut f = fixture(&s).await;
+    let store = f.store("buslimit");
+    let bus = store.bus();
+    let mut sub = store.bus().subscribe().await;
+    // Someone else's huge message on the stream: dropped, counted, not decoded.
+    let mut xadd = redis::cmd("XADD");
+    xadd.arg(bus.stream_key())
+        .arg("*")
+        .arg("m")
+        .arg(vec![1u8; 10 << 20]);
+    let _: String = f.raw.q(&xadd).await;
+    // Our own long list of keys arrives whole, in parts under the limit.
+    let keys: Vec<String> = (0..5_000).map(|i| format!("{i:0>40}")).collect();
+    bus.publish(Action::Keys(keys.clone()))
+        .await
+        .expect("publish");
+    let mut heard = Vec::new();
+    while heard.len() < keys.len() {
+        let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .expect("in time");
+        match event {
+            Some(BusEvent::Message(m)) => match m.action {
+                Action::Keys(part) => heard.extend(part),
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(heard, keys);
+    let stats = sub.status().stats();
+    assert_eq!(stats.dropped, 1);
+    assert!(stats.messages >= 4, "split in parts: {stats:?}");
+}

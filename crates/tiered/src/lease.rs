@@ -4,7 +4,7 @@
 use std::hash::Hash;
 use std::time::Duration;
 
-use cache_core::{CacheKey, Codec, DecodeKey};
+use cache_core::{CacheKey, Codec, DecodeKey, Entry};
 use cache_store_redis::{LeaseAttempt, LoadLease};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +27,16 @@ pub enum FleetLease {
     Local,
 }
 
+/// What [`TieredStore::lease_or_value`] found.
+#[derive(Debug)]
+pub enum LeaseOrValue<V> {
+    /// No fresh value in L2: what the lease attempt gave.
+    Lease(FleetLease),
+    /// L2 holds a fresh value (another instance's load just finished): no lease
+    /// is held; the value was backfilled into L1.
+    Value(Entry<V>),
+}
+
 impl<K, V, C> TieredStore<K, V, C>
 where
     K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
@@ -43,6 +53,32 @@ where
             Ok(Some(LeaseAttempt::Held)) => FleetLease::Held,
             _ => FleetLease::Local,
         }
+    }
+
+    /// [`try_lease`](Self::try_lease) for an instance that missed: takes the
+    /// lease and reads the entry in one round trip, so a load another instance
+    /// finished between this one's miss and its lease attempt is used, not
+    /// repeated. A lease taken when a fresh value turned up is given back.
+    pub async fn lease_or_value(&self, key: &K, ttl: Duration) -> LeaseOrValue<V> {
+        let found = self
+            .guarded(L2Op::Lease, |l2| l2.try_lease_reading::<K, V>(key, ttl))
+            .await;
+        let Ok(Some((attempt, entry))) = found else {
+            return LeaseOrValue::Lease(FleetLease::Local);
+        };
+        let now = self.l1().clock().recent();
+        if let Some(e) = entry.filter(|e| e.is_fresh(now) && !self.is_cleared(e)) {
+            if let LeaseAttempt::Acquired(lease) = attempt {
+                self.release_lease(lease).await;
+            }
+            let _ = self.l1().put_sync(key.clone(), e.clone());
+            return LeaseOrValue::Value(e);
+        }
+        LeaseOrValue::Lease(match attempt {
+            LeaseAttempt::Acquired(lease) => FleetLease::Acquired(lease),
+            LeaseAttempt::Held => FleetLease::Held,
+            _ => FleetLease::Local,
+        })
     }
 
     /// Runs `load` while keeping `lease` alive: extended to `ttl` every third of

@@ -88,7 +88,7 @@ pub use config::{
     DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy, Route, default_breaker,
 };
 pub use health::{L2Health, TierHealth, combined_health};
-pub use lease::FleetLease;
+pub use lease::{FleetLease, LeaseOrValue};
 pub use meters::{Count, Meters};
 pub use protocol::{Tier, TierRead, longer_lived};
 pub use tiered::{TieredStats, TieredStore};

@@ -49,6 +49,12 @@ pub struct TieredStats {
     pub bus_reconnects: u64,
     /// Gaps on the bus: history really lost, handled by the [`GapPolicy`].
     pub bus_gaps: u64,
+    /// Bus messages dropped unread (over the size limit, or foreign).
+    pub bus_dropped: u64,
+    /// Values read from L2 that were corrupt or not strings (each deleted).
+    pub l2_corrupt: u64,
+    /// Values read from L2 over the read limit (each deleted, never read whole).
+    pub l2_oversized: u64,
     /// Publishes that failed (queued for replay).
     pub publish_errors: u64,
     /// Writes and invalidations waiting in the recovery queue for L2.
@@ -196,6 +202,7 @@ where
             .as_ref()
             .map(BusStatus::stats)
             .unwrap_or_default();
+        let redis = self.l2().map(RedisStore::stats).unwrap_or_default();
         TieredStats {
             l1_hits: m.get(Count::TierL1Hit),
             l2_hits: m.get(Count::TierL2Hit),
@@ -209,6 +216,9 @@ where
             bus_replayed: bus.replayed,
             bus_reconnects: bus.connects.saturating_sub(1),
             bus_gaps: m.get(Count::BusGap),
+            bus_dropped: bus.dropped,
+            l2_corrupt: redis.decode_errors,
+            l2_oversized: redis.oversized_reads,
             publish_errors: m.get(Count::PublishError),
             recovery_pending: self.recovery_pending() as u64,
             recovery_replayed: m.get(Count::RecoveryReplayed),

@@ -434,3 +434,42 @@ async fn an_idle_cache_is_healthy_again_once_redis_answers_its_health_check() {
         "{health:?}"
     );
 }
+
+/// The lease attempt of an instance that missed reads L2 in the same round
+/// trip: a value another instance just wrote is used instead of loading again.
+#[tokio::test]
+async fn a_lease_attempt_sees_a_value_written_since_the_miss() {
+    let server = RedisServer::start().expect("redis");
+    let a: Tiered = TieredStore::builder(l1())
+        .l2(l2(&server))
+        .build()
+        .expect("a");
+    let ttl = Duration::from_secs(2);
+    let key = "k".to_owned();
+    // Nothing there: the lease.
+    let lease = match a.lease_or_value(&key, ttl).await {
+        cache_tiered::LeaseOrValue::Lease(cache_tiered::FleetLease::Acquired(l)) => l,
+        other => panic!("expected the lease, got {other:?}"),
+    };
+    // Held by us: another attempt waits.
+    assert!(matches!(
+        a.lease_or_value(&key, ttl).await,
+        cache_tiered::LeaseOrValue::Lease(cache_tiered::FleetLease::Held)
+    ));
+    // The holder writes; even before it gives the lease back, a look finds the value.
+    Store::<String, u32>::put(a.l2().expect("l2"), key.clone(), entry(5))
+        .await
+        .expect("put");
+    match a.lease_or_value(&key, ttl).await {
+        cache_tiered::LeaseOrValue::Value(e) => assert_eq!(e.into_value(), Some(5)),
+        other => panic!("expected the value, got {other:?}"),
+    }
+    a.release_lease(lease).await;
+    // A value present and no lease held: the value, and no lease left behind.
+    assert!(matches!(
+        a.lease_or_value(&key, ttl).await,
+        cache_tiered::LeaseOrValue::Value(_)
+    ));
+    let l2 = a.l2().expect("l2");
+    assert!(!l2.lease_held(&key).await.expect("redis answers"));
+}

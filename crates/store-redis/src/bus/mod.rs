@@ -56,6 +56,10 @@ pub const DEFAULT_HISTORY: u64 = 10_000;
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(250);
 /// First wait between reconnect attempts.
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(25);
+/// Largest bus message a subscriber accepts (64 KiB); longer or undecodable
+/// ones are dropped and counted ([`BusStats::dropped`]). Publishing splits a
+/// long list of keys into messages under it.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// Events buffered per subscription (the reader waits when it is full).
 const BUFFER: usize = 1024;
 /// Messages read per `XREAD`.
@@ -198,7 +202,42 @@ impl<C: Codec> InvalidationBus<C> {
 
     /// Appends `action` to the stream; returns the message's stream id.
     pub async fn publish(&self, action: Action) -> Result<String, CacheError> {
-        let payload = self.payload(action)?;
+        let payload = self.payload(action.clone())?;
+        if payload.len() > MAX_MESSAGE_SIZE {
+            return self.publish_split(action).await;
+        }
+        self.append(payload).await
+    }
+
+    /// Publishes an action too long for one message: a list of keys in parts
+    /// under [`MAX_MESSAGE_SIZE`]; anything else becomes a clear of the
+    /// receivers' L1 (no single tag or prefix is that long in practice).
+    async fn publish_split(&self, action: Action) -> Result<String, CacheError> {
+        let Action::Keys(keys) = action else {
+            return self.append(self.payload(Action::Clear)?).await;
+        };
+        let mut last = String::new();
+        let (mut part, mut size) = (Vec::new(), 0);
+        for key in keys {
+            // postcard: a length prefix (at most 5 bytes) and the bytes.
+            let cost = key.len() + 5;
+            if !part.is_empty() && size + cost > MAX_MESSAGE_SIZE - 64 {
+                last = self
+                    .append(self.payload(Action::Keys(std::mem::take(&mut part)))?)
+                    .await?;
+                size = 0;
+            }
+            size += cost;
+            part.push(key);
+        }
+        if !part.is_empty() {
+            last = self.append(self.payload(Action::Keys(part))?).await?;
+        }
+        Ok(last)
+    }
+
+    /// `XADD`s one encoded message.
+    async fn append(&self, payload: Vec<u8>) -> Result<String, CacheError> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&*self.key)
             .arg("MAXLEN")
@@ -257,6 +296,7 @@ pub(crate) struct Shared {
     pub(crate) messages: AtomicU64,
     pub(crate) replayed: AtomicU64,
     pub(crate) gaps: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 /// Counters of one [`Subscription`].
@@ -272,6 +312,9 @@ pub struct BusStats {
     pub replayed: u64,
     /// Gaps reported.
     pub gaps: u64,
+    /// Messages dropped unread: over [`MAX_MESSAGE_SIZE`], or not a message
+    /// of this bus (another version, garbage).
+    pub dropped: u64,
 }
 
 /// A live subscription; see [`InvalidationBus::subscribe`].
@@ -343,6 +386,7 @@ impl BusStatus {
             messages: s.messages.load(Ordering::Relaxed),
             replayed: s.replayed.load(Ordering::Relaxed),
             gaps: s.gaps.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
         }
     }
 }

@@ -11,14 +11,13 @@ use redis::{ConnectionAddr, ConnectionInfo, RedisError, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BusEvent, FIELD, GapReason, MAX_BACKOFF, MIN_BACKOFF, READ_COUNT, START_MARGIN_MS, Shared,
-    decode_message,
+    BusEvent, FIELD, GapReason, MAX_BACKOFF, MAX_MESSAGE_SIZE, MIN_BACKOFF, READ_COUNT,
+    START_MARGIN_MS, Shared, decode_message,
 };
 use crate::conn::Target;
 use crate::health::info_field;
 use crate::log::{log_info, log_warn};
 
-/// Where a subscription starts looking: the server, or each cluster seed.
 /// The TLS server name mapping of a standalone target, if any.
 pub(super) fn pinned(target: &Target) -> Option<crate::security::PinnedHost> {
     match target {
@@ -27,6 +26,7 @@ pub(super) fn pinned(target: &Target) -> Option<crate::security::PinnedHost> {
     }
 }
 
+/// Where a subscription starts looking: the server, or each cluster seed.
 pub(super) fn seeds(target: &Target) -> Vec<ConnectionInfo> {
     match target {
         Target::Standalone { client, .. } => vec![client.get_connection_info().clone()],
@@ -382,7 +382,13 @@ impl Reader {
             let before = pos.after;
             for (id, payload) in entries {
                 pos.after = pos.after.max(id);
+                if payload.len() > MAX_MESSAGE_SIZE {
+                    // Not ours (ours are split below the limit): dropped, counted.
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let Some(m) = decode_message(&payload) else {
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
                 if m.origin == self.origin {

@@ -506,3 +506,95 @@ pub async fn clear_epoch_rises_and_is_published(f: &mut Fixture) {
         Timestamp::from_millis(6_000)
     );
 }
+
+/// A value over the read limit (planted behind the store's back) is a counted
+/// miss and deleted, and Redis sends the reader at most the limit of it — in a
+/// single read, a batch, and next to values of another type.
+pub async fn oversized_values_are_a_counted_miss_and_never_read_whole(f: &mut Fixture) {
+    const LIMIT: usize = 64 * 1024;
+    let store = f
+        .builder
+        .clone()
+        .namespace("oversized")
+        .op_timeout(BULK_TIMEOUT)
+        .max_read_size(LIMIT)
+        .build()
+        .expect("valid config");
+    let big = vec![b'x'; 8 << 20];
+    let plant = |key: String| {
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(big.as_slice());
+        set
+    };
+    let (k1, k2) = (
+        store.redis_key(&1u32).expect("key"),
+        store.redis_key(&2u32).expect("key"),
+    );
+    let _: () = f.raw.q(&plant(k1.clone())).await;
+    let sent_before = net_output(f).await;
+    let got: Option<Entry<String>> = store.get(&1u32).await.expect("a miss, not an error");
+    assert_eq!(got, None);
+    let sent = net_output(f).await - sent_before;
+    assert!(
+        sent < 4 * LIMIT as u64,
+        "Redis sent {sent} bytes for an 8 MiB value"
+    );
+    let exists: u64 = f.raw.q(&cmd(&["EXISTS", &k1])).await;
+    assert_eq!(exists, 0, "the oversized value was deleted");
+    assert_eq!(store.stats().oversized_reads, 1);
+
+    // A batch: the oversized value, a list, a good value and a missing key.
+    let _: () = f.raw.q(&plant(k2)).await;
+    let k3 = store.redis_key(&3u32).expect("key");
+    let _: u64 = f.raw.q(&cmd(&["RPUSH", &k3, "a", "b"])).await;
+    store
+        .put(4u32, entry("fits".to_owned(), Duration::from_secs(60)))
+        .await
+        .expect("put");
+    let got: Vec<Option<Entry<String>>> = store.get_many(&[2u32, 3, 4, 5]).await.expect("get_many");
+    let values: Vec<Option<String>> = got
+        .into_iter()
+        .map(|e| e.and_then(Entry::into_value))
+        .collect();
+    assert_eq!(values, vec![None, None, Some("fits".to_owned()), None]);
+    assert_eq!(store.stats().oversized_reads, 2);
+    assert_eq!(store.stats().decode_errors, 1, "the list");
+    assert_eq!(f.raw.q::<u64>(&cmd(&["EXISTS", &k3])).await, 0);
+    // A limit of zero (or over Redis's own) fails the build.
+    let err = f
+        .builder
+        .clone()
+        .max_read_size(0)
+        .build()
+        .expect_err("zero");
+    assert_eq!(err.field(), "max_read_size");
+}
+
+/// Bytes the deployment has sent to clients so far (every node of a cluster).
+async fn net_output(f: &mut Fixture) -> u64 {
+    let urls = match &f.raw {
+        Raw::Single(_) => None,
+        Raw::Cluster(_, urls) => Some(urls.clone()),
+    };
+    let infos: Vec<String> = match urls {
+        None => vec![f.raw.q(&cmd(&["INFO", "stats"])).await],
+        Some(urls) => {
+            let mut all = Vec::new();
+            for url in urls {
+                all.push(
+                    Raw::standalone(&url)
+                        .await
+                        .q(&cmd(&["INFO", "stats"]))
+                        .await,
+                );
+            }
+            all
+        }
+    };
+    infos
+        .iter()
+        .flat_map(|i| i.lines())
+        .filter_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
+}
