@@ -564,7 +564,7 @@ where
             bloom.insert(key);
         }
         let s = &self.inner.settings;
-        let now = self.inner.clock.now();
+        let now = self.write_time();
         let entry = match value {
             Some(v) => {
                 Entry::new(v, now, s.jitter.apply(shape.ttl)).with_stale_window(shape.stale_window)
@@ -578,9 +578,19 @@ where
         })
     }
 
+    /// When an entry made now says it was created: the clock, but never before
+    /// the clear epoch this instance knows, so a write right after a `clear` (in
+    /// the same millisecond) is not taken for one of the entries it cleared.
+    fn write_time(&self) -> cache_core::Timestamp {
+        self.inner
+            .clock
+            .now()
+            .max(self.inner.tiered.clear_epoch())
+    }
+
     pub(crate) fn make_entry(&self, value: Option<V>, ttl: Duration) -> Option<Entry<V>> {
         let s = &self.inner.settings;
-        let now = self.inner.clock.now();
+        let now = self.write_time();
         match value {
             Some(v) => {
                 Some(Entry::new(v, now, s.jitter.apply(ttl)).with_stale_window(s.stale_window))

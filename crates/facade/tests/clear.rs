@@ -68,6 +68,10 @@ async fn clear_empties_every_instance_and_later_loads_stay() {
     for k in 1..=3 {
         assert_eq!(b.get(&k).await.expect("ok"), None, "{k} on B");
     }
+    // A write in the same millisecond as the clear (the mock clock has not
+    // moved) is not taken for a cleared entry anywhere.
+    a.set(9, "nine".into()).await.expect("set");
+    assert_eq!(b.get(&9).await.expect("ok").as_deref(), Some("nine"));
 
     // Loads after the clear are kept, and shared through L2 as before.
     clock.advance(Duration::from_millis(5));
