@@ -582,10 +582,7 @@ where
     /// the clear epoch this instance knows, so a write right after a `clear` (in
     /// the same millisecond) is not taken for one of the entries it cleared.
     fn write_time(&self) -> cache_core::Timestamp {
-        self.inner
-            .clock
-            .now()
-            .max(self.inner.tiered.clear_epoch())
+        self.inner.clock.now().max(self.inner.tiered.clear_epoch())
     }
 
     pub(crate) fn make_entry(&self, value: Option<V>, ttl: Duration) -> Option<Entry<V>> {

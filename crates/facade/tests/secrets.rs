@@ -46,9 +46,21 @@ async fn credentials_work_and_never_show() {
     acl(
         &server,
         &[
-            "app", "on", ">app-s3cret", "~cache:acl*", "~{cache:acl*", "resetchannels",
-            "+@read", "+@write", "+@scripting", "+xadd", "+xread", "+xinfo", "+xrevrange",
-            "+info", "+ping",
+            "app",
+            "on",
+            ">app-s3cret",
+            "~cache:acl*",
+            "~{cache:acl*",
+            "resetchannels",
+            "+@read",
+            "+@write",
+            "+@scripting",
+            "+xadd",
+            "+xread",
+            "+xinfo",
+            "+xrevrange",
+            "+info",
+            "+ping",
         ],
     );
     // Entries and leases of its own cache, but not its bus stream or epoch.
