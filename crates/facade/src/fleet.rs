@@ -121,7 +121,7 @@ where
     /// Decides who loads `key` across the fleet: this instance (with a lease, or
     /// locally when no lease is possible), or another one whose value arrives
     /// in L2 while this one waits.
-    pub(crate) async fn fleet_turn(&self, key: &K) -> Turn<V> {
+    pub(crate) async fn fleet_turn(&self, key: &K, write_l1: bool) -> Turn<V> {
         let Some((ttl, wait)) = self.fleet() else {
             return Turn::Load(None);
         };
@@ -134,6 +134,7 @@ where
             // elsewhere since our miss (or since our last poll) is used as is.
             match tiered.lease_or_value(key, ttl).await {
                 LeaseOrValue::Value(entry) => {
+                    self.keep_in_l1(key, &entry, write_l1);
                     self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
                     self.fleet_waited(started);
                     return Turn::Loaded(entry.into_value());
@@ -161,6 +162,7 @@ where
             pause = (pause * 2).min(MAX_POLL);
             match tiered.peek_l2(key).await {
                 Some(Some(entry)) => {
+                    self.keep_in_l1(key, &entry, write_l1);
                     self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
                     self.fleet_waited(started);
                     return Turn::Loaded(entry.into_value());
@@ -174,6 +176,14 @@ where
                 // expired without a value: try for the lease again.
                 Some(None) => {}
             }
+        }
+    }
+
+    /// A value another instance loaded, kept in L1 unless the call skips L1's write.
+    fn keep_in_l1(&self, key: &K, entry: &cache_core::Entry<V>, write_l1: bool) {
+        if write_l1 {
+            // A refused backfill (too heavy for L1) costs a later L2 read.
+            let _ = self.inner.tiered.l1().put_sync(key.clone(), entry.clone());
         }
     }
 

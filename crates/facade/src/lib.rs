@@ -80,6 +80,7 @@
 mod batch;
 mod builder;
 mod cache;
+pub mod config;
 mod connect;
 mod error;
 mod everyday;
@@ -95,6 +96,7 @@ mod options;
 mod refresh;
 mod report;
 mod rules;
+mod shutdown;
 mod warm;
 mod write;
 
@@ -144,7 +146,7 @@ pub use cache_macros::{CacheKey, cached};
 pub use cache_store_memory::RemovalCause;
 #[cfg(feature = "tls")]
 pub use cache_store_redis::{TlsOptions, TlsRoots};
-pub use cache_tiered::{FailMode, GapPolicy};
+pub use cache_tiered::{FailMode, GapPolicy, ShutdownReport};
 
 /// What a service needs to build and use caches, in one import:
 ///

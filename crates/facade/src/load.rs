@@ -296,7 +296,7 @@ where
                 move || async move {
                     // A call that skips L2 leaves nothing there to wait for.
                     let turn = if how.1.route.uses_l2() {
-                        this.fleet_turn(&key).await
+                        this.fleet_turn(&key, how.1.route.write_l1).await
                     } else {
                         Turn::Load(None)
                     };

@@ -84,6 +84,10 @@ async fn skipping_a_tier_reads_and_writes_only_the_other() {
     // (L2 is written in the background after a fail-open load.)
     cache_testkit::eventually_async("L2 holds key 2", || async { in_l2(&b, 2).await.is_some() })
         .await;
+    assert!(
+        !b.contains_key(&2),
+        "reads that skip L1's write leave it alone, whoever loaded the value"
+    );
 
     // Skip L1's read: a forced reload past a value this instance holds.
     a.set(3, "old".into()).await.expect("set");

@@ -23,7 +23,8 @@
 //! ```
 //!
 //! With the `prometheus` and `http` features, a service installs the exporter
-//! (`PrometheusExporter::install()`, before building caches), registers its caches
+//! (`PrometheusExporter::install()`, before building caches; or hands over a
+//! recorder it installed itself with `PrometheusExporter::from_handle`), registers its caches
 //! with an `http::Endpoint` and merges `endpoint.router()` into its axum app or runs
 //! `endpoint.serve(addr)`. The `http` module has a runnable example; the facade
 //! (`cache-facade` with feature `http`) makes every `Cache` a health source.
@@ -36,6 +37,10 @@ pub mod http;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 
+/// The Prometheus exporter crate, for a service that builds its own recorder
+/// and hands it over with [`PrometheusExporter::from_handle`].
+#[cfg(feature = "prometheus")]
+pub use metrics_exporter_prometheus;
 #[cfg(feature = "prometheus")]
 pub use prometheus::{ExporterError, LATENCY_BUCKETS, PrometheusExporter};
 

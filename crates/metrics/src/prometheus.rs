@@ -64,10 +64,12 @@ impl PrometheusExporter {
     /// `_seconds` histogram, registers the catalogue's help texts, and starts a
     /// background thread that drains histogram samples every 5 s.
     ///
-    /// Idempotent: a second call returns the exporter the first one installed.
+    /// Idempotent: a second call returns the exporter the first one installed
+    /// (or the one given to [`from_handle`](Self::from_handle)).
     ///
     /// # Errors
-    /// [`ExporterError::AlreadyInstalled`] if some other recorder is installed.
+    /// [`ExporterError::AlreadyInstalled`] if some other recorder is installed
+    /// and was not handed over with [`from_handle`](Self::from_handle).
     pub fn install() -> Result<Self, ExporterError> {
         Self::install_with(&[])
     }
@@ -115,6 +117,40 @@ impl PrometheusExporter {
                 }
             });
         Ok(Self { handle })
+    }
+
+    /// An exporter over a recorder the service installed itself (its own
+    /// `PrometheusBuilder` settings, its own `/metrics` route): the caches record
+    /// into whatever recorder is global, and this handle renders it for
+    /// [`Endpoint`](crate::http::Endpoint) or the service. The catalogue's help
+    /// texts are registered with the global recorder. Histogram upkeep stays the
+    /// service's (`PrometheusHandle::run_upkeep`, or a builder that runs it).
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    ///
+    /// // The service's own recorder, installed before anything else.
+    /// let handle = PrometheusBuilder::new().install_recorder()?;
+    /// let exporter = cache_metrics::PrometheusExporter::from_handle(handle);
+    /// metrics::counter!(cache_metrics::names::COALESCED, "cache" => "users").increment(1);
+    /// assert!(exporter.render().contains(r#"cache_coalesced_total{cache="users"} 1"#));
+    /// assert!(exporter.render().contains("# HELP cache_coalesced_total"));
+    /// // `install` now finds it and returns the same exporter.
+    /// assert!(cache_metrics::PrometheusExporter::install().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn from_handle(handle: PrometheusHandle) -> Self {
+        let mut installed = installed_handle();
+        let first = installed.is_none();
+        if first {
+            *installed = Some(handle.clone());
+        }
+        drop(installed);
+        if first {
+            crate::describe();
+        }
+        Self { handle }
     }
 
     /// The exporter installed by [`install`](Self::install), if any.

@@ -187,6 +187,7 @@ where
                 recovery: Mutex::new(RecoveryQueue::new(self.recovery_capacity)),
                 recovery_wake: Arc::new(tokio::sync::Notify::new()),
                 epoch: std::sync::atomic::AtomicU64::new(0),
+                background: Arc::default(),
             }),
         };
         if listen {

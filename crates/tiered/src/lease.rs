@@ -33,7 +33,7 @@ pub enum LeaseOrValue<V> {
     /// No fresh value in L2: what the lease attempt gave.
     Lease(FleetLease),
     /// L2 holds a fresh value (another instance's load just finished): no lease
-    /// is held; the value was backfilled into L1.
+    /// is held. Not backfilled into L1: the caller's route decides.
     Value(Entry<V>),
 }
 
@@ -71,7 +71,6 @@ where
             if let LeaseAttempt::Acquired(lease) = attempt {
                 self.release_lease(lease).await;
             }
-            let _ = self.l1().put_sync(key.clone(), e.clone());
             return LeaseOrValue::Value(e);
         }
         LeaseOrValue::Lease(match attempt {
@@ -108,9 +107,10 @@ where
     }
 
     /// Reads `key` from L2 for an instance waiting on another's load: a fresh
-    /// entry is backfilled into L1 and returned as `Some(Some(_))`; nothing
-    /// fresh is `Some(None)`; no L2, an open breaker or a fault is `None` (stop
-    /// waiting, load locally). Not counted as a tier read: a waiter polls.
+    /// entry is `Some(Some(_))` (not backfilled: the caller's route decides);
+    /// nothing fresh is `Some(None)`; no L2, an open breaker or a fault is
+    /// `None` (stop waiting, load locally). Not counted as a tier read: a
+    /// waiter polls.
     pub async fn peek_l2(&self, key: &K) -> Option<Option<cache_core::Entry<V>>> {
         let found = self
             .guarded(L2Op::Get, |l2| async move {
@@ -119,13 +119,7 @@ where
             .await
             .ok()??;
         let now = self.l1().clock().recent();
-        Some(
-            found
-                .filter(|e| e.is_fresh(now) && !self.is_cleared(e))
-                .inspect(|e| {
-                    let _ = self.l1().put_sync(key.clone(), e.clone());
-                }),
-        )
+        Some(found.filter(|e| e.is_fresh(now) && !self.is_cleared(e)))
     }
 
     /// Gives a lease back (best effort: an unreleased lease expires by itself).

@@ -79,6 +79,7 @@ mod meters;
 mod protocol;
 mod recovery;
 mod replay;
+mod shutdown;
 mod store;
 mod tiered;
 
@@ -91,4 +92,5 @@ pub use health::{L2Health, TierHealth, combined_health};
 pub use lease::{FleetLease, LeaseOrValue};
 pub use meters::{Count, Meters};
 pub use protocol::{Tier, TierRead, longer_lived};
+pub use shutdown::ShutdownReport;
 pub use tiered::{TieredStats, TieredStore};

@@ -275,7 +275,7 @@ where
             FailMode::Open => {
                 let in_l1 = to_l1(self, key.clone(), entry.clone());
                 let store = self.clone();
-                tokio::spawn(async move {
+                self.in_background(async move {
                     let _ = store
                         .guarded_as(
                             mode,
@@ -286,7 +286,8 @@ where
                     if let Some(lease) = lease {
                         store.release_lease(lease).await;
                     }
-                });
+                })
+                .await;
                 in_l1
             }
         }
@@ -327,13 +328,14 @@ where
                 .map(|_| ()),
             FailMode::Open => {
                 let store = self.clone();
-                tokio::spawn(async move {
+                self.in_background(async move {
                     let _ = store
                         .guarded_as(mode, L2Op::PutMany, |l2| async move {
                             l2.put_many(entries).await
                         })
                         .await;
-                });
+                })
+                .await;
                 Ok(())
             }
         }

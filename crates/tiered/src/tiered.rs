@@ -101,6 +101,8 @@ pub(crate) struct Inner<K, V, C> {
     /// The namespace's clear epoch as last seen (Unix ms): entries created
     /// before it are cleared; see `clear.rs`.
     pub(crate) epoch: std::sync::atomic::AtomicU64,
+    /// Background L2 writes in flight; set closing by `shutdown`.
+    pub(crate) background: Arc<crate::shutdown::Background>,
 }
 
 impl<K, V, C> Drop for Inner<K, V, C> {

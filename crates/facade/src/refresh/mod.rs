@@ -62,6 +62,9 @@ where
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if self.inner.tiered.is_shutting_down() {
+            return; // no new background work once shutdown began
+        }
         let Ok(shape) = options.map_or_else(
             || Ok(Shape::of(&self.inner.settings)),
             |o| o.shape(&self.inner.settings),
