@@ -71,8 +71,18 @@
 //!   connect fails), L2 faults (at most one warning a second), bus disconnects,
 //!   reconnects and gaps, recovery replays and overflow. Without a subscriber an
 //!   event costs a level check.
-//! - `prometheus` — `PrometheusExporter`: installs a Prometheus recorder.
+//! - `prometheus` — `PrometheusExporter`: installs a Prometheus recorder, or
+//!   renders one the service installed (`from_handle`).
 //! - `http` — `Endpoint`: `/metrics` and `/health/cache` over HTTP (axum).
+//! - `tls` — `rediss://` URLs and [`CacheBuilder::redis_tls`]: a private CA,
+//!   mutual TLS, a server name (rustls with ring; no OpenSSL).
+//!
+//! # Configuration and shutdown
+//!
+//! [`config::CacheConfig`] reads every data option from a file (serde: TOML,
+//! YAML, JSON…) or from environment variables, with durations like `"30s"`;
+//! [`Cache::shutdown`] drains background L2 writes and the recovery queue
+//! before the process exits.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
