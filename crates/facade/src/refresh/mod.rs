@@ -78,6 +78,18 @@ where
         if running.contains_key(&key) {
             return;
         }
+        // The entry this caller judged may have been replaced since it read it
+        // (a refresh that just finished): then there is nothing to refresh.
+        if let Some(old) = &old
+            && self
+                .inner
+                .tiered
+                .l1()
+                .peek_sync(&key)
+                .is_some_and(|now| now.fresh_until() > old.fresh_until())
+        {
+            return;
+        }
         let event = match kind {
             RefreshKind::Threshold => Event::RefreshThreshold,
             RefreshKind::XFetch => Event::RefreshXFetch,

@@ -154,6 +154,8 @@ pub(super) struct Position {
     /// When the current connection was made after a loss: messages older than
     /// this were published while the subscription was away (replays).
     back_at_ms: Option<u64>,
+    /// When the subscription started (Unix ms).
+    started_ms: u64,
 }
 
 /// The subscription's background task.
@@ -179,6 +181,7 @@ impl Reader {
             run_id: None,
             lost: false,
             back_at_ms: None,
+            started_ms,
         };
         let mut backoff = MIN_BACKOFF;
         let mut attempt = 0usize;
@@ -277,22 +280,12 @@ impl Reader {
         let run_id = info_field(&server, "run_id");
         let mut gap = None;
         if !pos.set {
-            // First contact: start at the stream's end.
-            if first.is_some() {
-                let mut tail = redis::cmd("XREVRANGE");
-                tail.arg(&*self.key).arg("+").arg("-").arg("COUNT").arg(1);
-                let Ok(Ok(reply)) =
-                    tokio::time::timeout(bounded, tail.query_async::<Value>(&mut conn)).await
-                else {
-                    return End::Failed;
-                };
-                pos.after = items(reply)
-                    .into_iter()
-                    .next()
-                    .and_then(|e| items(e).first().and_then(text))
-                    .and_then(|id| StreamId::parse(&id))
-                    .unwrap_or(StreamId::ZERO);
-            }
+            // First contact: read from a little before subscribe() was called,
+            // not from the stream's end: an instance may have filled its L1
+            // while this first connect (a slow TLS handshake, a busy server)
+            // was still under way, and the invalidations published meanwhile
+            // must reach it. Older ones find nothing to drop.
+            pos.after = StreamId(pos.started_ms.saturating_sub(START_MARGIN_MS), 0);
             pos.set = true;
         } else if pos.run_id.is_some() && run_id.is_some() && pos.run_id != run_id {
             gap = Some(GapReason::ServerChanged);
