@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::options::{Shape as EntryShape, Skip, route};
+use crate::options::{LoadOptions, Skip};
 use crate::report::Event;
 use cache_tiered::{Route, TierRead};
 
@@ -89,12 +89,9 @@ impl<T> From<T> for Computed<T> {
 /// never the answer).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoOptions {
-    ttl: Option<Duration>,
-    negative_ttl: Option<Duration>,
-    stale_window: Option<Duration>,
-    tags: Vec<String>,
-    skip_l1: Option<Skip>,
-    skip_l2: Option<Skip>,
+    /// The options that apply to a memoized computation, kept as a
+    /// `LoadOptions` so both paths shape entries by the same code.
+    load: LoadOptions,
 }
 
 impl MemoOptions {
@@ -102,19 +99,14 @@ impl MemoOptions {
     #[must_use]
     pub const fn new() -> Self {
         MemoOptions {
-            ttl: None,
-            negative_ttl: None,
-            stale_window: None,
-            tags: Vec::new(),
-            skip_l1: None,
-            skip_l2: None,
+            load: LoadOptions::new(),
         }
     }
 
     /// The TTL of stored values (still jittered).
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
+        self.load = self.load.ttl(ttl);
         self
     }
 
@@ -122,28 +114,28 @@ impl MemoOptions {
     /// cache absence).
     #[must_use]
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.negative_ttl = Some(ttl);
+        self.load = self.load.negative_ttl(ttl);
         self
     }
 
     /// How long past its TTL a stored value may stand in for a failed computation.
     #[must_use]
     pub fn stale_window(mut self, window: Duration) -> Self {
-        self.stale_window = Some(window);
+        self.load = self.load.stale_window(window);
         self
     }
 
     /// Skip L1's read, write or both (see [`LoadOptions::skip_l1`](crate::LoadOptions::skip_l1)).
     #[must_use]
     pub fn skip_l1(mut self, skip: Skip) -> Self {
-        self.skip_l1 = Some(skip);
+        self.load = self.load.skip_l1(skip);
         self
     }
 
     /// Skip L2's read, write or both.
     #[must_use]
     pub fn skip_l2(mut self, skip: Skip) -> Self {
-        self.skip_l2 = Some(skip);
+        self.load = self.load.skip_l2(skip);
         self
     }
 
@@ -170,12 +162,12 @@ impl MemoOptions {
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        self.tags = tags.into_iter().map(Into::into).collect();
+        self.load = self.load.tags(tags);
         self
     }
 
     fn route(&self) -> Route {
-        route(self.skip_l1, self.skip_l2, None)
+        self.load.route()
     }
 }
 
@@ -451,21 +443,14 @@ where
     /// Stores a computed value: L1 now, L2 in the background (fail-open; in
     /// fail-closed mode both before returning, faults ignored).
     async fn store_computed(&self, key: K, value: Option<V>, options: &MemoOptions) {
-        let mut shape = EntryShape::of(&self.inner.settings);
-        shape.ttl = options.ttl.unwrap_or(shape.ttl);
-        shape.negative_ttl = options.negative_ttl.unwrap_or(shape.negative_ttl);
-        shape.stale_window = options.stale_window.unwrap_or(shape.stale_window);
-        shape.route = options.route();
-        if !options.tags.is_empty() {
-            match cache_core::Tags::new(options.tags.iter().map(String::as_str)) {
-                Ok(tags) => shape.tags = Some(tags),
-                Err(e) => {
-                    crate::log::log_warn!(cache = %self.inner.name, error = %e, "memoized value not stored: invalid tag");
-                    let _ = e; // used only by the log line (feature `tracing`)
-                    return;
-                }
+        let shape = match options.load.shape(&self.inner.settings) {
+            Ok(shape) => shape,
+            Err(e) => {
+                crate::log::log_warn!(cache = %self.inner.name, error = %e, "memoized value not stored: invalid tag");
+                let _ = e; // used only by the log line (feature `tracing`)
+                return;
             }
-        }
+        };
         let Some(entry) = self.loaded_entry(&key, value, &shape) else {
             return;
         };

@@ -92,8 +92,18 @@ pub(crate) fn route(l1: Option<Skip>, l2: Option<Skip>, fail_mode: Option<FailMo
 impl LoadOptions {
     /// Everything from the cache.
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        LoadOptions {
+            ttl: None,
+            negative_ttl: None,
+            stale_window: None,
+            tags: Vec::new(),
+            soft_timeout: None,
+            hard_timeout: None,
+            skip_l1: None,
+            skip_l2: None,
+            fail_mode: None,
+        }
     }
 
     /// TTL of a loaded value (still jittered).

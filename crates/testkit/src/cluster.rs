@@ -75,7 +75,14 @@ impl RedisCluster {
         ];
         // With `tls-cluster`, the bus listens on the TLS port plus 10000.
         let nodes = (0..3)
-            .map(|_| RedisServer::start_tls_node(pki, cluster_port, &args))
+            .map(|_| {
+                RedisServer::start_tls_with(
+                    pki,
+                    crate::TlsServer::default(),
+                    (cluster_port, true),
+                    &args,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let cluster = RedisCluster { nodes, masters: 3 };
         cluster.assign_slots()?;

@@ -85,43 +85,26 @@ impl RedisServer {
         pki: &crate::TestPki,
         options: crate::TlsServer,
     ) -> Result<Self, TestkitError> {
-        Self::start_tls_with(pki, options, free_port, &[])
+        Self::start_tls_with(pki, options, (free_port, false), &[])
     }
 
-    /// A cluster node serving TLS: its cluster bus listens on the TLS port
-    /// plus 10000 (`pick_tls_port` checks that one is free too).
-    pub(crate) fn start_tls_node(
+    /// [`start_tls`](Self::start_tls) with a TLS port chosen by `pick_tls_port`
+    /// and extra arguments. A cluster node (`cluster_bus`) has its cluster bus
+    /// on the TLS port plus 10000 (the cluster's picker checks that one too).
+    pub(crate) fn start_tls_with(
         pki: &crate::TestPki,
-        pick_tls_port: fn() -> Result<u16, TestkitError>,
+        options: crate::TlsServer,
+        (pick_tls_port, cluster_bus): (fn() -> Result<u16, TestkitError>, bool),
         args: &[&str],
     ) -> Result<Self, TestkitError> {
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             let tls_port = pick_tls_port()?;
-            let mut all = pki.server_args(tls_port, crate::TlsServer::default());
-            all.push("--cluster-port".into());
-            all.push((u32::from(tls_port) + 10_000).to_string());
-            all.extend(args.iter().map(|a| (*a).to_owned()));
-            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            match Self::start_with_args(&refs) {
-                Ok(s) => return Ok(s),
-                Err(e) => last_err = Some(e),
+            let mut all = pki.server_args(tls_port, options);
+            if cluster_bus {
+                all.push("--cluster-port".into());
+                all.push((u32::from(tls_port) + 10_000).to_string());
             }
-        }
-        Err(last_err.unwrap_or(TestkitError::NotReady("no attempt made".into())))
-    }
-
-    /// [`start_tls`](Self::start_tls) with a TLS port chosen by `pick_tls_port`
-    /// and extra arguments (the cluster's).
-    pub(crate) fn start_tls_with(
-        pki: &crate::TestPki,
-        options: crate::TlsServer,
-        pick_tls_port: fn() -> Result<u16, TestkitError>,
-        args: &[&str],
-    ) -> Result<Self, TestkitError> {
-        let mut last_err = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let mut all = pki.server_args(pick_tls_port()?, options);
             all.extend(args.iter().map(|a| (*a).to_owned()));
             let refs: Vec<&str> = all.iter().map(String::as_str).collect();
             match Self::start_with_args(&refs) {

@@ -86,20 +86,20 @@ impl<C: Codec> InvalidationBus<C> {
     /// # Ok(()) }
     /// ```
     pub async fn publish_clear(&self, before: Timestamp) -> Result<String, CacheError> {
-        let ms = before.as_millis();
-        let payload = self.payload(Action::ClearBefore(ms))?;
+        let action = Action::ClearBefore(before.as_millis());
         let (epoch_key, same_slot) = epoch_key_for(&self.key);
         if !same_slot {
             // No key can share the stream's slot: two round trips, epoch first.
             self.store.raise_clear_epoch(before).await?;
-            return self.publish(Action::ClearBefore(ms)).await;
+            return self.publish(action).await;
         }
+        let payload = self.payload(&action)?;
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(RAISE_EPOCH)
             .arg(2)
             .arg(epoch_key)
             .arg(&*self.key)
-            .arg(ms)
+            .arg(before.as_millis())
             .arg(self.history)
             .arg(FIELD)
             .arg(payload);

@@ -202,7 +202,7 @@ impl<C: Codec> InvalidationBus<C> {
 
     /// Appends `action` to the stream; returns the message's stream id.
     pub async fn publish(&self, action: Action) -> Result<String, CacheError> {
-        let payload = self.payload(action.clone())?;
+        let payload = self.payload(&action)?;
         if payload.len() > MAX_MESSAGE_SIZE {
             return self.publish_split(action).await;
         }
@@ -214,7 +214,7 @@ impl<C: Codec> InvalidationBus<C> {
     /// receivers' L1 (no single tag or prefix is that long in practice).
     async fn publish_split(&self, action: Action) -> Result<String, CacheError> {
         let Action::Keys(keys) = action else {
-            return self.append(self.payload(Action::Clear)?).await;
+            return self.append(self.payload(&Action::Clear)?).await;
         };
         let mut last = String::new();
         let (mut part, mut size) = (Vec::new(), 0);
@@ -223,7 +223,7 @@ impl<C: Codec> InvalidationBus<C> {
             let cost = key.len() + 5;
             if !part.is_empty() && size + cost > MAX_MESSAGE_SIZE - 64 {
                 last = self
-                    .append(self.payload(Action::Keys(std::mem::take(&mut part)))?)
+                    .append(self.payload(&Action::Keys(std::mem::take(&mut part)))?)
                     .await?;
                 size = 0;
             }
@@ -231,7 +231,7 @@ impl<C: Codec> InvalidationBus<C> {
             part.push(key);
         }
         if !part.is_empty() {
-            last = self.append(self.payload(Action::Keys(part))?).await?;
+            last = self.append(self.payload(&Action::Keys(part))?).await?;
         }
         Ok(last)
     }
@@ -250,8 +250,15 @@ impl<C: Codec> InvalidationBus<C> {
     }
 
     /// The encoded message carrying `action` from this origin.
-    fn payload(&self, action: Action) -> Result<Vec<u8>, CacheError> {
-        let message = Invalidation {
+    fn payload(&self, action: &Action) -> Result<Vec<u8>, CacheError> {
+        // Encodes exactly as an `Invalidation` (serde writes a reference as
+        // its target), without taking the action.
+        #[derive(Serialize)]
+        struct Message<'a> {
+            origin: u64,
+            action: &'a Action,
+        }
+        let message = Message {
             origin: self.origin,
             action,
         };
