@@ -280,6 +280,10 @@ async fn refresh_ahead_runs_once_per_fleet() {
         assert_eq!(got.expect("value").as_deref(), Some("v1"));
     }
     assert_eq!(total(&fleet, |s| s.loads), 1);
+    // How the first reads met the first load (a wait, or the value already in
+    // L2) depends on timing; the refresh's own decisions are counted from here.
+    let leases = total(&fleet, |s| s.fleet_leases);
+    let waits = total(&fleet, |s| s.fleet_waits);
     // Inside the last 20 % of the TTL on every instance: each wants a refresh.
     clock.advance(Duration::from_secs(85));
     let runs = Arc::new(AtomicUsize::new(0));
@@ -301,7 +305,8 @@ async fn refresh_ahead_runs_once_per_fleet() {
     }
     // Every instance's refresh has decided: one holds the lease, the others saw it held.
     eventually("every refresh decided", || {
-        total(&fleet, |s| s.fleet_leases) == 2 && total(&fleet, |s| s.fleet_waits) == 2
+        total(&fleet, |s| s.fleet_leases) == leases + 1
+            && total(&fleet, |s| s.fleet_waits) == waits + 2
     })
     .await;
     eventually("the refresh's loader started", || {
