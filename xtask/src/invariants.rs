@@ -23,7 +23,7 @@ const FORBIDDEN_DEPS: &[(&str, &[&str])] = &[
             "cache-breaker",
             "cache-metrics",
             "cache-tiered",
-            "cache-facade",
+            "resilient-cache",
             "redis",
             "tokio",
         ],
@@ -35,7 +35,7 @@ const FORBIDDEN_DEPS: &[(&str, &[&str])] = &[
             "cache-breaker",
             "cache-metrics",
             "cache-tiered",
-            "cache-facade",
+            "resilient-cache",
             "cache-store-memory",
         ],
     ),
@@ -43,13 +43,13 @@ const FORBIDDEN_DEPS: &[(&str, &[&str])] = &[
         "cache-tiered",
         &[
             "cache-singleflight",
-            "cache-facade",
+            "resilient-cache",
             "metrics-exporter-prometheus",
         ],
     ),
     (
         "cache-metrics",
-        &["cache-tiered", "cache-facade", "cache-store-redis"],
+        &["cache-tiered", "resilient-cache", "cache-store-redis"],
     ),
 ];
 

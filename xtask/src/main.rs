@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         "ci" => ci(rest),
         "bench" => bench(rest),
         "demo" => demo(rest),
+        "package" => package(),
         "chaos" => chaos(rest),
         "invariants" => invariants(rest),
         "help" | "-h" | "--help" => {
@@ -60,7 +61,8 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          commands:\n  \
          test [--no-loom] [-- <test args>]   run every test (installs redis-server and promtool if missing and root)\n  \
-         ci                                  fmt + clippy + docs (-D warnings), test, chaos --quick, bench --quick, cargo deny\n  \
+         ci                                  fmt + clippy + docs (-D warnings), test, package, chaos --quick, bench --quick, cargo deny\n  \
+         package                             cargo package (verified) of every published crate\n  \
          bench [--quick] [--filter G] [--out D]  benchmarks vs moka, quick_cache, Mutex<LruCache>, raw redis (target/bench/)\n  \
          demo [--serve] [--quick]            the example service through its scripted story\n  \
          chaos [--quick] [--filter S] [--out D] [--breaker consecutive]  several instances through Redis faults (target/chaos/)\n  \
@@ -260,6 +262,40 @@ fn package_name(manifest: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The workspace's crates that go to crates.io: every member without `publish = false`.
+fn published_crates() -> Vec<String> {
+    let Ok(dirs) = std::fs::read_dir(root().join("crates")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dirs
+        .flatten()
+        .map(|d| d.path().join("Cargo.toml"))
+        .filter(|m| {
+            std::fs::read_to_string(m)
+                .is_ok_and(|t| !t.lines().any(|l| l.trim() == "publish = false"))
+        })
+        .filter_map(|m| package_name(&m))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `cargo package` of every published crate, verified (each builds from its
+/// packaged sources against the others' packages): no dependency cycle, no file
+/// outside a crate, no missing metadata.
+fn package() -> Result {
+    let crates = published_crates();
+    if crates.len() < 10 {
+        return Err(format!("expected the published crates, found {crates:?}"));
+    }
+    let mut cmd = cargo();
+    cmd.args(["package", "--allow-dirty"]);
+    for name in &crates {
+        cmd.args(["-p", name]);
+    }
+    run("cargo package", &mut cmd)
+}
+
 fn test(args: &[String]) -> Result {
     let (flags, passthrough) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
@@ -390,6 +426,7 @@ fn ci(args: &[String]) -> Result {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     test(&[])?;
+    package()?;
     chaos(&["--quick".to_owned()])?;
     bench(&["--quick".to_owned()])?;
     if succeeds(cargo().args(["deny", "--version"])) {

@@ -6,10 +6,10 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use cache_core::{Clock, Entry, SystemClock};
-use cache_facade::Cache;
 use cache_store_memory::MemoryStore;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
+use resilient_cache::Cache;
 
 /// Long enough that nothing expires during a run.
 const TTL: Duration = Duration::from_secs(3600);

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use cache_facade::{Cache, FailMode};
 use cache_testkit::RedisServer;
+use resilient_cache::{Cache, FailMode};
 
 use crate::l2::ms;
 use crate::report::Report;
@@ -106,7 +106,7 @@ pub(crate) async fn clear(
 /// the tag's members when it is invalidated, nothing on reads. A logical tag
 /// barrier would instead cost every L2 read a lookup of its tags' epochs.
 async fn tag(cache: &Cache<u64, String>, members: u64, report: &mut Report) {
-    let options = cache_facade::WriteOptions::new().tags(["bench-tag"]);
+    let options = resilient_cache::WriteOptions::new().tags(["bench-tag"]);
     for k in 0..members {
         if cache
             .set_with(k, format!("v{k}"), options.clone())

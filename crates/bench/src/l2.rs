@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_facade::Cache;
 use cache_testkit::RedisServer;
 use futures_util::FutureExt;
 use redis::AsyncCommands;
+use resilient_cache::Cache;
 
 use crate::report::{Report, median};
 use crate::{Plan, Progress};

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_facade::Cache;
 use cache_testkit::RedisServer;
+use resilient_cache::Cache;
 
 use crate::l2::{ms, percentile};
 use crate::report::Report;

@@ -63,10 +63,17 @@
 //!
 //! # Crate features
 //!
-//! - `tower` — [`tower::BreakerLayer`], a `tower::Layer` guarding any `Service`.
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tower` | no | [`tower::BreakerLayer`], a `tower::Layer` guarding any `Service` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod breaker;
 mod clock;

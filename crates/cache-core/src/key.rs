@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_KEY_LEN: usize = 1024;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a cache key",
     label = "not a cache key",
-    note = "derive it with `#[derive(cache_facade::CacheKey)]` (a newtype or a struct of key fields), use a string, an integer or a tuple, or implement `CacheKey` and `DecodeKey` by hand"
+    note = "derive it with `#[derive(resilient_cache::CacheKey)]` (a newtype or a struct of key fields), use a string, an integer or a tuple, or implement `CacheKey` and `DecodeKey` by hand"
 )]
 pub trait CacheKey {
     /// Appends the key's top-level encoding to `out`.
@@ -163,7 +163,7 @@ tuple_keys! {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be decoded from a cache key",
     label = "no `DecodeKey`",
-    note = "`#[derive(cache_facade::CacheKey)]` implements both `CacheKey` and `DecodeKey`; by hand, `decode_key(&k.to_key_string())` must give `k` back"
+    note = "`#[derive(resilient_cache::CacheKey)]` implements both `CacheKey` and `DecodeKey`; by hand, `decode_key(&k.to_key_string())` must give `k` back"
 )]
 pub trait DecodeKey: CacheKey + Sized {
     /// The key whose encoding is `encoded`, or `None` if no key encodes to it.

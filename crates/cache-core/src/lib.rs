@@ -46,10 +46,17 @@
 //!
 //! # Crate features
 //!
-//! - `json` — the [`Json`] codec (adds `serde_json`).
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `json` | no | the [`Json`] codec, for caches shared with services in other languages (adds `serde_json`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod clock;
 pub mod codec;

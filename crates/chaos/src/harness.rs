@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_facade::Cache;
 use parking_lot::RwLock;
+use resilient_cache::Cache;
 use serde::Serialize;
 
 /// Values are `key * VERSION_SPAN + version`.

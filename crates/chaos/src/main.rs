@@ -35,18 +35,18 @@ mod stampede;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cache_facade::Cache;
 use cache_testkit::{FaultProxy, RedisServer};
 use harness::{CONCURRENCY, Fleet, GRACE, PhaseStats};
+use resilient_cache::Cache;
 use serde::Serialize;
 
 /// Set by `--breaker consecutive`: the pre-tuning breaker policy, for A/B runs.
 static LEGACY_BREAKER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// The breaker policy of this run's caches (`None`: the cache's default).
-fn breaker_policy() -> Option<cache_facade::BreakerBuilder> {
+fn breaker_policy() -> Option<resilient_cache::BreakerBuilder> {
     LEGACY_BREAKER.get().copied().unwrap_or(false).then(|| {
-        cache_facade::BreakerBuilder::default()
+        resilient_cache::BreakerBuilder::default()
             .consecutive_failures(5)
             .wait_in_open(Duration::from_secs(5))
     })

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_facade::Cache;
 use cache_testkit::RedisServer;
+use resilient_cache::Cache;
 
 use crate::harness::PhaseStats;
 use crate::{Measured, Run, check};

@@ -20,8 +20,8 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cache_facade::{Cache, Endpoint, PrometheusExporter, cached};
 use cache_testkit::{RedisServer, http_get};
+use resilient_cache::{Cache, Endpoint, PrometheusExporter, cached};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 

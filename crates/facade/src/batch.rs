@@ -39,7 +39,7 @@ where
     ///
     /// ```
     /// use std::collections::HashMap;
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -76,7 +76,7 @@ where
     ///
     /// ```
     /// use std::collections::HashMap;
-    /// use cache_facade::{Cache, LoadOptions};
+    /// use resilient_cache::{Cache, LoadOptions};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;

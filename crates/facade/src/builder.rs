@@ -43,7 +43,7 @@ type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_facade::{Cache, FleetFlight, Jitter};
+/// use resilient_cache::{Cache, FleetFlight, Jitter};
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let users: Cache<u64, String> = Cache::builder("users")
@@ -182,7 +182,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// use cache_facade::{Cache, RemovalCause};
+    /// use resilient_cache::{Cache, RemovalCause};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let heard = Arc::new(Mutex::new(Vec::new()));
@@ -218,8 +218,8 @@ impl<C: Codec + Clone> CacheBuilder<C> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use cache_facade::Cache;
-    /// use cache_facade::prelude::MockClock;
+    /// use resilient_cache::Cache;
+    /// use resilient_cache::prelude::MockClock;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let clock = MockClock::default();
@@ -275,7 +275,7 @@ impl<C: Codec + Clone> CacheBuilder<C> {
     /// in errors, logs, health or metrics.
     ///
     /// ```
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users")

@@ -67,7 +67,7 @@ impl<K, V, C> Drop for CacheInner<K, V, C> {
 /// `get_or_load`. Cheap to clone (clones share everything).
 ///
 /// ```
-/// use cache_facade::Cache;
+/// use resilient_cache::Cache;
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let users: Cache<u64, String> = Cache::builder("users").build()?;

@@ -19,7 +19,7 @@ use crate::{FailMode, FleetFlight, GapPolicy, Jitter, RefreshAhead, XFetch};
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_facade::config::parse_duration;
+/// use resilient_cache::config::parse_duration;
 ///
 /// assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
 /// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
@@ -179,7 +179,7 @@ pub struct FleetConfig {
 /// Every data option of a cache. Anything left out keeps the builder's default.
 ///
 /// ```
-/// use cache_facade::config::CacheConfig;
+/// use resilient_cache::config::CacheConfig;
 /// use std::collections::BTreeMap;
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
@@ -199,8 +199,8 @@ pub struct FleetConfig {
 ///     refresh_ahead = { threshold = 0.2 }
 /// "#;
 /// let caches: BTreeMap<String, CacheConfig> = toml::from_str(file)?;
-/// let users: cache_facade::Cache<u64, String> = caches["users"].builder("users")?.build()?;
-/// let sessions: cache_facade::Cache<String, Vec<u8>> =
+/// let users: resilient_cache::Cache<u64, String> = caches["users"].builder("users")?.build()?;
+/// let sessions: resilient_cache::Cache<String, Vec<u8>> =
 ///     caches["sessions"].builder("sessions")?.build()?;
 /// # drop((users, sessions));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -486,7 +486,7 @@ impl TlsConfig {
     fn apply(&self, _: CacheBuilder) -> Result<CacheBuilder, ConfigError> {
         Err(bad(
             "tls",
-            "TLS settings need the `tls` feature of cache-facade",
+            "TLS settings need the `tls` feature of resilient-cache",
         ))
     }
 }
@@ -498,12 +498,12 @@ impl CacheConfig {
     /// see [`with_vars`](Self::with_vars) for the names.
     ///
     /// ```
-    /// use cache_facade::config::CacheConfig;
+    /// use resilient_cache::config::CacheConfig;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// // Nothing set: the builder's defaults (an L1-only cache here).
     /// let config = CacheConfig::from_env("DOC_EXAMPLE_CACHE_")?;
-    /// let cache: cache_facade::Cache<u64, String> = config.builder("users")?.build()?;
+    /// let cache: resilient_cache::Cache<u64, String> = config.builder("users")?.build()?;
     /// # drop(cache);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # })?;

@@ -23,7 +23,7 @@ where
     /// changes no eviction state.
     ///
     /// ```
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -48,7 +48,7 @@ where
     /// not yet dropped included).
     ///
     /// ```
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -69,7 +69,7 @@ where
     /// `size_of::<K>() + size_of::<V>()` per value, the shallow size).
     ///
     /// ```
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let docs: Cache<u64, String> = Cache::builder("docs")
@@ -93,7 +93,7 @@ where
     /// for those). Runs over the whole L1, shard by shard.
     ///
     /// ```
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -119,7 +119,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use cache_facade::{Cache, Jitter, WriteOptions};
+    /// use resilient_cache::{Cache, Jitter, WriteOptions};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").jitter(Jitter::None).build()?;

@@ -25,7 +25,7 @@ use crate::report::metric_names;
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_facade::{Cache, FleetFlight};
+/// use resilient_cache::{Cache, FleetFlight};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let users: Cache<u64, String> = Cache::builder("users")

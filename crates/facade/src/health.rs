@@ -89,7 +89,7 @@ where
     /// fail-closed and Redis does not answer; degraded otherwise.
     ///
     /// ```
-    /// use cache_facade::{Cache, HealthStatus};
+    /// use resilient_cache::{Cache, HealthStatus};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;

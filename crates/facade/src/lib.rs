@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use cache_facade::Cache;
+//! use resilient_cache::Cache;
 //!
 //! # tokio::runtime::Runtime::new()?.block_on(async {
 //! let users: Cache<u64, String> = Cache::builder("users")
@@ -65,17 +65,12 @@
 //!
 //! # Crate features
 //!
-//! - `tracing` (default) — log events: a `cache_load` span per load (cache name and
-//!   outcome, never the key), slow loads, breaker transitions, and from the tiers
-//!   below: Redis connection lost, failing and restored (an error when the first
-//!   connect fails), L2 faults (at most one warning a second), bus disconnects,
-//!   reconnects and gaps, recovery replays and overflow. Without a subscriber an
-//!   event costs a level check.
-//! - `prometheus` — `PrometheusExporter`: installs a Prometheus recorder, or
-//!   renders one the service installed (`from_handle`).
-//! - `http` — `Endpoint`: `/metrics` and `/health/cache` over HTTP (axum).
-//! - `tls` — `rediss://` URLs and [`CacheBuilder::redis_tls`]: a private CA,
-//!   mutual TLS, a server name (rustls with ring; no OpenSSL).
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tracing` | yes | log events: a `cache_load` span per load (cache name and outcome, never the key), slow loads, breaker transitions, and from the tiers below Redis connection lost/failing/restored, L2 faults (at most one warning a second), bus gaps, recovery replays; without a subscriber an event costs a level check |
+//! | `prometheus` | no | `PrometheusExporter`: installs a Prometheus recorder, or renders one the service installed (`from_handle`) |
+//! | `http` | no | `Endpoint`: `/metrics` and `/health/cache` over HTTP (axum), mountable in your router or on its own port; implies `prometheus` |
+//! | `tls` | no | `rediss://` URLs and `CacheBuilder::redis_tls`: a private CA, mutual TLS, a server name (rustls with ring; no OpenSSL) |
 //!
 //! # Configuration and shutdown
 //!
@@ -136,6 +131,11 @@ pub use write::WriteOptions;
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+/// The crate's own README (its crates.io page), compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;
+
 /// The runbook's example of exposing metrics and health.
 #[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../../../docs/operations.md")]
@@ -161,7 +161,7 @@ pub use cache_tiered::{FailMode, GapPolicy, ShutdownReport};
 /// What a service needs to build and use caches, in one import:
 ///
 /// ```
-/// use cache_facade::prelude::*;
+/// use resilient_cache::prelude::*;
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let clock = MockClock::default();

@@ -51,7 +51,7 @@ where
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// struct Repo;
     /// impl Repo {
@@ -96,7 +96,7 @@ where
     /// get it back through [`Error::loader_error`] (for a concrete type).
     ///
     /// ```
-    /// use cache_facade::{Cache, Error};
+    /// use resilient_cache::{Cache, Error};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;

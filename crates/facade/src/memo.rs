@@ -35,7 +35,7 @@ use cache_tiered::{Route, TierRead};
 /// a value to the caller (and to callers coalesced with it) without storing it.
 ///
 /// ```
-/// use cache_facade::Computed;
+/// use resilient_cache::Computed;
 /// let kept: Computed<u32> = 7.into();
 /// assert!(kept.is_cached());
 /// assert!(!Computed::uncached(7).is_cached());
@@ -145,7 +145,7 @@ impl MemoOptions {
     /// warning with feature `tracing`).
     ///
     /// ```
-    /// use cache_facade::{Cache, MemoOptions};
+    /// use resilient_cache::{Cache, MemoOptions};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -271,7 +271,7 @@ where
     /// has none of these limits: its load is spawned and owns its flight.
     ///
     /// ```
-    /// use cache_facade::{Cache, MemoOptions};
+    /// use resilient_cache::{Cache, MemoOptions};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let lengths: Cache<String, usize> = Cache::builder("lengths").build()?;
@@ -301,7 +301,7 @@ where
     /// `None` is cached as *absent* for the negative TTL (negative caching).
     ///
     /// ```
-    /// use cache_facade::{Cache, MemoOptions};
+    /// use resilient_cache::{Cache, MemoOptions};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;

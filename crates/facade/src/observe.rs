@@ -1,9 +1,10 @@
 //! `Cache` as a health source of the `/metrics` + `/health/cache` endpoint.
 
 use std::hash::Hash;
+use std::time::Duration;
 
 use cache_core::{CacheKey, Codec, DecodeKey};
-use cache_metrics::http::{BoxFuture, HealthSource, SourceHealth};
+use cache_metrics::http::{BoxFuture, Drained, HealthSource, SourceHealth};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -33,5 +34,21 @@ where
 
     fn record_metrics(&self) {
         Cache::record_metrics(self);
+    }
+
+    fn drain(&self, deadline: Duration) -> BoxFuture<'_, Option<Drained>> {
+        Box::pin(async move {
+            let report = self.shutdown(deadline).await;
+            Some(Drained {
+                name: self.name().to_owned(),
+                complete: report.is_complete(),
+                report: json!({
+                    "cache": self.name(),
+                    "writes_left": report.writes_left,
+                    "recovery_left": report.recovery_left,
+                    "elapsed_ms": report.elapsed.as_millis() as u64,
+                }),
+            })
+        })
     }
 }

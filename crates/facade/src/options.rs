@@ -24,7 +24,7 @@ use crate::cache::Settings;
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_facade::{Cache, LoadOptions};
+/// use resilient_cache::{Cache, LoadOptions};
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -157,7 +157,7 @@ impl LoadOptions {
     /// Skip L1's read, write or both for this call.
     ///
     /// ```
-    /// use cache_facade::{Cache, LoadOptions, Skip};
+    /// use resilient_cache::{Cache, LoadOptions, Skip};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -276,7 +276,7 @@ pub(crate) struct Decisions {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_facade::Cache;
+/// use resilient_cache::Cache;
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let prices: Cache<u64, f64> = Cache::builder("prices").build()?;

@@ -29,7 +29,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;

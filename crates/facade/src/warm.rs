@@ -112,7 +112,7 @@ where
     /// happened. Await it before binding the service's port.
     ///
     /// ```
-    /// use cache_facade::{Cache, WarmOptions};
+    /// use resilient_cache::{Cache, WarmOptions};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;

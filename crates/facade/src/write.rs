@@ -59,7 +59,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use cache_facade::{Cache, WriteOptions};
+    /// use resilient_cache::{Cache, WriteOptions};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -140,7 +140,7 @@ where
     /// returns how many this instance removed (L2's count when there is an L2).
     ///
     /// ```
-    /// use cache_facade::{Cache, LoadOptions, WriteOptions};
+    /// use resilient_cache::{Cache, LoadOptions, WriteOptions};
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;
@@ -195,7 +195,7 @@ where
     /// when it starts.
     ///
     /// ```
-    /// use cache_facade::Cache;
+    /// use resilient_cache::Cache;
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let users: Cache<u64, String> = Cache::builder("users").build()?;

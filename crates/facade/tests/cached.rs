@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_core::{CacheKey, MockClock};
-use cache_facade::{Cache, FailMode, Jitter, cached};
 use cache_testkit::RedisServer;
+use resilient_cache::{Cache, FailMode, Jitter, cached};
 
 fn memory_cache<K, V>(name: &str) -> Cache<K, V>
 where

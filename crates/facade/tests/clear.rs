@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_core::MockClock;
-use cache_facade::Cache;
 use cache_testkit::{RedisServer, eventually_async};
+use resilient_cache::Cache;
 
 fn instance(url: &str, clock: &MockClock) -> Cache<u64, String> {
     Cache::builder("cleared")

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use cache_facade::Cache;
-use cache_facade::config::{CacheConfig, parse_duration};
 use cache_testkit::RedisServer;
+use resilient_cache::Cache;
+use resilient_cache::config::{CacheConfig, parse_duration};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_file_configures_two_caches() {
@@ -49,7 +49,10 @@ async fn one_file_configures_two_caches() {
         .expect("valid config");
     users.set(1, "Ada".into()).await.expect("set");
     assert!(users.tiered().l2().is_some(), "users has Redis");
-    assert_eq!(users.tiered().fail_mode(), cache_facade::FailMode::Closed);
+    assert_eq!(
+        users.tiered().fail_mode(),
+        resilient_cache::FailMode::Closed
+    );
     let left = users.time_to_live(&1).await.expect("ok").expect("stored");
     assert!(
         left > Duration::from_secs(290) && left <= Duration::from_secs(300),
@@ -137,7 +140,10 @@ fn variables_override_and_never_echo_values() {
         .expect("options")
         .build()
         .expect("valid config");
-    assert_eq!(cache.tiered().fail_mode(), cache_facade::FailMode::Closed);
+    assert_eq!(
+        cache.tiered().fail_mode(),
+        resilient_cache::FailMode::Closed
+    );
 
     let bad: HashMap<&str, &str> = [("X_OP_TIMEOUT", "soon-s3cret")].into_iter().collect();
     let err = CacheConfig::default()

@@ -7,8 +7,8 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use cache_core::MockClock;
-use cache_facade::{Cache, Error, Jitter, LoadOptions, cached};
 use cache_testkit::{RedisServer, eventually_async};
+use resilient_cache::{Cache, Error, Jitter, LoadOptions, cached};
 
 fn on_clock(clock: &MockClock) -> Cache<u64, String> {
     Cache::builder("entries")
@@ -44,7 +44,7 @@ async fn a_loader_picks_the_ttl_from_what_it_loaded() {
     let prices = on_clock(&clock);
     let runs = Arc::new(AtomicUsize::new(0));
     let adaptive = |price: u64, runs: Arc<AtomicUsize>| {
-        move |ctx: cache_facade::LoadContext<u64, String>| async move {
+        move |ctx: resilient_cache::LoadContext<u64, String>| async move {
             runs.fetch_add(1, Ordering::SeqCst);
             // Volatile (expensive) items briefly, settled ones long.
             ctx.set_ttl(if price > 10 {
@@ -296,7 +296,7 @@ async fn time_to_live_and_contains_key_across_instances() {
     a.set_with(
         3,
         "x".to_owned(),
-        cache_facade::WriteOptions::new().ttl(Duration::from_secs(30)),
+        resilient_cache::WriteOptions::new().ttl(Duration::from_secs(30)),
     )
     .await
     .expect("set");
@@ -317,7 +317,7 @@ async fn time_to_live_and_contains_key_across_instances() {
     assert!(!a.contains_key(&3));
 }
 
-type Heard = Arc<std::sync::Mutex<Vec<(u64, Option<String>, cache_facade::RemovalCause)>>>;
+type Heard = Arc<std::sync::Mutex<Vec<(u64, Option<String>, resilient_cache::RemovalCause)>>>;
 
 fn listened(clock: &MockClock, url: Option<&str>) -> (Cache<u64, String>, Heard) {
     let heard: Heard = Arc::default();
@@ -338,7 +338,7 @@ fn listened(clock: &MockClock, url: Option<&str>) -> (Cache<u64, String>, Heard)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eviction_listener_hears_every_cause_across_instances() {
-    use cache_facade::RemovalCause::{Expired, Explicit, Replaced};
+    use resilient_cache::RemovalCause::{Expired, Explicit, Replaced};
     let server = RedisServer::start().expect("redis-server");
     let clock = MockClock::default();
     let (a, heard) = listened(&clock, Some(&server.url()));

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use cache_facade::{Cache, CacheKey, DecodeKey, Error};
 use cache_testkit::{RedisServer, eventually_async};
+use resilient_cache::{Cache, CacheKey, DecodeKey, Error};
 
 #[tokio::test]
 async fn an_anyhow_loader_error_comes_back_with_its_message() {

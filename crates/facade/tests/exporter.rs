@@ -2,8 +2,8 @@
 //! exporter instead of failing with `AlreadyInstalled`.
 #![cfg(feature = "prometheus")]
 
-use cache_facade::{Cache, PrometheusExporter};
 use cache_metrics::metrics_exporter_prometheus::PrometheusBuilder;
+use resilient_cache::{Cache, PrometheusExporter};
 
 #[tokio::test]
 async fn an_existing_recorder_is_used_not_replaced() {

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use cache_breaker::MockClock as BreakerClock;
 use cache_core::MockClock;
-use cache_facade::{
+use cache_testkit::{FaultProxy, RedisServer, Reply, eventually};
+use resilient_cache::{
     AtomicBloomFilter, BreakerBuilder, Cache, Error, FailMode, HealthStatus, Jitter, WriteOptions,
 };
-use cache_testkit::{FaultProxy, RedisServer, Reply, eventually};
 
 mod common;
 use common::{SourceDown, drive_until_breaker_closes};

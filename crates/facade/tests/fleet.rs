@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cache_facade::{Cache, CacheStats, FleetFlight, Jitter};
 use cache_store_redis::{LeaseAttempt, RedisStore};
 use cache_testkit::{RedisCluster, RedisServer, eventually, eventually_async};
+use resilient_cache::{Cache, CacheStats, FleetFlight, Jitter};
 use tokio::sync::Notify;
 
 enum Target<'a> {
@@ -266,7 +266,7 @@ async fn refresh_ahead_runs_once_per_fleet() {
             Cache::builder("refresh-fleet")
                 .jitter(Jitter::None)
                 .default_ttl(Duration::from_secs(100))
-                .refresh_ahead(cache_facade::RefreshAhead::Threshold(0.2))
+                .refresh_ahead(resilient_cache::RefreshAhead::Threshold(0.2))
                 .clock(clock.clone())
                 .redis_url(server.url())
                 .build()

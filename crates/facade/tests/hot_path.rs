@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cache_core::MockClock;
-use cache_facade::Cache;
+use resilient_cache::Cache;
 
 fn cache(clock: &MockClock) -> Cache<u64, u64> {
     Cache::builder("hot")

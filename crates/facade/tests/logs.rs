@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use cache_facade::{BreakerBuilder, Cache};
 use cache_testkit::{RedisServer, eventually, free_port};
 use common::capture::Capture;
+use resilient_cache::{BreakerBuilder, Cache};
 
 /// A key no log line may contain.
 const SECRET_KEY: u64 = 987_654_321_123;

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use cache_breaker::MockClock as BreakerClock;
-use cache_facade::{BreakerBuilder, Cache, Endpoint, PrometheusExporter};
 use cache_testkit::{RawConnection, RedisServer, Reply, eventually, http_get};
+use resilient_cache::{BreakerBuilder, Cache, Endpoint, PrometheusExporter};
 use serde_json::Value;
 
 mod common;

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_core::MockClock;
-use cache_facade::{
+use cache_testkit::{RedisServer, eventually};
+use resilient_cache::{
     Cache, ChangeEvent, Error, InvalidationRules, InvalidationTarget, Invalidator, Jitter,
     RefreshAhead, RuleError, TargetKind, WarmOptions, WarmProgress, WriteOptions, XFetch,
 };
-use cache_testkit::{RedisServer, eventually};
 
 mod common;
 use common::SourceDown;

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
-use cache_facade::{Cache, FailMode, LoadOptions, MemoOptions, Skip, cached};
 use cache_testkit::RedisServer;
+use resilient_cache::{Cache, FailMode, LoadOptions, MemoOptions, Skip, cached};
 
 fn instance(url: &str, mode: FailMode) -> Cache<u64, String> {
     Cache::builder("routes")
@@ -28,7 +28,7 @@ async fn load(
     options: &LoadOptions,
     value: &str,
     runs: &Arc<AtomicUsize>,
-) -> Result<Option<String>, cache_facade::Error> {
+) -> Result<Option<String>, resilient_cache::Error> {
     let (runs, value) = (runs.clone(), value.to_owned());
     cache
         .get_or_load_with(key, options, move |_| async move {
@@ -149,7 +149,7 @@ async fn a_call_may_pick_its_own_fail_mode() {
     let err = load(&open, 1, &strict, "v", &runs)
         .await
         .expect_err("this call is fail-closed");
-    assert!(matches!(err, cache_facade::Error::Cache(_)), "{err}");
+    assert!(matches!(err, resilient_cache::Error::Cache(_)), "{err}");
     assert_eq!(runs.load(Ordering::SeqCst), 0, "nothing loaded");
     assert_eq!(
         load(&open, 1, &LoadOptions::new(), "v", &runs)

@@ -8,9 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use cache_facade::{Cache, FailMode, HealthStatus, LoadOptions, PrometheusExporter};
 use cache_testkit::{RedisServer, Reply, eventually, eventually_async};
 use common::capture::Capture;
+use resilient_cache::{Cache, FailMode, HealthStatus, LoadOptions, PrometheusExporter};
 
 const SECRETS: [&str; 4] = ["admin-s3cret", "app-s3cret", "nobus-s3cret", "wrong-s3cret"];
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use cache_facade::Cache;
 use cache_testkit::{FaultProxy, RedisServer, Reply};
+use resilient_cache::Cache;
 
 fn in_l2(server: &RedisServer, cache: &Cache<u64, String>, key: u64) -> bool {
     let redis_key = cache
@@ -66,4 +66,51 @@ async fn shutdown_drains_a_write_to_a_slow_redis_and_reports_a_stuck_one() {
     let report = stuck.shutdown(Duration::from_millis(100)).await;
     assert_eq!(report.writes_left, 1, "{report:?}");
     assert!(!report.is_complete());
+}
+
+/// The service's shutdown through the endpoint: the server stops taking
+/// requests, then every registered cache drains its pending L2 writes.
+#[cfg(feature = "http")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_server_stops_then_drains_its_caches() {
+    let server = RedisServer::start().expect("redis-server");
+    let proxy = FaultProxy::start(server.addr()).expect("proxy");
+    let cache: Cache<u64, String> = Cache::builder("drained")
+        .redis_url(proxy.url())
+        .op_timeout(Duration::from_secs(5))
+        .invalidation_bus(false)
+        .build()
+        .expect("valid config");
+    assert_eq!(cache.get(&0).await.expect("connects"), None);
+    let endpoint = resilient_cache::Endpoint::builder()
+        .cache(cache.clone())
+        .build()
+        .expect("endpoint");
+    let http = endpoint.serve("127.0.0.1:0").await.expect("bind");
+    let addr = http.local_addr();
+    let page = cache_testkit::http_get(addr, "/health/cache")
+        .await
+        .expect("serving");
+    assert_eq!(page.status, 200);
+
+    proxy.set_latency(Duration::from_millis(400));
+    cache
+        .get_or_load(1, |_| async { Some("one".to_owned()) })
+        .await
+        .expect("fail-open");
+    let drained = http
+        .shutdown_and_drain(Duration::from_secs(10))
+        .await
+        .expect("clean stop");
+    assert_eq!(drained.len(), 1, "{drained:?}");
+    assert_eq!(drained[0].name, "drained");
+    assert!(drained[0].complete, "{drained:?}");
+    assert_eq!(drained[0].report["writes_left"], 0);
+    assert!(in_l2(&server, &cache, 1), "the pending write reached Redis");
+    assert!(
+        cache_testkit::http_get(addr, "/health/cache")
+            .await
+            .is_err(),
+        "the server no longer answers"
+    );
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use cache_facade::{Cache, HealthStatus, TlsOptions, TlsRoots};
 use cache_testkit::{RedisServer, TestPki, TlsServer, eventually_async};
+use resilient_cache::{Cache, HealthStatus, TlsOptions, TlsRoots};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_l2_and_the_bus_over_mutual_tls() {

@@ -2,8 +2,8 @@
 //! counters, not on every hit) without anyone calling `record_metrics`.
 #![cfg(feature = "prometheus")]
 
-use cache_facade::{Cache, PrometheusExporter};
 use cache_testkit::eventually;
+use resilient_cache::{Cache, PrometheusExporter};
 
 fn l1_hits(text: &str) -> Option<f64> {
     text.lines()

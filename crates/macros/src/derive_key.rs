@@ -62,28 +62,28 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
         let ty = types[0];
         let var = &vars[0];
         (
-            quote!(::cache_facade::CacheKey::encode_key(&self.#only, out)),
+            quote!(::resilient_cache::CacheKey::encode_key(&self.#only, out)),
             quote! {
-                let #var = <#ty as ::cache_facade::DecodeKey>::decode_key(encoded)?;
+                let #var = <#ty as ::resilient_cache::DecodeKey>::decode_key(encoded)?;
                 ::core::option::Option::Some(#build)
             },
         )
     } else {
         (
-            quote!(::cache_facade::CacheKey::encode_key(&( #(&self.#access,)* ), out)),
+            quote!(::resilient_cache::CacheKey::encode_key(&( #(&self.#access,)* ), out)),
             quote! {
-                let ( #(#vars,)* ) = <( #(#types,)* ) as ::cache_facade::DecodeKey>::decode_key(encoded)?;
+                let ( #(#vars,)* ) = <( #(#types,)* ) as ::resilient_cache::DecodeKey>::decode_key(encoded)?;
                 ::core::option::Option::Some(#build)
             },
         )
     };
     Ok(quote! {
-        impl #impl_generics ::cache_facade::CacheKey for #name #ty_generics #where_clause {
+        impl #impl_generics ::resilient_cache::CacheKey for #name #ty_generics #where_clause {
             fn encode_key(&self, out: &mut ::std::string::String) {
                 #encode
             }
         }
-        impl #impl_generics ::cache_facade::DecodeKey for #name #ty_generics #where_clause {
+        impl #impl_generics ::resilient_cache::DecodeKey for #name #ty_generics #where_clause {
             fn decode_key(encoded: &str) -> ::core::option::Option<Self> {
                 #decode
             }

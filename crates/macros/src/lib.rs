@@ -1,10 +1,10 @@
 //! `#[cached]`: memoize an `async fn` through a resilient cache.
 //!
-//! Use it through `cache-facade`, which re-exports it and which the expansion names
-//! (`cache_facade::cached`); the full documentation lives there.
+//! Use it through `resilient-cache`, which re-exports it and which the expansion names
+//! (`resilient_cache::cached`); the full documentation lives there.
 //!
 //! ```
-//! use cache_facade::cached;
+//! use resilient_cache::cached;
 //!
 //! #[cached(ttl = 300, name = "squares")]
 //! async fn square(n: u64) -> u64 {
@@ -19,6 +19,11 @@
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod derive_key;
 mod options;
@@ -48,7 +53,7 @@ const MAX_NAME_LEN: usize = 64;
 /// ```
 /// use std::sync::LazyLock;
 /// use std::time::Duration;
-/// use cache_facade::{cached, Cache};
+/// use resilient_cache::{cached, Cache};
 ///
 /// // A cache built once, with Redis as L2 if you like (`.redis_url(..)`).
 /// static PREDICTIONS: LazyLock<Cache<u64, String>> = LazyLock::new(|| {
@@ -112,7 +117,7 @@ const MAX_NAME_LEN: usize = 64;
 /// # Semantics
 ///
 /// - **Distinct arguments never share an entry**: the default key uses the
-///   escaping tuple encoding of [`CacheKey`](../cache_facade/trait.CacheKey.html).
+///   escaping tuple encoding of [`CacheKey`](../resilient_cache/trait.CacheKey.html).
 /// - **The body is the truth**: a cache fault (Redis down, even fail-closed) never
 ///   changes the result, it only costs a run of the body. A value within the
 ///   cache's stale window stands in for a failed run.
@@ -124,7 +129,7 @@ const MAX_NAME_LEN: usize = 64;
 /// Misuse (not an `async fn`, an unknown option, a pattern argument without `key`,
 /// …) is a compile error that says what to write instead.
 ///
-/// [`Cache`]: ../cache_facade/struct.Cache.html
+/// [`Cache`]: ../resilient_cache/struct.Cache.html
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = match syn::parse::<Options>(attr) {
@@ -322,7 +327,7 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         }
     };
     let skip = match &o.unless {
-        Some(pred) => quote!(::cache_facade::__private::unless(#pred, &__cached_value)),
+        Some(pred) => quote!(::resilient_cache::__private::unless(#pred, &__cached_value)),
         None => quote!(false),
     };
     let compute = match mode {
@@ -331,7 +336,7 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
                 let __cached_value = __cached_body.await;
                 let __cached_skip = #skip;
                 ::core::result::Result::Ok::<_, ::core::convert::Infallible>(
-                    ::cache_facade::__private::computed(__cached_value, __cached_skip),
+                    ::resilient_cache::__private::computed(__cached_value, __cached_skip),
                 )
             }
         },
@@ -341,7 +346,7 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
                     ::core::result::Result::Ok(__cached_value) => {
                         let __cached_skip = #skip;
                         ::core::result::Result::Ok(
-                            ::cache_facade::__private::computed(__cached_value, __cached_skip),
+                            ::resilient_cache::__private::computed(__cached_value, __cached_skip),
                         )
                     }
                     ::core::result::Result::Err(__cached_error) => {
@@ -365,17 +370,17 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         Mode::Result | Mode::ResultOption => call,
     };
     let direct = finish(quote!(
-        ::cache_facade::__private::uncached(__cached_compute).await
+        ::resilient_cache::__private::uncached(__cached_compute).await
     ));
 
     // `options = expr` is the base (typed, so a wrong expression says so);
     // `ttl` and `tags` given as well are applied on top of it.
     let base = match &o.options {
         Some(expr) => quote!({
-            let __cached_base: ::cache_facade::MemoOptions = #expr;
+            let __cached_base: ::resilient_cache::MemoOptions = #expr;
             __cached_base
         }),
-        None => quote!(::cache_facade::MemoOptions::new()),
+        None => quote!(::resilient_cache::MemoOptions::new()),
     };
     let options = match (&o.ttl, &o.cache) {
         (Some(ttl), Some(_)) => {
@@ -447,9 +452,9 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
             quote_spanned! {span=>
                 #[allow(clippy::type_complexity)]
                 static __CACHED_CACHE: ::std::sync::LazyLock<
-                    ::core::option::Option<::cache_facade::Cache<#key_ty, #value_ty>>,
+                    ::core::option::Option<::resilient_cache::Cache<#key_ty, #value_ty>>,
                 > = ::std::sync::LazyLock::new(|| {
-                    ::cache_facade::__private::implicit_cache(#name, #ttl, #max)
+                    ::resilient_cache::__private::implicit_cache(#name, #ttl, #max)
                 });
                 let __cached_options = #options;
                 match &*__CACHED_CACHE {
@@ -467,7 +472,7 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         #vis #sig {
             let __cached_key = #key_expr;
             #tags_let
-            let __cached_body = ::cache_facade::__private::typed::<#ret, _>(async move #block);
+            let __cached_body = ::resilient_cache::__private::typed::<#ret, _>(async move #block);
             let __cached_compute = #compute;
             #lookup
         }
@@ -475,13 +480,13 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
 }
 
 /// Makes a struct a cache key: implements `CacheKey` and `DecodeKey` (both
-/// re-exported by `cache_facade`). A newtype (`struct UserId(u64)`) encodes like
+/// re-exported by `resilient_cache`). A newtype (`struct UserId(u64)`) encodes like
 /// its field (`UserId(7)` → `7`, so it shares keys with plain `7u64`); a struct of
 /// 2 to 6 fields encodes like the tuple of its fields, in order (`"org:7"` for
 /// `OrgUser { org: "org", user: 7 }`, components escaped).
 ///
 /// ```ignore
-/// use cache_facade::{Cache, CacheKey};
+/// use resilient_cache::{Cache, CacheKey};
 ///
 /// #[derive(CacheKey, Clone, Hash, PartialEq, Eq)]
 /// struct UserId(u64);

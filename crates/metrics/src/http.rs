@@ -81,6 +81,27 @@ pub trait HealthSource: Send + Sync + 'static {
     /// Records metrics that are read at scrape time (sizes, absolute counters).
     /// Called before every `/metrics` render; the default does nothing.
     fn record_metrics(&self) {}
+
+    /// Finishes the source's background work before the process exits, within
+    /// `deadline`, and says what it could not finish; `None` (the default) when
+    /// the source has nothing to drain. Called by [`Endpoint::drain`] and
+    /// [`Server::shutdown_and_drain`]; a `Cache` drains its pending L2 writes
+    /// and its recovery queue.
+    fn drain(&self, deadline: Duration) -> BoxFuture<'_, Option<Drained>> {
+        let _ = deadline;
+        Box::pin(async { None })
+    }
+}
+
+/// What one source's [`HealthSource::drain`] finished and left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drained {
+    /// The source's name.
+    pub name: String,
+    /// Whether everything was finished before the deadline.
+    pub complete: bool,
+    /// The details as JSON (for a cache: writes and queued changes left, time taken).
+    pub report: Value,
 }
 
 /// One source's answer to a health check.
@@ -272,6 +293,18 @@ impl Endpoint {
         Some(self.check(source.as_ref()).await)
     }
 
+    /// Drains every source concurrently within `deadline` (see
+    /// [`HealthSource::drain`]): call it when the service shuts down, after it
+    /// stopped taking requests. Sources with nothing to drain are left out.
+    pub async fn drain(&self, deadline: Duration) -> Vec<Drained> {
+        let drains = self.inner.sources.iter().map(|s| s.drain(deadline));
+        futures_util::future::join_all(drains)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     async fn check(&self, source: &dyn HealthSource) -> SourceHealth {
         let timeout = self.inner.check_timeout;
         match tokio::time::timeout(timeout, source.check()).await {
@@ -305,6 +338,7 @@ impl Endpoint {
                 .await
         });
         Ok(Server {
+            endpoint: self.clone(),
             local_addr,
             stop: Some(stop),
             task: Some(task),
@@ -315,6 +349,7 @@ impl Endpoint {
 /// A running standalone endpoint.
 #[derive(Debug)]
 pub struct Server {
+    endpoint: Endpoint,
     local_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<io::Result<()>>>,
@@ -338,6 +373,24 @@ impl Server {
         match self.task.take() {
             Some(task) => task.await.map_err(io::Error::other)?,
             None => Ok(()),
+        }
+    }
+
+    /// The service's shutdown in one call: stops accepting, lets in-flight
+    /// requests finish, then drains every source ([`Endpoint::drain`]) within
+    /// what is left of `deadline`. Returns what each source finished and left.
+    ///
+    /// # Errors
+    /// The server's I/O error, if it failed (the sources are drained anyway).
+    pub async fn shutdown_and_drain(self, deadline: Duration) -> io::Result<Vec<Drained>> {
+        let start = tokio::time::Instant::now();
+        let endpoint = self.endpoint.clone();
+        let stopped = tokio::time::timeout(deadline, self.shutdown()).await;
+        let left = deadline.saturating_sub(start.elapsed());
+        let drained = endpoint.drain(left).await;
+        match stopped {
+            Ok(Err(e)) => Err(e),
+            _ => Ok(drained),
         }
     }
 }

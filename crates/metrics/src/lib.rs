@@ -27,10 +27,22 @@
 //! recorder it installed itself with `PrometheusExporter::from_handle`), registers its caches
 //! with an `http::Endpoint` and merges `endpoint.router()` into its axum app or runs
 //! `endpoint.serve(addr)`. The `http` module has a runnable example; the facade
-//! (`cache-facade` with feature `http`) makes every `Cache` a health source.
+//! (`resilient-cache` with feature `http`) makes every `Cache` a health source.
+//!
+//! # Crate features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `prometheus` | no | `PrometheusExporter`: install a Prometheus recorder or wrap a handle the service installed |
+//! | `http` | no | `http::Endpoint`: `/metrics` and `/health/cache` over HTTP (axum); implies `prometheus` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(feature = "http")]
 pub mod http;

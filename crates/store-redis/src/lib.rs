@@ -88,14 +88,19 @@
 //!
 //! # Crate features
 //!
-//! - `tls` — `rediss://` URLs (rustls with the ring provider, webpki roots).
-//! - `json` — the JSON codec from `cache-core`.
-//! - `tracing` — log events through `tracing`: a first connect that fails (error),
-//!   a connection lost or failing (one warning per outage) and restored; the
-//!   bus's disconnects, reconnects and gaps. Never a key or a URL.
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tls` | no | `rediss://` URLs and `TlsOptions`: private CAs, mutual TLS, a server name (rustls with ring; no OpenSSL) |
+//! | `json` | no | the JSON codec from `cache-core` |
+//! | `tracing` | no | log events: a first connect that fails (error), a connection lost or failing (one warning per outage) and restored, the bus's disconnects, reconnects and gaps; never a key or a URL |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod bus;
 mod config;

@@ -75,7 +75,7 @@ fn check_scheme(field: &'static str, url: &str) -> Result<(), ConfigError> {
         Some("rediss") if cfg!(feature = "tls") => Ok(()),
         Some("rediss") => Err(ConfigError::new(
             field,
-            "rediss:// (TLS) needs the `tls` feature (of cache-store-redis or cache-facade)",
+            "rediss:// (TLS) needs the `tls` feature (of cache-store-redis or resilient-cache)",
         )),
         _ => Err(ConfigError::new(
             field,

@@ -60,12 +60,17 @@
 //!
 //! # Crate features
 //!
-//! - `tracing` — log events through `tracing`: L2 faults (at most one warning a
-//!   second), bus gaps and the policy applied, recovery replays and overflow,
-//!   and the Redis store's own connection events. Never a key or a URL.
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tracing` | no | log events: L2 faults (at most one warning a second), bus gaps and the policy applied, recovery replays and overflow, and the Redis store's connection events; never a key or a URL |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod builder;
 mod clear;

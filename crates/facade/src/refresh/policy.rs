@@ -8,7 +8,7 @@ use cache_ttl_jitter::XFetch;
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_facade::{Cache, RefreshAhead};
+/// use resilient_cache::{Cache, RefreshAhead};
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let prices: Cache<u64, u64> = Cache::builder("prices")

@@ -136,7 +136,7 @@ pub struct Invalidation {
 /// A change of some entity, with the fields rules may refer to.
 ///
 /// ```
-/// use cache_facade::ChangeEvent;
+/// use resilient_cache::ChangeEvent;
 /// let e = ChangeEvent::new("order.changed").field("order_id", 7).field("customer_id", 42);
 /// assert_eq!(e.get("customer_id"), Some("42"));
 /// ```
@@ -209,7 +209,7 @@ impl RuleSet {
 /// [`Invalidator`] fires them.
 ///
 /// ```
-/// use cache_facade::{ChangeEvent, InvalidationRules, RuleError, TargetKind};
+/// use resilient_cache::{ChangeEvent, InvalidationRules, RuleError, TargetKind};
 ///
 /// let rules = InvalidationRules::builder()
 ///     .on("order.changed", |r| {

@@ -7,7 +7,7 @@ pub(crate) mod capture;
 use std::time::Duration;
 
 use cache_breaker::MockClock as BreakerClock;
-use cache_facade::Cache;
+use resilient_cache::Cache;
 
 /// A loader error.
 #[derive(Debug)]

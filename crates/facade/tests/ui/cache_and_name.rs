@@ -1,5 +1,5 @@
 use std::sync::LazyLock;
-use cache_facade::{cached, Cache};
+use resilient_cache::{cached, Cache};
 
 static SQUARES: LazyLock<Cache<u64, u64>> =
     LazyLock::new(|| Cache::builder("squares").build().expect("config"));

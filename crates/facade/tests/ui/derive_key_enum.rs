@@ -1,4 +1,4 @@
-use cache_facade::CacheKey;
+use resilient_cache::CacheKey;
 
 #[derive(CacheKey)]
 enum Region {

@@ -1,4 +1,4 @@
-use cache_facade::Cache;
+use resilient_cache::Cache;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct UserId(u64);

@@ -1,4 +1,4 @@
-use cache_facade::cached;
+use resilient_cache::cached;
 
 #[cached]
 struct Squares;

@@ -1,4 +1,4 @@
-use cache_facade::cached;
+use resilient_cache::cached;
 
 #[cached]
 async fn add((a, b): (u64, u64)) -> u64 {

@@ -1,4 +1,4 @@
-use cache_facade::cached;
+use resilient_cache::cached;
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Point(u64, u64);

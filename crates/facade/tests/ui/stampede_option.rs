@@ -1,4 +1,4 @@
-use cache_facade::cached;
+use resilient_cache::cached;
 
 #[cached(ttl = 300, namespace = "predictions", stampede_protection = true)]
 async fn predict(id: u64) -> String {

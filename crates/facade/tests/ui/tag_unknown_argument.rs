@@ -1,4 +1,4 @@
-use cache_facade::cached;
+use resilient_cache::cached;
 
 #[cached(name = "profiles", tags = ["user:{user_id}"])]
 async fn profile(id: u64) -> String {

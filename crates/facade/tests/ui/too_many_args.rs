@@ -1,4 +1,4 @@
-use cache_facade::cached;
+use resilient_cache::cached;
 
 #[cached]
 async fn sum(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8) -> u32 {

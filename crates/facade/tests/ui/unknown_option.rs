@@ -1,4 +1,4 @@
-use cache_facade::cached;
+use resilient_cache::cached;
 
 #[cached(ttl = 60, stampede_protection = true)]
 async fn square(n: u64) -> u64 {
