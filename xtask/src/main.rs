@@ -64,7 +64,7 @@ fn print_help() {
          ci                                  fmt + clippy + docs (-D warnings), test, package, chaos --quick, bench --quick, cargo deny\n  \
          package                             cargo package (verified) of every published crate\n  \
          bench [--quick] [--filter G] [--out D]  benchmarks vs moka, quick_cache, Mutex<LruCache>, raw redis (target/bench/)\n  \
-         demo [--serve] [--quick]            the example service through its scripted story\n  \
+         demo [--serve] [--quick] [--port P]  two instances of the example service over one Redis, through a story\n  \
          chaos [--quick] [--filter S] [--out D] [--breaker consecutive]  several instances through Redis faults (target/chaos/)\n  \
          invariants                          dependency arrows, no env reads below the facade, file sizes\n  \
          help                                this text"
@@ -380,14 +380,30 @@ fn bench(args: &[String]) -> Result {
     )
 }
 
+/// Builds the demo with cargo's progress showing, then becomes it (`exec`):
+/// Ctrl-C or SIGTERM to `cargo xtask demo` reach the demo itself, which stops
+/// its two instances and its redis-server before exiting.
 fn demo(args: &[String]) -> Result {
     redis_if_possible();
     run(
-        "demo",
-        cargo()
-            .args(["run", "--release", "--quiet", "-p", "cache-demo", "--"])
-            .args(args),
-    )
+        "build the demo (release)",
+        cargo().args(["build", "--release", "-p", "cache-demo"]),
+    )?;
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || root().join("target"),
+        |t| root().join(t), // an absolute path replaces the root
+    );
+    let binary = target.join("release").join("cache-demo");
+    let mut cmd = Command::new(&binary);
+    cmd.args(args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = cmd.exec();
+        Err(format!("could not start {}: {e}", binary.display()))
+    }
+    #[cfg(not(unix))]
+    run("demo", &mut cmd)
 }
 
 /// The fault suite needs real servers: a missing redis-server is an error here.

@@ -279,6 +279,12 @@ impl RedisServer {
         self.dir.path()
     }
 
+    /// The process id while the server runs.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
