@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "demo" => demo(rest),
         "package" => package(),
+        "guide-crate" => guide_crate(),
         "chaos" => chaos(rest),
         "invariants" => invariants(rest),
         "help" | "-h" | "--help" => {
@@ -63,12 +64,21 @@ fn print_help() {
          test [--no-loom] [-- <test args>]   run every test (installs redis-server and promtool if missing and root)\n  \
          ci                                  fmt + clippy + docs (-D warnings), test, package, chaos --quick, bench --quick, cargo deny\n  \
          package                             cargo package (verified) of every published crate\n  \
+         guide-crate                         build a crate outside the workspace from docs/guide/getting-started.md\n  \
          bench [--quick] [--filter G] [--out D]  benchmarks vs moka, quick_cache, Mutex<LruCache>, raw redis (target/bench/)\n  \
          demo [--serve] [--quick] [--port P]  two instances of the example service over one Redis, through a story\n  \
          chaos [--quick] [--filter S] [--out D] [--breaker consecutive]  several instances through Redis faults (target/chaos/)\n  \
          invariants                          dependency arrows, no env reads below the facade, file sizes\n  \
          help                                this text"
     );
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR` (relative to the root) or `target/`.
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || root().join("target"),
+        |t| root().join(t), // an absolute path replaces the root
+    )
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -296,6 +306,78 @@ fn package() -> Result {
     run("cargo package", &mut cmd)
 }
 
+/// The fenced blocks of `lang` in a Markdown page, in order.
+fn fenced_blocks(page: &str, lang: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in page.lines() {
+        match current.as_mut() {
+            None => {
+                let info = line.trim().strip_prefix("```").unwrap_or("!");
+                if info.split(',').next() == Some(lang) {
+                    current = Some(String::new());
+                }
+            }
+            Some(block) if line.trim() == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    blocks
+}
+
+/// A crate of its own, outside the workspace, built from the getting-started
+/// page as written: its `[dependencies]` block and its `src/main.rs`. The
+/// workspace's crates stand in for the published ones through
+/// `[patch.crates-io]`, and the workspace's lock file pins the rest.
+fn guide_crate() -> Result {
+    let page_path = root().join("docs/guide/getting-started.md");
+    let page =
+        std::fs::read_to_string(&page_path).map_err(|e| format!("{}: {e}", page_path.display()))?;
+    let toml = fenced_blocks(&page, "toml");
+    let rust = fenced_blocks(&page, "rust");
+    let (Some(deps), Some(main_rs), 1, 1) = (toml.first(), rust.first(), toml.len(), rust.len())
+    else {
+        return Err("the getting-started page needs one toml and one rust block".into());
+    };
+    let dir = target_dir().join("guide-crate");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
+    let mut manifest = String::from(
+        "[package]\nname = \"guide-getting-started\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n",
+    );
+    manifest.push_str(deps);
+    manifest.push_str("\n[patch.crates-io]\n");
+    for name in published_crates() {
+        let dir = std::fs::read_dir(root().join("crates"))
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|d| d.path())
+            .find(|d| package_name(&d.join("Cargo.toml")).as_deref() == Some(name.as_str()))
+            .ok_or_else(|| format!("no directory for {name}"))?;
+        manifest.push_str(&format!(
+            "{name} = {{ path = {:?} }}\n",
+            dir.display().to_string()
+        ));
+    }
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write(dir.join("Cargo.toml"), &manifest)?;
+    write(dir.join("src/main.rs"), main_rs)?;
+    std::fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).map_err(|e| e.to_string())?;
+    let mut cmd = cargo();
+    cmd.current_dir(&dir)
+        .args(["build", "--quiet"])
+        .env("CARGO_TARGET_DIR", target_dir());
+    run("a fresh crate from docs/guide/getting-started.md", &mut cmd)
+}
+
 fn test(args: &[String]) -> Result {
     let (flags, passthrough) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
@@ -389,11 +471,7 @@ fn demo(args: &[String]) -> Result {
         "build the demo (release)",
         cargo().args(["build", "--release", "-p", "cache-demo"]),
     )?;
-    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || root().join("target"),
-        |t| root().join(t), // an absolute path replaces the root
-    );
-    let binary = target.join("release").join("cache-demo");
+    let binary = target_dir().join("release").join("cache-demo");
     let mut cmd = Command::new(&binary);
     cmd.args(args);
     #[cfg(unix)]
@@ -443,6 +521,7 @@ fn ci(args: &[String]) -> Result {
     )?;
     test(&[])?;
     package()?;
+    guide_crate()?;
     chaos(&["--quick".to_owned()])?;
     bench(&["--quick".to_owned()])?;
     if succeeds(cargo().args(["deny", "--version"])) {

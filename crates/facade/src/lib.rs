@@ -136,6 +136,25 @@ struct ReadmeDoctests;
 #[doc = include_str!("../README.md")]
 struct CrateReadmeDoctests;
 
+/// The user guide's examples (`docs/guide/`), compiled and run as doctests.
+#[cfg(all(doctest, feature = "http"))]
+mod guide {
+    #[doc = include_str!("../../../docs/guide/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../../../docs/guide/concepts.md")]
+    struct Concepts;
+    #[doc = include_str!("../../../docs/guide/protections.md")]
+    struct Protections;
+    #[doc = include_str!("../../../docs/guide/configuration.md")]
+    struct Configuration;
+    #[doc = include_str!("../../../docs/guide/tuning.md")]
+    struct Tuning;
+    #[doc = include_str!("../../../docs/guide/best-practices.md")]
+    struct BestPractices;
+    #[doc = include_str!("../../../docs/guide/migrating.md")]
+    struct Migrating;
+}
+
 /// The runbook's example of exposing metrics and health.
 #[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../../../docs/operations.md")]
