@@ -1,0 +1,135 @@
+//! How often keys were wanted recently: a count-min sketch of 4-bit counters,
+//! halved every few multiples of the shard's size so old popularity fades
+//! (the TinyLFU idea, Einziger et al., 2017).
+//!
+//! A key counts once per insert and once per read that eviction consumed (a
+//! read only bumps the entry's own small counter under the read lock; when
+//! eviction passes over the entry, that read reaches the sketch). So hits stay
+//! writes-free while the sketch still learns what is popular, including keys
+//! that are no longer held.
+
+/// Four counters per key, each in its own 64-bit word of sixteen 4-bit counters.
+const ROWS: usize = 4;
+/// Largest counter value.
+const MAX: u64 = 15;
+/// Halve all counters after this many increments per word of the table.
+const SAMPLE_PER_WORD: usize = 10;
+
+pub(super) struct Sketch {
+    table: Vec<u64>,
+    mask: usize,
+    additions: usize,
+    sample: usize,
+}
+
+/// A different 64-bit mix of `hash` per row.
+#[inline]
+fn row_hash(hash: u64, row: usize) -> u64 {
+    const SEEDS: [u64; ROWS] = [
+        0x9E37_79B9_7F4A_7C15,
+        0xC2B2_AE3D_27D4_EB4F,
+        0x1656_67B1_9E37_79F9,
+        0x85EB_CA77_C2B2_AE63,
+    ];
+    let x = (hash ^ (hash >> 29)).wrapping_mul(SEEDS[row]);
+    x ^ (x >> 32)
+}
+
+impl Sketch {
+    /// A sketch for a shard of about `entries` keys.
+    pub(super) fn new(entries: usize) -> Self {
+        let width = entries.max(8).next_power_of_two();
+        Sketch {
+            table: vec![0; width],
+            mask: width - 1,
+            additions: 0,
+            sample: width * SAMPLE_PER_WORD,
+        }
+    }
+
+    /// Word index and bit shift of `hash`'s counter in `row`.
+    #[inline]
+    fn slot(&self, hash: u64, row: usize) -> (usize, u32) {
+        let h = row_hash(hash, row);
+        ((h as usize) & self.mask, ((h >> 60) as u32) * 4)
+    }
+
+    /// Counts one more want of `hash`.
+    pub(super) fn increment(&mut self, hash: u64) {
+        let mut added = false;
+        for row in 0..ROWS {
+            let (i, shift) = self.slot(hash, row);
+            if (self.table[i] >> shift) & MAX < MAX {
+                self.table[i] += 1 << shift;
+                added = true;
+            }
+        }
+        if added {
+            self.additions += 1;
+            if self.additions >= self.sample {
+                self.halve();
+            }
+        }
+    }
+
+    /// The estimated wants of `hash` (never below the truth, up to 15).
+    pub(super) fn estimate(&self, hash: u64) -> u64 {
+        (0..ROWS)
+            .map(|row| {
+                let (i, shift) = self.slot(hash, row);
+                (self.table[i] >> shift) & MAX
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Ages every counter by half.
+    fn halve(&mut self) {
+        for w in &mut self.table {
+            *w = (*w >> 1) & 0x7777_7777_7777_7777;
+        }
+        self.additions /= 2;
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.table.iter_mut().for_each(|w| *w = 0);
+        self.additions = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_ages() {
+        let mut s = Sketch::new(1024);
+        for _ in 0..5 {
+            s.increment(42);
+        }
+        s.increment(7);
+        assert!(s.estimate(42) >= 5);
+        assert!(s.estimate(7) >= 1 && s.estimate(7) < 5);
+        assert_eq!(s.estimate(12_345), 0);
+        // Saturates at 15.
+        for _ in 0..100 {
+            s.increment(42);
+        }
+        assert_eq!(s.estimate(42), 15);
+        s.halve();
+        assert_eq!(s.estimate(42), 7);
+    }
+
+    #[test]
+    fn halves_after_its_sample() {
+        let mut s = Sketch::new(1024);
+        for _ in 0..15 {
+            s.increment(1);
+        }
+        assert_eq!(s.estimate(1), 15);
+        for k in 0..(1024 * SAMPLE_PER_WORD as u64) {
+            s.increment(1_000_000 + k);
+        }
+        assert!(s.estimate(1) < 15, "aged once the sample was reached");
+    }
+}
