@@ -22,6 +22,10 @@ pub(crate) trait Contender<V>: Send + Sync {
     /// Lets caches with deferred bookkeeping (moka) catch up.
     fn settle(&self) {}
     fn len(&self) -> usize;
+    /// The size as it stands, without letting deferred bookkeeping catch up.
+    fn len_now(&self) -> usize {
+        self.len()
+    }
 }
 
 /// Which cache.
@@ -153,6 +157,9 @@ impl<V: Clone + Send + Sync + 'static> Contender<V> for MokaSync<V> {
     }
     fn len(&self) -> usize {
         self.0.run_pending_tasks();
+        self.0.entry_count() as usize
+    }
+    fn len_now(&self) -> usize {
         self.0.entry_count() as usize
     }
 }

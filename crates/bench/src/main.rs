@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo xtask bench [--quick] [--filter GROUP] [--out DIR]
-//! groups: l1, hit-ratio, memory, l2, clear, stampede, outage, overheads
+//! groups: l1, hit-ratio, traces (real traces), memory, l2, clear, stampede, outage, overheads
 //! ```
 //!
 //! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
@@ -14,6 +14,7 @@ mod caches;
 mod clear;
 mod l1;
 mod l2;
+mod real;
 mod report;
 mod resilience;
 mod trace;
@@ -53,9 +54,10 @@ impl Progress {
     }
 }
 
-const GROUPS: [&str; 8] = [
+const GROUPS: [&str; 9] = [
     "l1",
     "hit-ratio",
+    "traces",
     "memory",
     "l2",
     "clear",
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
     let units = [
         ("l1", l1::throughput_units(&plan)),
         ("hit-ratio", l1::hit_ratio_units(&plan)),
+        ("traces", real::units(&plan)),
         ("memory", 5),
         ("l2", l2::l2_units(&plan)),
         ("clear", clear::clear_units(&plan)),
@@ -144,6 +147,9 @@ fn main() -> ExitCode {
     }
     if plan.wants("hit-ratio") {
         l1::hit_ratio(&plan, &mut report, &progress);
+    }
+    if plan.wants("traces") {
+        real::hit_ratio(&plan, &mut report, &progress);
     }
     if plan.wants("memory") {
         l1::memory(&mut report, &progress);

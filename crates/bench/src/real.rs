@@ -4,7 +4,7 @@
 //! plain LRU and OPT.
 
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
@@ -34,14 +34,54 @@ pub(crate) struct TraceFile {
 
 /// Every trace of the group.
 pub(crate) const TRACES: [TraceFile; 8] = [
-    TraceFile { name: "ARC OLTP", file: "arc-OLTP.lis.zst", format: Format::ArcLis, capacities: Some([1_000, 5_000, 20_000]) },
-    TraceFile { name: "ARC P3", file: "arc-P3.lis.zst", format: Format::ArcLis, capacities: None },
-    TraceFile { name: "cache2k web07", file: "cache2k-web07.trace.xz", format: Format::Cache2k, capacities: None },
-    TraceFile { name: "cache2k orm-night", file: "cache2k-orm-night.trace.xz", format: Format::Cache2k, capacities: None },
-    TraceFile { name: "LIRS loop", file: "lirs-loop.trace.gz", format: Format::Lirs, capacities: None },
-    TraceFile { name: "LIRS multi2", file: "lirs-multi2.trace.gz", format: Format::Lirs, capacities: None },
-    TraceFile { name: "LIRS sprite", file: "lirs-sprite.trace.gz", format: Format::Lirs, capacities: None },
-    TraceFile { name: "LIRS 2_pools", file: "lirs-2_pools.trace.gz", format: Format::Lirs, capacities: None },
+    TraceFile {
+        name: "ARC OLTP",
+        file: "arc-OLTP.lis.zst",
+        format: Format::ArcLis,
+        capacities: Some([1_000, 5_000, 20_000]),
+    },
+    TraceFile {
+        name: "ARC P3",
+        file: "arc-P3.lis.zst",
+        format: Format::ArcLis,
+        capacities: None,
+    },
+    TraceFile {
+        name: "cache2k web07",
+        file: "cache2k-web07.trace.xz",
+        format: Format::Cache2k,
+        capacities: None,
+    },
+    TraceFile {
+        name: "cache2k orm-night",
+        file: "cache2k-orm-night.trace.xz",
+        format: Format::Cache2k,
+        capacities: None,
+    },
+    TraceFile {
+        name: "LIRS loop",
+        file: "lirs-loop.trace.gz",
+        format: Format::Lirs,
+        capacities: None,
+    },
+    TraceFile {
+        name: "LIRS multi2",
+        file: "lirs-multi2.trace.gz",
+        format: Format::Lirs,
+        capacities: None,
+    },
+    TraceFile {
+        name: "LIRS sprite",
+        file: "lirs-sprite.trace.gz",
+        format: Format::Lirs,
+        capacities: None,
+    },
+    TraceFile {
+        name: "LIRS 2_pools",
+        file: "lirs-2_pools.trace.gz",
+        format: Format::Lirs,
+        capacities: None,
+    },
 ];
 
 fn trace_dir() -> PathBuf {
@@ -57,7 +97,8 @@ impl TraceFile {
         let mut reader = BufReader::new(file);
         match self.format {
             Format::ArcLis => {
-                let decoder = ruzstd::decoding::StreamingDecoder::new(&mut reader).map_err(|e| bad(&e))?;
+                let decoder =
+                    ruzstd::decoding::StreamingDecoder::new(&mut reader).map_err(|e| bad(&e))?;
                 parse_lis(BufReader::new(decoder)).map_err(|e| bad(&e))
             }
             Format::Cache2k => {
@@ -221,10 +262,12 @@ fn contender(label: &str, capacity: usize) -> Box<dyn Contender<u64>> {
         "quick_cache" => make(Kind::QuickCache, capacity),
         "moka (as run)" => make(Kind::MokaSync, capacity),
         "moka (pending tasks run)" => Box::new(MokaStrict(moka::sync::Cache::new(capacity as u64))),
-        _ => Box::new(PlainLru(parking_lot::Mutex::new(lru::LruCache::with_hasher(
-            NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
-            foldhash::fast::RandomState::default(),
-        )))),
+        _ => Box::new(PlainLru(parking_lot::Mutex::new(
+            lru::LruCache::with_hasher(
+                NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
+                foldhash::fast::RandomState::default(),
+            ),
+        ))),
     }
 }
 
@@ -268,7 +311,13 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
         for capacity in trace.capacities(distinct) {
             let cell = format!("{} @ {capacity}", trace.name);
             let opt = opt_hit_ratio(&keys, capacity);
-            report.figure("real traces", trace.name, format!("OPT @ {capacity}"), opt, "%");
+            report.figure(
+                "real traces",
+                trace.name,
+                format!("OPT @ {capacity}"),
+                opt,
+                "%",
+            );
             progress.tick(&format!("real traces {cell} OPT"));
             let mut ours = 0.0;
             let mut best: (f64, &str) = (0.0, "");
@@ -276,8 +325,22 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
             for label in LABELS {
                 let c = contender(label, capacity);
                 let (ratio, peak) = replay(c.as_ref(), &keys);
+                // The rule: moka counts only where it stays within its
+                // capacity (its bookkeeping is deferred); others are noted.
                 let over = peak > capacity + capacity / 100;
-                report.figure("real traces", trace.name, format!("{label} @ {capacity}"), ratio, "%");
+                if over && !label.starts_with("moka") {
+                    report.notes.push(format!(
+                        "{cell}: {label} held up to {peak} entries (capacity {capacity})"
+                    ));
+                }
+                let over = over && label.starts_with("moka");
+                report.figure(
+                    "real traces",
+                    trace.name,
+                    format!("{label} @ {capacity}"),
+                    ratio,
+                    "%",
+                );
                 progress.tick(&format!("real traces {cell} {label}"));
                 match label {
                     "store-memory" => ours = ratio,
@@ -295,7 +358,10 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
             report.target(
                 format!("hit ratio, {cell}"),
                 "≥ best anchor − 0.5 pt, ≥ plain LRU − 0.5 pt",
-                format!("{ours:.2} % vs {} {:.2} %, LRU {lru:.2} %, OPT {opt:.2} %", best.1, best.0),
+                format!(
+                    "{ours:.2} % vs {} {:.2} %, LRU {lru:.2} %, OPT {opt:.2} %",
+                    best.1, best.0
+                ),
                 ours >= best.0 - 0.5 && ours >= lru - 0.5,
             );
         }
@@ -326,9 +392,18 @@ mod tests {
 
     #[test]
     fn formats_parse() {
-        assert_eq!(parse_lis("5 3 0 0\n9 1 0 0\n".as_bytes()).unwrap(), vec![5, 6, 7, 9]);
-        assert_eq!(parse_lirs("1\n*\n\n2\n".as_bytes()).unwrap(), vec![1, 2]);
-        assert_eq!(parse_be_i32(&[0, 0, 0, 7, 255, 255, 255, 255]), vec![7, u64::MAX]);
+        assert_eq!(
+            parse_lis("5 3 0 0\n9 1 0 0\n".as_bytes()).expect("parses"),
+            vec![5, 6, 7, 9]
+        );
+        assert_eq!(
+            parse_lirs("1\n*\n\n2\n".as_bytes()).expect("parses"),
+            vec![1, 2]
+        );
+        assert_eq!(
+            parse_be_i32(&[0, 0, 0, 7, 255, 255, 255, 255]),
+            vec![7, u64::MAX]
+        );
     }
 
     #[test]

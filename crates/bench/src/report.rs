@@ -195,7 +195,7 @@ impl Report {
         let mut charts = Vec::new();
         let mut series: Vec<(&str, &str)> = Vec::new();
         for f in &self.figures {
-            if matches!(f.group, "l1 throughput" | "hit ratio")
+            if matches!(f.group, "l1 throughput" | "hit ratio" | "real traces")
                 && !series.contains(&(f.group, f.series.as_str()))
             {
                 series.push((f.group, f.series.as_str()));
@@ -269,12 +269,15 @@ fn bar_chart(title: &str, bars: &[(&str, f64, bool)], unit: &str) -> String {
         .map(|b| b.1)
         .fold(0.0_f64, f64::max)
         .max(f64::MIN_POSITIVE);
-    let (left, width, row) = (190.0, 420.0, 26.0);
+    // Room for the longest label (about 6.6 px a character at 12 px).
+    let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(0);
+    let (left, width, row) = ((longest as f64 * 6.6 + 20.0).max(190.0), 420.0, 26.0);
     let height = 50.0 + row * bars.len() as f64;
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="720" height="{height}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="12">"#,
+        left + width + 110.0
     );
     let _ = write!(
         svg,

@@ -1,5 +1,5 @@
 //! The in-process L1 of the resilient cache: a bounded, sharded store with
-//! S3-FIFO eviction and TTL.
+//! S3-FIFO queues, adaptive TinyLFU admission, and TTL.
 //!
 //! [`MemoryStore`] holds the caller's value type directly (no encoding), looks keys
 //! up by value (no string is built on a hit), is bounded by an entry count and a

@@ -1,66 +1,190 @@
-//! Eviction: the S3-FIFO choice of a victim, and expired entries dropped from
-//! the list heads.
+//! Eviction: S3-FIFO's queues with TinyLFU admission into *main*, made
+//! adaptive by regret; and expired entries dropped from the list heads.
+//!
+//! New keys enter *small*. When *small* holds more than its share, its head
+//! leaves: a key read while there moves on to *main*; one that was not is the
+//! **candidate**. While *main* is still filling, the candidate simply moves in.
+//! Otherwise it takes the place of *main*'s **victim** (found by CLOCK: heads
+//! that were read go round again with one read spent) only if the frequency
+//! sketch has seen it wanted more often than the victim, by a margin (`bias`);
+//! otherwise it is evicted. Scans and loops bigger than the cache therefore
+//! cannot churn *main*: a key seen once never beats one that proved itself.
+//!
+//! The margin adapts, like ARC's target: a rejected candidate that is wanted
+//! again soon (it is in the `rejected` ghost) lowers it, a victim displaced by
+//! an admitted candidate that is wanted again (the `displaced` ghost) raises
+//! it. Recency-heavy workloads end up admitting freely, frequency-heavy ones
+//! guarding *main*.
 
 use std::hash::Hash;
 
 use cache_core::Timestamp;
 
-use super::{HEAD_RECLAIM, NIL, PROMOTE_AT, Queue, Shard};
+use super::{HEAD_RECLAIM, NIL, PROMOTE_AT, Queue, RETURNING, Shard};
 use crate::stats::EvictionReason;
 
+/// The strictest margin: a candidate must have been wanted this many times
+/// more than the victim.
+const MAX_BIAS: i8 = 8;
+/// The most lenient margin (still, a candidate wanted only once never wins).
+const MIN_BIAS: i8 = 0;
+
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
-    /// Evicts one entry, following S3-FIFO; false when the shard is empty. An
-    /// entry that had already expired counts as expired, whatever `reason`.
+    /// Evicts one entry (see the module's documentation); false when the
+    /// shard is empty. An entry that had already expired counts as expired,
+    /// whatever `reason`.
     pub(super) fn evict_one(&mut self, reason: EvictionReason, now: Timestamp) -> bool {
-        // Once small is chosen, its head keys that were read move on to main until
-        // one that was not is found; only if small runs dry does main give one up.
-        let mut from_small = self.small.len > 0
+        // The shard is full: from now on admission needs the sketch.
+        self.sketch.start();
+        let from_small = self.small.len > 0
             && (self.small.len > self.small_entries
                 || self.small.weight > self.small_weight
                 || self.main.len == 0);
+        if from_small && let Some(candidate) = self.small_candidate(now) {
+            return self.evict_candidate(candidate, reason, now);
+        }
+        match self.main_victim(now) {
+            Some(v) => {
+                self.evict(v, reason, now);
+                true
+            }
+            // Main ran dry while small's readers moved over: take from small.
+            None => match self.small_candidate(now) {
+                Some(c) => {
+                    self.evict(c, reason, now);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Moves *small*'s read heads on to *main*; the first head that was not
+    /// read (or expired), if any.
+    fn small_candidate(&mut self, now: Timestamp) -> Option<usize> {
         loop {
-            from_small &= self.small.len > 0;
-            let i = if from_small {
-                self.small.head
-            } else {
-                self.main.head
-            };
-            if i == NIL {
-                return false;
+            let head = self.small.head;
+            if head == NIL {
+                return None;
             }
-            let i = i as usize;
-            let expired = self.dead(i, now);
-            // A key that was read moves to main's tail: from small with its count
-            // reset, within main with one read spent.
-            let passed_over = !expired
-                && self.node_mut(i).is_some_and(|node| {
-                    let freq = node.freq.get_mut();
-                    if from_small && *freq >= PROMOTE_AT {
-                        *freq = 0;
-                        true
-                    } else if !from_small && *freq > 0 {
-                        *freq -= 1;
-                        true
-                    } else {
-                        false
-                    }
-                });
-            if passed_over {
-                self.unlink(i);
-                self.push_back(i, Queue::Main);
-                continue;
+            let i = head as usize;
+            if self.dead(i, now) {
+                return Some(i);
             }
-            let reason = if expired {
-                EvictionReason::Expired
-            } else {
-                reason
-            };
-            let link = self.discard(i, reason);
-            if from_small && !expired {
-                self.ghost.add(link.hash);
+            // The reads it had while in small all reach the sketch.
+            let reads = self.node_mut(i).map_or(0, |node| {
+                let freq = node.freq.get_mut();
+                let reads = *freq;
+                if reads >= PROMOTE_AT {
+                    *freq = 0;
+                }
+                reads
+            });
+            if reads < PROMOTE_AT {
+                return Some(i);
             }
+            for _ in 0..reads {
+                self.sketch.increment(self.links[i].hash);
+            }
+            self.unlink(i);
+            self.push_back(i, Queue::Main);
+        }
+    }
+
+    /// Sends *main*'s read heads round again with one read spent; the first
+    /// head that was not read (or expired), if any.
+    fn main_victim(&mut self, now: Timestamp) -> Option<usize> {
+        loop {
+            let head = self.main.head;
+            if head == NIL {
+                return None;
+            }
+            let i = head as usize;
+            if self.dead(i, now) {
+                return Some(i);
+            }
+            let read = self.node_mut(i).is_some_and(|node| {
+                let freq = node.freq.get_mut();
+                let read = *freq > 0;
+                if read {
+                    *freq -= 1;
+                }
+                read
+            });
+            if !read {
+                return Some(i);
+            }
+            self.sketch.increment(self.links[i].hash);
+            self.unlink(i);
+            self.push_back(i, Queue::Main);
+        }
+    }
+
+    /// Evicts *small*'s candidate, or lets it replace *main*'s victim.
+    fn evict_candidate(&mut self, c: usize, reason: EvictionReason, now: Timestamp) -> bool {
+        if self.dead(c, now) {
+            self.evict(c, reason, now);
             return true;
         }
+        if self.main.len + self.small_entries + 1 < self.quota {
+            // Main is still filling: the candidate moves in, and small gives
+            // up its next head instead.
+            self.unlink(c);
+            self.push_back(c, Queue::Main);
+            return self.evict_one(reason, now);
+        }
+        let c_hash = self.links[c].hash;
+        // Only a key that lost before and came back may contest: a key seen
+        // for the first time (a scan) never displaces anything, whatever the
+        // sketch's collisions say.
+        let c_wants = self.sketch.estimate(c_hash);
+        let returning = self.node_mut(c).is_some_and(|n| n.flags & RETURNING != 0);
+        if !returning {
+            self.rejected.add(c_hash);
+        } else if let Some(v) = self.main_victim(now) {
+            let v_hash = self.links[v].hash;
+            if self.dead(v, now) || self.admits(c_wants, self.sketch.estimate(v_hash)) {
+                // Evicting `v` moves the last slot into `v`'s place.
+                let last = self.links.len() - 1;
+                self.evict(v, reason, now);
+                self.displaced.add(v_hash);
+                let c = if c == last { v } else { c };
+                self.unlink(c);
+                self.push_back(c, Queue::Main);
+                return true;
+            }
+            self.rejected.add(c_hash);
+        }
+        self.evict(c, reason, now);
+        true
+    }
+
+    /// Whether a candidate wanted `c` times takes the place of a victim wanted
+    /// `v` times.
+    fn admits(&self, c: u64, v: u64) -> bool {
+        let need = (v as i64 + i64::from(self.bias)).max(1);
+        c as i64 > need
+    }
+
+    /// Learns from a key that came back: one rejected from *small* (`admitted`
+    /// false) asks for easier admission, one displaced from *main* by an
+    /// admitted candidate (`admitted` true) for stricter.
+    pub(super) fn regret(&mut self, admitted: bool) {
+        self.bias = if admitted {
+            (self.bias + 1).min(MAX_BIAS)
+        } else {
+            (self.bias - 1).max(MIN_BIAS)
+        };
+    }
+
+    /// Discards slot `i`, counted as expired if it was; returns its hash.
+    fn evict(&mut self, i: usize, reason: EvictionReason, now: Timestamp) -> u64 {
+        let reason = if self.dead(i, now) {
+            EvictionReason::Expired
+        } else {
+            reason
+        };
+        self.discard(i, reason).hash
     }
 
     /// Drops expired entries found at the heads of the lists.

@@ -1,62 +1,109 @@
-//! The ghost queue: hashes of keys recently evicted from *small* while still
-//! wanted, so one that returns goes straight to *main*.
+//! Ghosts: which keys eviction decided against recently, remembered as bits
+//! rather than keys. Two generations of a small bloom filter: a key is
+//! remembered from when it is added until the generation after the one it was
+//! added to fills up, so about `cap` to `2 × cap` additions. False positives
+//! (about 1 in 4,000 per generation) are rare enough that a scan almost never
+//! passes for a returning key, and the whole ghost costs about 6 bytes per
+//! remembered key (an exact ring and table of hashes cost about 40).
 
-use std::collections::VecDeque;
+/// Bits per remembered key in each generation.
+const BITS_PER_KEY: usize = 24;
+/// Bits set per key.
+const PROBES: usize = 5;
 
-use hashbrown::HashTable;
-
-/// Hashes of keys recently evicted from *small*, oldest first, bounded.
 pub(super) struct Ghost {
-    /// `(hash, sequence)` in the order added; an entry whose sequence no longer
-    /// matches `live` was taken or re-added and only ages out.
-    ring: VecDeque<(u64, u64)>,
-    live: HashTable<(u64, u64)>,
-    seq: u64,
+    /// Empty until the first key is added: a shard that never evicts pays
+    /// nothing.
+    current: Vec<u64>,
+    previous: Vec<u64>,
+    /// Bits per generation.
+    bits: u64,
+    added: usize,
     cap: usize,
 }
 
 impl Ghost {
     pub(super) fn new(cap: usize) -> Self {
+        let cap = cap.max(1);
+        let words = (cap * BITS_PER_KEY).div_ceil(64);
         Ghost {
-            ring: VecDeque::new(),
-            live: HashTable::new(),
-            seq: 0,
+            current: Vec::new(),
+            previous: Vec::new(),
+            bits: words as u64 * 64,
+            added: 0,
             cap,
         }
     }
 
-    pub(super) fn add(&mut self, hash: u64) {
-        self.seq += 1;
-        let seq = self.seq;
-        match self.live.find_mut(hash, |e| e.0 == hash) {
-            Some(e) => e.1 = seq,
-            None => {
-                self.live.insert_unique(hash, (hash, seq), |e| e.0);
-            }
-        }
-        self.ring.push_back((hash, seq));
-        while self.ring.len() > self.cap {
-            if let Some((old, old_seq)) = self.ring.pop_front()
-                && let Ok(e) = self.live.find_entry(old, |e| *e == (old, old_seq))
-            {
-                e.remove();
-            }
-        }
+    /// The word and bit of each of `hash`'s probes.
+    fn bits(&self, hash: u64) -> [(usize, u64); PROBES] {
+        // Double hashing over a remix of the key's hash (the table and the
+        // shard choice use its low bits already).
+        let h1 = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+        let h2 = (hash ^ (hash >> 31)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) | 1;
+        std::array::from_fn(|i| {
+            let probe = h1.wrapping_add((i as u64).wrapping_mul(h2));
+            // Multiply-shift maps the probe onto 0..bits without a division.
+            let bit = ((u128::from(probe) * u128::from(self.bits)) >> 64) as u64;
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        })
     }
 
-    /// Forgets `hash`; true if it was remembered.
-    pub(super) fn take(&mut self, hash: u64) -> bool {
-        match self.live.find_entry(hash, |e| e.0 == hash) {
-            Ok(e) => {
-                e.remove();
-                true
-            }
-            Err(_) => false,
+    pub(super) fn add(&mut self, hash: u64) {
+        if self.current.is_empty() {
+            let words = (self.bits / 64) as usize;
+            self.current = vec![0; words];
+            self.previous = vec![0; words];
         }
+        if self.added >= self.cap {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.iter_mut().for_each(|w| *w = 0);
+            self.added = 0;
+        }
+        for (w, m) in self.bits(hash) {
+            self.current[w] |= m;
+        }
+        self.added += 1;
+    }
+
+    /// Whether `hash` was added recently (or collides with keys that were).
+    pub(super) fn contains(&self, hash: u64) -> bool {
+        if self.current.is_empty() {
+            return false;
+        }
+        let bits = self.bits(hash);
+        let all = |bitmap: &[u64]| bits.iter().all(|&(w, m)| bitmap[w] & m != 0);
+        all(&self.current) || all(&self.previous)
     }
 
     pub(super) fn clear(&mut self) {
-        self.ring.clear();
-        self.live.clear();
+        self.current.iter_mut().for_each(|w| *w = 0);
+        self.previous.iter_mut().for_each(|w| *w = 0);
+        self.added = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_for_one_to_two_generations() {
+        let mut g = Ghost::new(100);
+        let key = |i: u64| i.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        g.add(key(0));
+        assert!(g.contains(key(0)));
+        for i in 1..150 {
+            g.add(key(i));
+        }
+        assert!(g.contains(key(0)), "within two generations");
+        for i in 150..400 {
+            g.add(key(i));
+        }
+        assert!(!g.contains(key(0)), "forgotten after two");
+        let false_positives = (10_000..20_000).filter(|&i| g.contains(key(i))).count();
+        assert!(false_positives < 500, "{false_positives} of 10,000");
+        g.clear();
+        assert!(!g.contains(key(399)));
     }
 }

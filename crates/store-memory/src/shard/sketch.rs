@@ -12,11 +12,17 @@
 const ROWS: usize = 4;
 /// Largest counter value.
 const MAX: u64 = 15;
+/// Words in the smallest table: a small shard still tells apart the keys of a
+/// working set many times its size (a loop over 1,000 keys at 10 entries).
+const MIN_WIDTH: usize = 256;
 /// Halve all counters after this many increments per word of the table.
 const SAMPLE_PER_WORD: usize = 10;
 
 pub(super) struct Sketch {
+    /// Empty until [`start`](Self::start): a shard that never fills pays
+    /// nothing.
     table: Vec<u64>,
+    width: usize,
     mask: usize,
     additions: usize,
     sample: usize,
@@ -38,9 +44,10 @@ fn row_hash(hash: u64, row: usize) -> u64 {
 impl Sketch {
     /// A sketch for a shard of about `entries` keys.
     pub(super) fn new(entries: usize) -> Self {
-        let width = entries.max(8).next_power_of_two();
+        let width = entries.max(MIN_WIDTH).next_power_of_two();
         Sketch {
-            table: vec![0; width],
+            table: Vec::new(),
+            width,
             mask: width - 1,
             additions: 0,
             sample: width * SAMPLE_PER_WORD,
@@ -54,26 +61,45 @@ impl Sketch {
         ((h as usize) & self.mask, ((h >> 60) as u32) * 4)
     }
 
-    /// Counts one more want of `hash`.
+    /// Allocates the table: from now on wants are counted.
+    pub(super) fn start(&mut self) {
+        if self.table.is_empty() {
+            self.table = vec![0; self.width];
+        }
+    }
+
+    /// Counts one more want of `hash` (nothing before [`start`](Self::start)). Only the counters at the key's
+    /// current minimum grow (a conservative update): keys sharing a counter
+    /// inflate each other's estimates far less.
     pub(super) fn increment(&mut self, hash: u64) {
-        let mut added = false;
-        for row in 0..ROWS {
-            let (i, shift) = self.slot(hash, row);
-            if (self.table[i] >> shift) & MAX < MAX {
+        if self.table.is_empty() {
+            return;
+        }
+        let slots: [(usize, u32); ROWS] = std::array::from_fn(|row| self.slot(hash, row));
+        let min = slots
+            .iter()
+            .map(|&(i, shift)| (self.table[i] >> shift) & MAX)
+            .min()
+            .unwrap_or(MAX);
+        if min == MAX {
+            return;
+        }
+        for (i, shift) in slots {
+            if (self.table[i] >> shift) & MAX == min {
                 self.table[i] += 1 << shift;
-                added = true;
             }
         }
-        if added {
-            self.additions += 1;
-            if self.additions >= self.sample {
-                self.halve();
-            }
+        self.additions += 1;
+        if self.additions >= self.sample {
+            self.halve();
         }
     }
 
     /// The estimated wants of `hash` (never below the truth, up to 15).
     pub(super) fn estimate(&self, hash: u64) -> u64 {
+        if self.table.is_empty() {
+            return 0;
+        }
         (0..ROWS)
             .map(|row| {
                 let (i, shift) = self.slot(hash, row);
@@ -104,6 +130,9 @@ mod tests {
     #[test]
     fn counts_and_ages() {
         let mut s = Sketch::new(1024);
+        s.increment(42);
+        assert_eq!(s.estimate(42), 0, "nothing counted before start");
+        s.start();
         for _ in 0..5 {
             s.increment(42);
         }
@@ -123,6 +152,7 @@ mod tests {
     #[test]
     fn halves_after_its_sample() {
         let mut s = Sketch::new(1024);
+        s.start();
         for _ in 0..15 {
             s.increment(1);
         }
