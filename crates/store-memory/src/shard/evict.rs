@@ -166,10 +166,22 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         c as i64 > need
     }
 
+    /// A new key that eviction decided against recently says which way
+    /// admission erred; true if it lost a contest (it may contest again).
+    pub(super) fn note_return(&mut self, hash: u64) -> bool {
+        let returning = self.rejected.contains(hash);
+        if returning {
+            self.regret(false);
+        } else if self.displaced.contains(hash) {
+            self.regret(true);
+        }
+        returning
+    }
+
     /// Learns from a key that came back: one rejected from *small* (`admitted`
     /// false) asks for easier admission, one displaced from *main* by an
     /// admitted candidate (`admitted` true) for stricter.
-    pub(super) fn regret(&mut self, admitted: bool) {
+    fn regret(&mut self, admitted: bool) {
         self.bias = if admitted {
             (self.bias + 1).min(MAX_BIAS)
         } else {
