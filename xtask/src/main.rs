@@ -272,19 +272,20 @@ fn package_name(manifest: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The workspace's crates that go to crates.io: every member without `publish = false`.
-fn published_crates() -> Vec<String> {
+/// The workspace's crates that go to crates.io (every member without
+/// `publish = false`): package name and directory, by name.
+fn published_crates() -> Vec<(String, PathBuf)> {
     let Ok(dirs) = std::fs::read_dir(root().join("crates")) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = dirs
+    let mut out: Vec<(String, PathBuf)> = dirs
         .flatten()
-        .map(|d| d.path().join("Cargo.toml"))
-        .filter(|m| {
-            std::fs::read_to_string(m)
+        .map(|d| d.path())
+        .filter(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
                 .is_ok_and(|t| !t.lines().any(|l| l.trim() == "publish = false"))
         })
-        .filter_map(|m| package_name(&m))
+        .filter_map(|dir| package_name(&dir.join("Cargo.toml")).map(|name| (name, dir)))
         .collect();
     out.sort();
     out
@@ -300,7 +301,7 @@ fn package() -> Result {
     }
     let mut cmd = cargo();
     cmd.args(["package", "--allow-dirty"]);
-    for name in &crates {
+    for (name, _) in &crates {
         cmd.args(["-p", name]);
     }
     run("cargo package", &mut cmd)
@@ -353,13 +354,7 @@ fn guide_crate() -> Result {
     );
     manifest.push_str(deps);
     manifest.push_str("\n[patch.crates-io]\n");
-    for name in published_crates() {
-        let dir = std::fs::read_dir(root().join("crates"))
-            .map_err(|e| e.to_string())?
-            .flatten()
-            .map(|d| d.path())
-            .find(|d| package_name(&d.join("Cargo.toml")).as_deref() == Some(name.as_str()))
-            .ok_or_else(|| format!("no directory for {name}"))?;
+    for (name, dir) in published_crates() {
         manifest.push_str(&format!(
             "{name} = {{ path = {:?} }}\n",
             dir.display().to_string()

@@ -66,6 +66,11 @@ async fn post_json(addr: SocketAddr, path: &str, body: &str) -> Result<u16> {
         .ok_or_else(|| format!("not an HTTP answer: {raw:?}").into())
 }
 
+/// Instance A for even `i`, B for odd: a load split over both.
+fn alternate(fleet: &[Instance; 2], i: u64) -> SocketAddr {
+    fleet[(i % 2) as usize].addr
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -139,9 +144,7 @@ pub(crate) async fn run(
 
     // 1. A cold stampede on one id, half of it on each instance.
     let before = Snapshot::take(fleet).await?;
-    let requests = (0..1000)
-        .map(|i| (if i % 2 == 0 { a } else { b }, 7))
-        .collect();
+    let requests = (0..1000).map(|i| (alternate(fleet, i), 7)).collect();
     let (lat, failed) = drive(requests, 128).await;
     let after = Snapshot::take(fleet).await?;
     push(Step {
@@ -213,7 +216,7 @@ pub(crate) async fn run(
     // 4. Ids that do not exist: the source is asked once per id.
     let before = after;
     let requests = (0..500)
-        .map(|i| (if i % 2 == 0 { a } else { b }, 50_000 + i % 10))
+        .map(|i| (alternate(fleet, i), 50_000 + i % 10))
         .collect();
     let (_, failed) = drive(requests, 32).await;
     let after = Snapshot::take(fleet).await?;
@@ -269,7 +272,7 @@ pub(crate) async fn run(
         let n = scale(4_000, 800);
         let before = Snapshot::take(fleet).await?;
         let requests = (0..n as u64)
-            .map(|i| (if i % 2 == 0 { a } else { b }, (i * 13) % 400))
+            .map(|i| (alternate(fleet, i), (i * 13) % 400))
             .collect();
         let (lat, failed) = drive(requests, 32).await;
         let after = Snapshot::take(fleet).await?;

@@ -17,17 +17,23 @@ fn in_l2(server: &RedisServer, cache: &Cache<u64, String>, key: u64) -> bool {
     raw.cmd(&["EXISTS", &redis_key]).expect("exists") == Reply::Int(1)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drains_a_write_to_a_slow_redis_and_reports_a_stuck_one() {
-    let server = RedisServer::start().expect("redis-server");
-    let proxy = FaultProxy::start(server.addr()).expect("proxy");
-    let cache: Cache<u64, String> = Cache::builder("shutdown")
+/// A cache named `name` whose L2 is behind `proxy`, bus off, already connected.
+async fn connected(proxy: &FaultProxy, name: &str, op_timeout: Duration) -> Cache<u64, String> {
+    let cache: Cache<u64, String> = Cache::builder(name)
         .redis_url(proxy.url())
-        .op_timeout(Duration::from_secs(5))
+        .op_timeout(op_timeout)
         .invalidation_bus(false)
         .build()
         .expect("valid config");
     assert_eq!(cache.get(&0).await.expect("connects"), None);
+    cache
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_a_write_to_a_slow_redis_and_reports_a_stuck_one() {
+    let server = RedisServer::start().expect("redis-server");
+    let proxy = FaultProxy::start(server.addr()).expect("proxy");
+    let cache = connected(&proxy, "shutdown", Duration::from_secs(5)).await;
 
     // Every reply takes 400 ms: the load answers from L1, its L2 write is on its way.
     proxy.set_latency(Duration::from_millis(400));
@@ -49,14 +55,8 @@ async fn shutdown_drains_a_write_to_a_slow_redis_and_reports_a_stuck_one() {
     assert!(in_l2(&server, &cache, 2), "written inline");
 
     // A write a dead network holds is reported as left, not waited for forever.
-    let stuck: Cache<u64, String> = Cache::builder("stuck")
-        .redis_url(proxy.url())
-        .op_timeout(Duration::from_secs(1))
-        .invalidation_bus(false)
-        .build()
-        .expect("valid config");
     proxy.set_latency(Duration::ZERO);
-    assert_eq!(stuck.get(&0).await.expect("connects"), None);
+    let stuck = connected(&proxy, "stuck", Duration::from_secs(1)).await;
     proxy.set_latency(Duration::from_millis(400));
     stuck
         .get_or_load(3, |_| async { Some("three".to_owned()) })
@@ -75,13 +75,7 @@ async fn shutdown_drains_a_write_to_a_slow_redis_and_reports_a_stuck_one() {
 async fn the_endpoint_server_stops_then_drains_its_caches() {
     let server = RedisServer::start().expect("redis-server");
     let proxy = FaultProxy::start(server.addr()).expect("proxy");
-    let cache: Cache<u64, String> = Cache::builder("drained")
-        .redis_url(proxy.url())
-        .op_timeout(Duration::from_secs(5))
-        .invalidation_bus(false)
-        .build()
-        .expect("valid config");
-    assert_eq!(cache.get(&0).await.expect("connects"), None);
+    let cache = connected(&proxy, "drained", Duration::from_secs(5)).await;
     let endpoint = resilient_cache::Endpoint::builder()
         .cache(cache.clone())
         .build()

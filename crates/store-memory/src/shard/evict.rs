@@ -62,40 +62,22 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Moves *small*'s read heads on to *main*; the first head that was not
     /// read (or expired), if any.
     fn small_candidate(&mut self, now: Timestamp) -> Option<usize> {
-        loop {
-            let head = self.small.head;
-            if head == NIL {
-                return None;
-            }
-            let i = head as usize;
-            if self.dead(i, now) {
-                return Some(i);
-            }
-            // The reads it had while in small all reach the sketch.
-            let reads = self.node_mut(i).map_or(0, |node| {
-                let freq = node.freq.get_mut();
-                let reads = *freq;
-                if reads >= PROMOTE_AT {
-                    *freq = 0;
-                }
-                reads
-            });
-            if reads < PROMOTE_AT {
-                return Some(i);
-            }
-            for _ in 0..reads {
-                self.sketch.increment(self.links[i].hash);
-            }
-            self.unlink(i);
-            self.push_back(i, Queue::Main);
-        }
+        self.pass_read_heads(Queue::Small, now)
     }
 
     /// Sends *main*'s read heads round again with one read spent; the first
     /// head that was not read (or expired), if any.
     fn main_victim(&mut self, now: Timestamp) -> Option<usize> {
+        self.pass_read_heads(Queue::Main, now)
+    }
+
+    /// Walks `queue` from its head: a head that was read spends its reads
+    /// (all of them leaving *small*, one going round *main*), they reach the
+    /// sketch, and it goes to *main*'s tail. Returns the first head that was
+    /// not read, or expired.
+    fn pass_read_heads(&mut self, queue: Queue, now: Timestamp) -> Option<usize> {
         loop {
-            let head = self.main.head;
+            let head = self.list(queue).head;
             if head == NIL {
                 return None;
             }
@@ -103,18 +85,22 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             if self.dead(i, now) {
                 return Some(i);
             }
-            let read = self.node_mut(i).is_some_and(|node| {
+            let spent = self.node_mut(i).map_or(0, |node| {
                 let freq = node.freq.get_mut();
-                let read = *freq > 0;
-                if read {
-                    *freq -= 1;
-                }
-                read
+                let spent = match queue {
+                    Queue::Small if *freq >= PROMOTE_AT => *freq,
+                    Queue::Small => 0,
+                    Queue::Main => (*freq).min(1),
+                };
+                *freq -= spent;
+                spent
             });
-            if !read {
+            if spent == 0 {
                 return Some(i);
             }
-            self.sketch.increment(self.links[i].hash);
+            for _ in 0..spent {
+                self.sketch.increment(self.links[i].hash);
+            }
             self.unlink(i);
             self.push_back(i, Queue::Main);
         }

@@ -386,10 +386,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 break;
             }
         }
-        self.attach(hash, key, entry, (weight, now), queue, freq);
-        if returning && let Some(node) = self.node_mut(self.links.len() - 1) {
-            node.flags |= RETURNING;
-        }
+        let flags = if returning { RETURNING } else { 0 };
+        self.attach(hash, key, entry, (weight, now), queue, (freq, flags));
         self.puts_since_sweep += 1;
         if self.puts_since_sweep >= self.len().max(MIN_SWEEP_INTERVAL) {
             self.purge_expired(now);
@@ -451,7 +449,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         entry: Entry<V>,
         (weight, now): (u64, Timestamp),
         queue: Queue,
-        freq: u8,
+        (freq, policy_flags): (u8, u8),
     ) {
         let slot = self.links.len();
         let created_at = entry.created_at();
@@ -459,8 +457,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let tags = entry.tags().clone();
         let (fresh_ms, stale_ms, mut flags) =
             match packed_times(created_at, fresh_until, stale_until) {
-                Some((f, s)) => (f, s, 0),
-                None => (0, 0, WIDE),
+                Some((f, s)) => (f, s, policy_flags),
+                None => (0, 0, WIDE | policy_flags),
             };
         if !tags.is_empty() {
             flags |= TAGGED;
@@ -648,7 +646,8 @@ mod tests {
 
     static NO_SPARE: Spare = Spare(std::sync::atomic::AtomicUsize::new(0));
 
-    fn put(s: &mut Shard<u32, u32>, h: &Hasher, k: u32, now: Timestamp) {
+    /// Puts `k` (weight 1, a minute to live) and checks the shard's invariants.
+    pub(super) fn put(s: &mut Shard<u32, u32>, h: &Hasher, k: u32, now: Timestamp) {
         let e = Entry::new(k, now, Duration::from_secs(60));
         s.put(h.hash_one(k), k, e, 1, now, &NO_SPARE);
         s.check();

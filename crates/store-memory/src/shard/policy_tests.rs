@@ -2,17 +2,9 @@
 //! bigger than the shard still hits, a returning key displaces a cold one.
 
 use std::hash::BuildHasher;
-use std::time::Duration;
 
+use super::tests::put;
 use super::*;
-
-static NO_SPARE: Spare = Spare(std::sync::atomic::AtomicUsize::new(0));
-
-fn put(s: &mut Shard<u32, u32>, h: &Hasher, k: u32, now: Timestamp) {
-    let e = Entry::new(k, now, Duration::from_secs(60));
-    s.put(h.hash_one(k), k, e, 1, now, &NO_SPARE);
-    s.check();
-}
 
 #[test]
 fn a_scan_does_not_push_out_keys_that_are_read() {
