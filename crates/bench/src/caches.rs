@@ -118,7 +118,7 @@ impl<V: Clone + Send + Sync + 'static> Contender<V> for Ours<V> {
     fn insert(&self, key: u64, value: V) {
         let _ = self
             .store
-            .put_sync(key, Entry::new(value, self.clock.now(), TTL));
+            .put_sync(key, Entry::new(value, self.clock.recent(), TTL));
     }
     fn len(&self) -> usize {
         self.store.len()

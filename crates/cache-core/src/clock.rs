@@ -77,6 +77,13 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn recent(&self) -> Timestamp {
         self.now()
     }
+
+    /// Whether this clock is the [`SystemClock`] (or shares one): a hot path
+    /// may then call [`SystemClock`]'s `recent` directly instead of through
+    /// `dyn Clock`. Other clocks keep the default, `false`.
+    fn is_system(&self) -> bool {
+        false
+    }
 }
 
 /// The operating system's wall clock.
@@ -126,6 +133,7 @@ impl Clock for SystemClock {
         SystemClock::read()
     }
 
+    #[inline]
     fn recent(&self) -> Timestamp {
         match TICK.load(Ordering::Relaxed) {
             0 => {
@@ -134,6 +142,10 @@ impl Clock for SystemClock {
             }
             millis => Timestamp(millis),
         }
+    }
+
+    fn is_system(&self) -> bool {
+        true
     }
 }
 
@@ -199,10 +211,22 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn recent(&self) -> Timestamp {
         (**self).recent()
     }
+
+    fn is_system(&self) -> bool {
+        (**self).is_system()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_system_clock_says_it_is_one() {
+        let system: Arc<dyn Clock> = Arc::new(SystemClock);
+        assert!(SystemClock.is_system() && system.is_system());
+        assert!(Arc::new(system).is_system());
+        assert!(!MockClock::new(Timestamp::ZERO).is_system());
+    }
+
     use super::*;
 
     #[test]

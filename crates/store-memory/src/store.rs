@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_core::{
-    CacheError, CacheKey, Clock, Entry, HealthStatus, InvalidInput, Store, StoreHealth, Timestamp,
+    CacheError, CacheKey, Clock, Entry, HealthStatus, InvalidInput, Store, StoreHealth,
+    SystemClock, Timestamp,
 };
 use parking_lot::RwLock;
 
@@ -68,6 +69,8 @@ pub struct MemoryStore<K, V> {
     mask: usize,
     hasher: Hasher,
     clock: Arc<dyn Clock>,
+    /// `clock` is the system clock: hits read it without a dynamic call.
+    system_clock: bool,
     weigher: Option<Weigher<K, V>>,
     max_entry_weight: u64,
     max_key_len: Option<usize>,
@@ -118,13 +121,14 @@ where
                 .time_to_idle
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         };
+        let hasher = Hasher::default();
         let shards = (0..n)
             .map(|i| {
                 // The weight bound is split exactly: the shares add up to the total.
                 let weight =
                     plan.max_weight / n as u64 + u64::from((i as u64) < plan.max_weight % n as u64);
                 ShardCell {
-                    lock: RwLock::new(Shard::new(share, owned, weight, extras)),
+                    lock: RwLock::new(Shard::new(share, owned, weight, extras, hasher.clone())),
                     hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
                 }
@@ -134,7 +138,8 @@ where
             shards,
             spare: Spare(AtomicUsize::new(spare)),
             mask: n - 1,
-            hasher: Hasher::default(),
+            hasher,
+            system_clock: b.clock.is_system(),
             clock: b.clock,
             weigher: b.weigher,
             max_entry_weight: plan.max_entry_weight,
@@ -280,9 +285,10 @@ where
     ///
     /// Liveness is judged by the clock's [`recent`](Clock::recent) time, which for
     /// the system clock may lag by about a millisecond.
+    #[inline]
     pub fn get_sync(&self, key: &K) -> Option<Entry<V>> {
         let (hash, cell) = self.locate(key);
-        let now = self.clock.recent();
+        let now = self.recent();
         let shard = cell.lock.read();
         // Each arm returns on its own so the entry is built straight into the
         // return slot instead of being shuffled through temporaries.
@@ -303,6 +309,17 @@ where
         }
     }
 
+    /// The clock's [`recent`](Clock::recent) time, without a dynamic call for
+    /// the system clock.
+    #[inline]
+    fn recent(&self) -> Timestamp {
+        if self.system_clock {
+            SystemClock.recent()
+        } else {
+            self.clock.recent()
+        }
+    }
+
     fn count_read(&self, cell: &ShardCell<K, V>, hit: bool) {
         if self.count_reads {
             let counter = if hit { &cell.hits } else { &cell.misses };
@@ -313,7 +330,7 @@ where
     /// Like [`get_sync`](Self::get_sync) without counting a use or a hit.
     pub fn peek_sync(&self, key: &K) -> Option<Entry<V>> {
         let (hash, cell) = self.locate(key);
-        let now = self.clock.recent();
+        let now = self.recent();
         cell.lock.read().peek(hash, key, now)
     }
 
@@ -324,7 +341,7 @@ where
         K: CacheKey,
     {
         let weight = self.check(&key, &entry)?;
-        self.insert_at(key, entry, weight, self.clock.now());
+        self.insert_at(key, entry, weight, self.recent());
         Ok(())
     }
 

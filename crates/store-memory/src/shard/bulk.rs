@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use cache_core::{Entry, Timestamp};
 
-use super::times::packed_times;
-use super::{Shard, WIDE};
+use super::Shard;
 use crate::stats::EvictionReason;
 
-/// Lends a node's value to an [`Entry`] for a predicate, and puts it back even
+/// Lends a slot's value to an [`Entry`] for a predicate, and puts it back even
 /// if the predicate panics.
 struct Lent<'a, V> {
     home: &'a mut Option<V>,
@@ -34,7 +33,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let mut n = 0;
         // Backwards: `detach` moves the last slot into the hole, and that slot
         // has been looked at already.
-        for i in (0..self.links.len()).rev() {
+        for i in (0..self.slots.len()).rev() {
             if self.dead(i, now) {
                 self.discard(i, EvictionReason::Expired);
                 n += 1;
@@ -46,22 +45,21 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Removes every entry matching `pred`; returns how many.
     pub(crate) fn remove_where(&mut self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
         let mut n = 0;
-        for i in (0..self.links.len()).rev() {
-            let link = &self.links[i];
-            let Some(node) = self.table.find_mut(link.hash, |n| n.slot as usize == i) else {
-                continue;
-            };
+        for i in (0..self.slots.len()).rev() {
+            let (fresh, stale) = self.times(i);
+            let tags = self.tags(i);
+            let slot = &mut self.slots[i];
             let lent = Lent {
                 entry: Entry::from_parts(
-                    node.value.take(),
-                    node.created_at,
-                    link.fresh_until,
-                    Some(link.stale_until),
-                    link.tags.clone(),
+                    slot.value.take(),
+                    slot.created_at,
+                    fresh,
+                    Some(stale),
+                    tags,
                 ),
-                home: &mut node.value,
+                home: &mut slot.value,
             };
-            let matched = pred(&node.key, &lent.entry);
+            let matched = pred(&slot.key, &lent.entry);
             drop(lent);
             if matched {
                 self.discard(i, EvictionReason::Removed);
@@ -76,26 +74,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// stale until its own stale end. Returns how many entries were shortened.
     pub(crate) fn cap_fresh(&mut self, mut cap: impl FnMut(u64) -> Timestamp) -> u64 {
         let mut n = 0;
-        for i in 0..self.links.len() {
-            let link = &mut self.links[i];
-            let until = cap(link.hash);
-            if until >= link.fresh_until {
-                continue;
+        for i in 0..self.slots.len() {
+            let until = cap(self.hash_of(i));
+            if until < self.times(i).0 {
+                self.set_fresh_until(i, until);
+                n += 1;
             }
-            link.fresh_until = until;
-            let (hash, stale_until) = (link.hash, link.stale_until);
-            let Some(node) = self.table.find_mut(hash, |n| n.slot as usize == i) else {
-                continue;
-            };
-            match packed_times(node.created_at, until, stale_until) {
-                Some((f, s)) => {
-                    node.fresh_ms = f;
-                    node.stale_ms = s;
-                    node.flags &= !WIDE;
-                }
-                None => node.flags |= WIDE,
-            }
-            n += 1;
         }
         n
     }

@@ -85,21 +85,20 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             if self.dead(i, now) {
                 return Some(i);
             }
-            let spent = self.node_mut(i).map_or(0, |node| {
-                let freq = node.freq.get_mut();
-                let spent = match queue {
-                    Queue::Small if *freq >= PROMOTE_AT => *freq,
-                    Queue::Small => 0,
-                    Queue::Main => (*freq).min(1),
-                };
-                *freq -= spent;
-                spent
-            });
+            let slot = &mut self.slots[i];
+            let freq = slot.freq.get_mut();
+            let spent = match queue {
+                Queue::Small if *freq >= PROMOTE_AT => *freq,
+                Queue::Small => 0,
+                Queue::Main => (*freq).min(1),
+            };
+            *freq -= spent;
+
             if spent == 0 {
                 return Some(i);
             }
             for _ in 0..spent {
-                self.sketch.increment(self.links[i].hash);
+                self.sketch.increment(self.hash_of(i));
             }
             self.unlink(i);
             self.push_back(i, Queue::Main);
@@ -119,19 +118,19 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             self.push_back(c, Queue::Main);
             return self.evict_one(reason, now);
         }
-        let c_hash = self.links[c].hash;
+        let c_hash = self.hash_of(c);
         // Only a key that lost before and came back may contest: a key seen
         // for the first time (a scan) never displaces anything, whatever the
         // sketch's collisions say.
         let c_wants = self.sketch.estimate(c_hash);
-        let returning = self.node_mut(c).is_some_and(|n| n.flags & RETURNING != 0);
+        let returning = self.slots[c].flags & RETURNING != 0;
         if !returning {
             self.rejected.add(c_hash);
         } else if let Some(v) = self.main_victim(now) {
-            let v_hash = self.links[v].hash;
+            let v_hash = self.hash_of(v);
             if self.dead(v, now) || self.admits(c_wants, self.sketch.estimate(v_hash)) {
                 // Evicting `v` moves the last slot into `v`'s place.
-                let last = self.links.len() - 1;
+                let last = self.slots.len() - 1;
                 self.evict(v, reason, now);
                 self.displaced.add(v_hash);
                 let c = if c == last { v } else { c };
@@ -175,14 +174,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         };
     }
 
-    /// Discards slot `i`, counted as expired if it was; returns its hash.
-    fn evict(&mut self, i: usize, reason: EvictionReason, now: Timestamp) -> u64 {
+    /// Discards slot `i`, counted as expired if it was.
+    fn evict(&mut self, i: usize, reason: EvictionReason, now: Timestamp) {
         let reason = if self.dead(i, now) {
             EvictionReason::Expired
         } else {
             reason
         };
-        self.discard(i, reason).hash
+        self.discard(i, reason);
     }
 
     /// Drops expired entries found at the heads of the lists.

@@ -1,11 +1,15 @@
 //! One shard: S3-FIFO queues with adaptive TinyLFU admission, under
 //! entry-count and weight bounds.
 //!
-//! Entries live inline in a `HashTable` (key, value, packed times, read counter),
-//! so a hit touches the table and nothing else. What only writers need (list
-//! links, weight, hash, full times, tags) sits in a dense `Vec` of links that the
-//! node points into; two intrusive FIFO lists through those links order the
-//! entries:
+//! Entries live in a dense `Vec` of slots (key, value, packed times, list
+//! links, read counter, a 32-bit weight), and the shard's hash table holds
+//! only slot numbers, four bytes each. A hit touches the table and one slot; a
+//! writer reaches a slot's neighbours, its table entry and everything else
+//! about it from the slot number alone. What few entries need (times that do
+//! not fit the packed deltas, tags, a weight above `u32`) sits in a side table
+//! of [`Extra`]s, and the time-to-idle offsets in a parallel `Vec` that exists
+//! only when a time to idle is set. Two intrusive FIFO lists through the slots
+//! order the entries:
 //!
 //! - **small** takes new keys (a twentieth of the shard). A key read at least
 //!   once while it is there moves to *main* when it reaches the head; one that
@@ -23,17 +27,19 @@
 //! 2023); the admission is TinyLFU's (Einziger et al., 2017), gated and made
 //! adaptive by ghosts as ARC adapts its target (Megiddo and Modha, 2003).
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use cache_core::{Entry, Tags, Timestamp};
-use hashbrown::HashTable;
+use hashbrown::{HashMap, HashTable};
 
 use crate::spare::Spare;
 
 mod bulk;
 mod evict;
+mod fill;
 mod ghost;
+mod lists;
 #[cfg(test)]
 mod policy_tests;
 mod sketch;
@@ -42,11 +48,10 @@ mod times;
 use crate::stats::{Counters, EvictionReason, RemovalCause};
 use ghost::Ghost;
 use sketch::Sketch;
-use times::packed_times;
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
-/// No node: the end of a list.
+/// No slot: the end of a list.
 const NIL: u32 = u32::MAX;
 /// Reads remembered per entry.
 const MAX_FREQ: u8 = 3;
@@ -66,21 +71,26 @@ enum Queue {
     Main,
 }
 
-/// Node flag: the entry's times do not fit the two deltas; read them from its
-/// [`Link`].
+/// Slot flag: the entry's times do not fit the two deltas; read them from its
+/// [`Extra`].
 const WIDE: u8 = 1;
-/// Node flag: the entry has tags (kept in its [`Link`]).
+/// Slot flag: the entry has tags (kept in its [`Extra`]).
 const TAGGED: u8 = 2;
-/// Node flag: the key lost an admission contest recently and came back (it was
+/// Slot flag: the entry weighs more than a `u32` holds (kept in its [`Extra`]).
+const HEAVY: u8 = 8;
+/// The flags that give a slot an [`Extra`].
+const HAS_EXTRA: u8 = WIDE | TAGGED | HEAVY;
+/// Slot flag: the key lost an admission contest recently and came back (it was
 /// in the `rejected` ghost when inserted): only such keys may contest again.
 const RETURNING: u8 = 4;
+/// Slot flag: the entry is in *main* (otherwise in *small*).
+const IN_MAIN: u8 = 16;
 
-/// What a hit reads, stored inline in the shard's table so a hit touches the
-/// table's control bytes and this node, nothing else. The entry's times are
-/// packed as millisecond deltas (exact whenever they fit in `u32`, about 49
-/// days) and its tags live with the links, so a node for `u64` keys and values
-/// is 48 bytes.
-struct Node<K, V> {
+/// One entry. The times are packed as millisecond deltas (exact whenever they
+/// fit in `u32`, about 49 days) and the key's hash is not kept (the shard
+/// hashes the key again when eviction needs it), so a slot for `u64` keys and
+/// values is 56 bytes.
+struct Slot<K, V> {
     key: K,
     value: Option<V>,
     created_at: Timestamp,
@@ -88,40 +98,62 @@ struct Node<K, V> {
     fresh_ms: u32,
     /// `stale_until - fresh_until`, in milliseconds (unless [`WIDE`]).
     stale_ms: u32,
-    /// Where the node's [`Link`] is.
-    slot: u32,
+    prev: u32,
+    next: u32,
+    /// The entry's weight (unless [`HEAVY`]).
+    weight: u32,
     /// Reads since the key was last passed over by eviction (saturating at
     /// [`MAX_FREQ`]); bumped under the read lock, hence atomic.
     freq: AtomicU8,
-    /// [`WIDE`] and [`TAGGED`].
+    /// [`WIDE`], [`TAGGED`], [`HEAVY`], [`RETURNING`], [`IN_MAIN`].
     flags: u8,
 }
 
-/// What only writers (and the rare hit on a wide or tagged entry, or any hit
-/// with a time to idle) use, in a dense `Vec` indexed by [`Node::slot`].
-#[derive(Debug)]
-struct Link {
-    prev: u32,
-    next: u32,
-    queue: Queue,
-    /// How long before `stale_until` the entry was stored or last read, in
-    /// milliseconds (saturating: an entry touched more than ~49 days before
-    /// its stale end counts as touched 49 days before it). Only a time to idle
-    /// reads it; bumped under the read lock, hence atomic. Kept as a 4-byte
-    /// offset so it fits in padding: a link is no bigger for it.
-    untouched: AtomicU32,
-    weight: u64,
-    hash: u64,
+impl<K, V> Slot<K, V> {
+    /// `(fresh_until, stale_until)` from the packed deltas (not [`WIDE`]).
+    #[inline]
+    fn packed_times(&self) -> (Timestamp, Timestamp) {
+        // Checked to fit when the slot was filled: no overflow.
+        let fresh = self.created_at.as_millis() + u64::from(self.fresh_ms);
+        (
+            Timestamp::from_millis(fresh),
+            Timestamp::from_millis(fresh + u64::from(self.stale_ms)),
+        )
+    }
+
+    fn queue(&self) -> Queue {
+        if self.flags & IN_MAIN == 0 {
+            Queue::Small
+        } else {
+            Queue::Main
+        }
+    }
+}
+
+/// What a slot holds outside it: kept for the rare entry with times too far
+/// apart to pack, tags, or a weight above `u32::MAX`. Always complete.
+#[derive(Debug, Clone)]
+struct Extra {
     fresh_until: Timestamp,
     stale_until: Timestamp,
     tags: Tags,
+    weight: u64,
 }
 
-impl Link {
-    /// `untouched` for a touch at `now`.
-    fn offset(stale_until: Timestamp, now: Timestamp) -> u32 {
-        u32::try_from(stale_until.as_millis().saturating_sub(now.as_millis())).unwrap_or(u32::MAX)
-    }
+/// `untouched` for a touch at `now`: how long before `stale_until` the entry
+/// was stored or last read, in milliseconds (saturating: an entry touched more
+/// than ~49 days before its stale end counts as touched 49 days before it).
+fn idle_offset(stale_until: Timestamp, now: Timestamp) -> u32 {
+    u32::try_from(stale_until.as_millis().saturating_sub(now.as_millis())).unwrap_or(u32::MAX)
+}
+
+/// An entry's times, weight and flags as a slot keeps them (see `Shard::pack`).
+struct Packed {
+    created_at: Timestamp,
+    fresh_ms: u32,
+    stale_ms: u32,
+    weight: u32,
+    flags: u8,
 }
 
 /// An entry that left a shard, kept for the eviction listener until the
@@ -163,8 +195,17 @@ pub(crate) enum Read<V> {
 }
 
 pub(crate) struct Shard<K, V> {
-    table: HashTable<Node<K, V>>,
-    links: Vec<Link>,
+    /// The store's hasher: slots do not keep their keys' hashes.
+    hasher: Hasher,
+    /// Slot numbers, hashed by their keys.
+    table: HashTable<u32>,
+    slots: Vec<Slot<K, V>>,
+    /// By slot number, for slots flagged [`HAS_EXTRA`].
+    extras: HashMap<u32, Extra, Hasher>,
+    /// By slot number (with a time to idle only): how long before the stale
+    /// end the entry was stored or last read (see [`idle_offset`]); bumped
+    /// under the read lock, hence atomic.
+    untouched: Vec<AtomicU32>,
     small: Fifo,
     main: Fifo,
     /// Candidates that lost to *main*'s victim.
@@ -176,6 +217,9 @@ pub(crate) struct Shard<K, V> {
     bias: i8,
     sketch: Sketch,
     weight: u64,
+    /// The shard's fair share of the store's entries: slots are allocated up
+    /// to it in doublings, beyond it in small steps.
+    share: usize,
     /// Entries this shard may hold: what it owns plus what it drew from the
     /// store's [`Spare`] pool.
     quota: usize,
@@ -195,10 +239,19 @@ pub(crate) struct Shard<K, V> {
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// A shard whose fair share of the store is `share` entries, `owned` of them
     /// its own (the rest it draws from the [`Spare`] pool when it needs them).
-    pub(crate) fn new(share: usize, owned: usize, max_weight: u64, extras: Extras) -> Self {
+    pub(crate) fn new(
+        share: usize,
+        owned: usize,
+        max_weight: u64,
+        extras: Extras,
+        hasher: Hasher,
+    ) -> Self {
         Shard {
+            hasher,
             table: HashTable::new(),
-            links: Vec::new(),
+            slots: Vec::new(),
+            extras: HashMap::with_hasher(Hasher::default()),
+            untouched: Vec::new(),
             small: Fifo::EMPTY,
             main: Fifo::EMPTY,
             // Remembered for 4–8 shares of contests: a popular key with a long
@@ -208,6 +261,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             bias: 0,
             sketch: Sketch::new(share),
             weight: 0,
+            share,
             quota: owned,
             owned,
             max_weight,
@@ -225,70 +279,94 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Whether slot `i` may no longer be served: past its stale end, or idle
     /// for longer than the time to idle.
     fn dead(&self, i: usize, now: Timestamp) -> bool {
-        let link = &self.links[i];
-        now >= link.stale_until || self.idle(link, now)
+        let stale_until = self.times(i).1;
+        now >= stale_until || self.idle(i, stale_until, now)
     }
 
-    fn idle(&self, link: &Link, now: Timestamp) -> bool {
+    /// Whether slot `i` (whose stale end is `stale_until`) was not read for
+    /// longer than the time to idle.
+    fn idle(&self, i: usize, stale_until: Timestamp, now: Timestamp) -> bool {
         self.idle_ms.is_some_and(|idle| {
-            let offset = u64::from(link.untouched.load(Ordering::Relaxed));
-            let touched = link.stale_until.as_millis().saturating_sub(offset);
+            let offset = u64::from(self.untouched[i].load(Ordering::Relaxed));
+            let touched = stale_until.as_millis().saturating_sub(offset);
             now.as_millis() >= touched.saturating_add(idle)
         })
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.links.len()
+        self.slots.len()
     }
 
     pub(crate) fn weight(&self) -> u64 {
         self.weight
     }
 
-    /// The slot of `key`'s node.
+    /// The slot of `key`.
+    #[inline]
     fn find(&self, hash: u64, key: &K) -> Option<usize> {
+        let slots = &self.slots;
         self.table
-            .find(hash, |n| n.key == *key)
-            .map(|n| n.slot as usize)
+            .find(hash, |&s| slots[s as usize].key == *key)
+            .map(|&s| s as usize)
     }
 
-    /// The node whose links are at `slot`.
-    fn node_mut(&mut self, slot: usize) -> Option<&mut Node<K, V>> {
-        let hash = self.links[slot].hash;
-        self.table.find_mut(hash, |n| n.slot as usize == slot)
+    /// The hash of slot `i`'s key.
+    fn hash_of(&self, i: usize) -> u64 {
+        self.hasher.hash_one(&self.slots[i].key)
     }
 
-    /// A node's `(fresh_until, stale_until)`.
-    fn times(&self, node: &Node<K, V>) -> (Timestamp, Timestamp) {
-        if node.flags & WIDE == 0 {
-            // Checked to fit when the node was made: no overflow.
-            let fresh = node.created_at.as_millis() + u64::from(node.fresh_ms);
-            (
-                Timestamp::from_millis(fresh),
-                Timestamp::from_millis(fresh + u64::from(node.stale_ms)),
-            )
+    #[inline]
+    fn extra(&self, i: usize) -> Option<&Extra> {
+        self.extras.get(&(i as u32))
+    }
+
+    /// Slot `i`'s `(fresh_until, stale_until)`.
+    #[inline]
+    fn times(&self, i: usize) -> (Timestamp, Timestamp) {
+        let slot = &self.slots[i];
+        if slot.flags & WIDE == 0 {
+            slot.packed_times()
         } else {
-            let link = &self.links[node.slot as usize];
-            (link.fresh_until, link.stale_until)
+            self.extra(i)
+                .map_or((Timestamp::ZERO, Timestamp::ZERO), |e| {
+                    (e.fresh_until, e.stale_until)
+                })
         }
     }
 
-    /// The entry a node holds, with its value cloned.
-    fn entry(&self, node: &Node<K, V>, fresh: Timestamp, stale: Timestamp) -> Entry<V>
+    /// Slot `i`'s tags.
+    #[inline]
+    fn tags(&self, i: usize) -> Tags {
+        if self.slots[i].flags & TAGGED == 0 {
+            Tags::none()
+        } else {
+            self.extra(i).map_or_else(Tags::none, |e| e.tags.clone())
+        }
+    }
+
+    /// Slot `i`'s weight.
+    fn weight_of(&self, i: usize) -> u64 {
+        let slot = &self.slots[i];
+        if slot.flags & HEAVY == 0 {
+            u64::from(slot.weight)
+        } else {
+            self.extra(i).map_or(0, |e| e.weight)
+        }
+    }
+
+    /// The entry in slot `i`, with its value cloned.
+    #[inline]
+    fn entry(&self, i: usize, fresh: Timestamp, stale: Timestamp) -> Entry<V>
     where
         V: Clone,
     {
-        let tags = if node.flags & TAGGED == 0 {
-            Tags::none()
-        } else {
-            self.links[node.slot as usize].tags.clone()
-        };
+        let slot = &self.slots[i];
         Entry::from_parts(
-            node.value.clone(),
-            node.created_at,
+            slot.value.clone(),
+            slot.created_at,
             fresh,
             Some(stale),
-            tags,
+            self.tags(i),
         )
     }
 
@@ -298,28 +376,54 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     where
         V: Clone,
     {
-        let Some(node) = self.table.find(hash, |n| n.key == *key) else {
+        // The slot found by the probe is kept, so the hit indexes nothing twice.
+        let mut hit = None;
+        let Some(&at) = self.table.find(hash, |&s| {
+            let slot = self.slots.get(s as usize);
+            let found = slot.is_some_and(|slot| slot.key == *key);
+            if found {
+                hit = slot;
+            }
+            found
+        }) else {
             return Read::Miss;
         };
-        let (fresh, stale) = self.times(node);
+        let Some(slot) = hit else {
+            return Read::Miss;
+        };
+        let i = at as usize;
+        let (fresh, stale) = if slot.flags & WIDE == 0 {
+            slot.packed_times()
+        } else {
+            self.times(i)
+        };
         if now >= stale {
             return Read::Expired;
         }
         if self.idle_ms.is_some() {
-            let link = &self.links[node.slot as usize];
-            if self.idle(link, now) {
+            if self.idle(i, stale, now) {
                 return Read::Expired;
             }
-            link.untouched
-                .fetch_min(Link::offset(link.stale_until, now), Ordering::Relaxed);
+            self.untouched[i].fetch_min(idle_offset(stale, now), Ordering::Relaxed);
         }
         // A lost update between two readers only loses one count; a key already
         // at the top costs no write at all.
-        let freq = node.freq.load(Ordering::Relaxed);
-        if freq < MAX_FREQ {
-            node.freq.store(freq + 1, Ordering::Relaxed);
+        let seen = slot.freq.load(Ordering::Relaxed);
+        if seen < MAX_FREQ {
+            slot.freq.store(seen + 1, Ordering::Relaxed);
         }
-        Read::Hit(self.entry(node, fresh, stale))
+        let tags = if slot.flags & TAGGED == 0 {
+            Tags::none()
+        } else {
+            self.tags(i)
+        };
+        Read::Hit(Entry::from_parts(
+            slot.value.clone(),
+            slot.created_at,
+            fresh,
+            Some(stale),
+            tags,
+        ))
     }
 
     /// Looks up without counting a read.
@@ -327,10 +431,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     where
         V: Clone,
     {
-        let node = self.table.find(hash, |n| n.key == *key)?;
-        let (fresh, stale) = self.times(node);
-        (now < stale && !self.idle(&self.links[node.slot as usize], now))
-            .then(|| self.entry(node, fresh, stale))
+        let i = self.find(hash, key)?;
+        let (fresh, stale) = self.times(i);
+        (now < stale && !self.idle(i, stale, now)).then(|| self.entry(i, fresh, stale))
     }
 
     /// Removes `key` if it is (still) expired.
@@ -353,22 +456,32 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         now: Timestamp,
         spare: &Spare,
     ) {
-        self.sketch.increment(hash);
-        let (queue, freq, returning) = match self.find(hash, &key) {
+        let found = self.find(hash, &key);
+        if let Some(i) = found
+            && (self.weight - self.weight_of(i)).saturating_add(weight) <= self.max_weight
+        {
+            // Room for the new weight: replaced where it stands.
+            self.counters.updates += 1;
+            self.replace(i, key, entry, (weight, now));
+            return self.count_put(now, spare);
+        }
+        let (queue, freq, returning) = match found {
             Some(i) => {
                 // A replacement keeps its place and counts as a read.
-                let (old, link) = self.detach(i);
+                let old = self.detach(i);
                 self.counters.updates += 1;
-                let freq = old.map_or(0, |n| {
-                    let freq = n.freq.into_inner();
-                    if let Some(removed) = &mut self.removed {
-                        removed.push((n.key, n.value, RemovalCause::Replaced));
-                    }
-                    freq
-                });
-                (link.queue, (freq + 1).min(MAX_FREQ), false)
+                let queue = old.queue();
+                let freq = old.freq.into_inner();
+                if let Some(removed) = &mut self.removed {
+                    removed.push((old.key, old.value, RemovalCause::Replaced));
+                }
+                (queue, (freq + 1).min(MAX_FREQ), false)
             }
             None => {
+                // A miss that led to this insert is a want of the key; a
+                // replacement counts as a read instead (the sketch hears of it
+                // when eviction passes over the entry).
+                self.sketch.increment(hash);
                 self.counters.inserts += 1;
                 (Queue::Small, 0, self.note_return(hash))
             }
@@ -388,6 +501,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
         let flags = if returning { RETURNING } else { 0 };
         self.attach(hash, key, entry, (weight, now), queue, (freq, flags));
+        self.count_put(now, spare);
+    }
+
+    /// Counts a put towards the next full sweep for expired entries, and runs
+    /// it when due.
+    fn count_put(&mut self, now: Timestamp, spare: &Spare) {
         self.puts_since_sweep += 1;
         if self.puts_since_sweep >= self.len().max(MIN_SWEEP_INTERVAL) {
             self.purge_expired(now);
@@ -418,15 +537,17 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.counters.removed += self.links.len() as u64;
-        self.links.clear();
+        self.counters.removed += self.slots.len() as u64;
+        self.table.clear();
+        self.extras.clear();
+        self.untouched.clear();
         match &mut self.removed {
             Some(removed) => removed.extend(
-                self.table
-                    .drain()
-                    .map(|n| (n.key, n.value, RemovalCause::Explicit)),
+                self.slots
+                    .drain(..)
+                    .map(|s| (s.key, s.value, RemovalCause::Explicit)),
             ),
-            None => self.table.clear(),
+            None => self.slots.clear(),
         }
         self.small = Fifo::EMPTY;
         self.main = Fifo::EMPTY;
@@ -438,196 +559,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Every key held.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
-        self.table.iter().map(|n| &n.key)
+        self.slots.iter().map(|s| &s.key)
     }
 
-    /// Adds an entry at the tail of `queue`.
-    fn attach(
-        &mut self,
-        hash: u64,
-        key: K,
-        entry: Entry<V>,
-        (weight, now): (u64, Timestamp),
-        queue: Queue,
-        (freq, policy_flags): (u8, u8),
-    ) {
-        let slot = self.links.len();
-        let created_at = entry.created_at();
-        let (fresh_until, stale_until) = (entry.fresh_until(), entry.stale_until());
-        let tags = entry.tags().clone();
-        let (fresh_ms, stale_ms, mut flags) =
-            match packed_times(created_at, fresh_until, stale_until) {
-                Some((f, s)) => (f, s, policy_flags),
-                None => (0, 0, WIDE | policy_flags),
-            };
-        if !tags.is_empty() {
-            flags |= TAGGED;
-        }
-        self.weight = self.weight.saturating_add(weight);
-        self.links.push(Link {
-            prev: NIL,
-            next: NIL,
-            queue,
-            weight,
-            hash,
-            fresh_until,
-            stale_until,
-            tags,
-            untouched: AtomicU32::new(Link::offset(stale_until, now)),
-        });
-        let node = Node {
-            key,
-            value: entry.into_value(),
-            created_at,
-            fresh_ms,
-            stale_ms,
-            slot: slot as u32,
-            freq: AtomicU8::new(freq),
-            flags,
-        };
-        let links = &self.links;
-        self.table
-            .insert_unique(hash, node, |n| links[n.slot as usize].hash);
-        self.push_back(slot, queue);
-    }
-
-    /// Drops slot `i` and counts why; returns its links.
-    fn discard(&mut self, i: usize, reason: EvictionReason) -> Link {
-        let (node, link) = self.detach(i);
+    /// Drops slot `i` and counts why.
+    fn discard(&mut self, i: usize, reason: EvictionReason) {
+        let slot = self.detach(i);
         self.counters.count(reason);
-        if let (Some(removed), Some(node)) = (&mut self.removed, node) {
-            removed.push((node.key, node.value, reason.into()));
+        if let Some(removed) = &mut self.removed {
+            removed.push((slot.key, slot.value, reason.into()));
         }
-        link
-    }
-
-    /// Takes slot `i` out of its list, its node out of the table, and its links
-    /// out of the `Vec` (the last slot moves into its place).
-    fn detach(&mut self, i: usize) -> (Option<Node<K, V>>, Link) {
-        self.unlink(i);
-        let hash = self.links[i].hash;
-        let node = self
-            .table
-            .find_entry(hash, |n| n.slot as usize == i)
-            .ok()
-            .map(|e| e.remove().0);
-        let link = self.links.swap_remove(i);
-        self.weight = self.weight.saturating_sub(link.weight);
-        if i < self.links.len() {
-            // The former last slot is now `i`: repoint everything at it.
-            let moved = self.links.len();
-            let Link {
-                prev,
-                next,
-                queue,
-                hash,
-                ..
-            } = self.links[i];
-            let list = self.list(queue);
-            if prev == NIL {
-                list.head = i as u32;
-            }
-            if next == NIL {
-                list.tail = i as u32;
-            }
-            if prev != NIL {
-                self.links[prev as usize].next = i as u32;
-            }
-            if next != NIL {
-                self.links[next as usize].prev = i as u32;
-            }
-            if let Some(node) = self.table.find_mut(hash, |n| n.slot as usize == moved) {
-                node.slot = i as u32;
-            }
-        }
-        (node, link)
-    }
-
-    fn list(&mut self, queue: Queue) -> &mut Fifo {
-        match queue {
-            Queue::Small => &mut self.small,
-            Queue::Main => &mut self.main,
-        }
-    }
-
-    fn unlink(&mut self, i: usize) {
-        let Link {
-            prev,
-            next,
-            queue,
-            weight,
-            ..
-        } = self.links[i];
-        if prev != NIL {
-            self.links[prev as usize].next = next;
-        }
-        if next != NIL {
-            self.links[next as usize].prev = prev;
-        }
-        let list = self.list(queue);
-        if prev == NIL {
-            list.head = next;
-        }
-        if next == NIL {
-            list.tail = prev;
-        }
-        list.len -= 1;
-        list.weight = list.weight.saturating_sub(weight);
-        let link = &mut self.links[i];
-        link.prev = NIL;
-        link.next = NIL;
-    }
-
-    fn push_back(&mut self, i: usize, queue: Queue) {
-        let weight = self.links[i].weight;
-        let list = self.list(queue);
-        let tail = list.tail;
-        list.tail = i as u32;
-        if tail == NIL {
-            list.head = i as u32;
-        }
-        list.len += 1;
-        list.weight = list.weight.saturating_add(weight);
-        if tail != NIL {
-            self.links[tail as usize].next = i as u32;
-        }
-        let link = &mut self.links[i];
-        link.queue = queue;
-        link.prev = tail;
-        link.next = NIL;
-    }
-
-    /// Checks the internal links and totals (tests only).
-    #[cfg(test)]
-    pub(crate) fn check(&self) {
-        let mut seen = 0;
-        for (queue, list) in [(Queue::Small, &self.small), (Queue::Main, &self.main)] {
-            let (mut i, mut prev, mut len, mut weight) = (list.head, NIL, 0, 0u64);
-            while i != NIL {
-                let l = &self.links[i as usize];
-                assert_eq!(l.queue, queue);
-                assert_eq!(l.prev, prev);
-                len += 1;
-                weight += l.weight;
-                prev = i;
-                i = l.next;
-            }
-            assert_eq!(list.tail, prev);
-            assert_eq!((list.len, list.weight), (len, weight));
-            seen += len;
-        }
-        assert_eq!(seen, self.links.len());
-        assert_eq!(self.table.len(), self.links.len());
-        for node in &self.table {
-            let link = &self.links[node.slot as usize];
-            assert_eq!(self.find(link.hash, &node.key), Some(node.slot as usize));
-            assert_eq!(self.times(node), (link.fresh_until, link.stale_until));
-            assert_eq!(node.flags & TAGGED != 0, !link.tags.is_empty());
-        }
-        assert_eq!(
-            self.weight,
-            self.links.iter().map(|l| l.weight).sum::<u64>()
-        );
     }
 }
 
@@ -654,19 +595,16 @@ mod tests {
     }
 
     #[test]
-    fn the_idle_offset_fits_in_padding() {
-        assert!(
-            std::mem::size_of::<Link>() <= 56,
-            "{}",
-            std::mem::size_of::<Link>()
-        );
+    fn a_slot_for_u64_keys_and_values_is_56_bytes() {
+        let size = std::mem::size_of::<Slot<u64, u64>>();
+        assert!(size <= 56, "{size}");
     }
 
     #[test]
     fn links_stay_consistent_through_churn() {
-        let h = Hasher::default();
         let now = Timestamp::from_millis(1_000);
-        let mut s = Shard::<u32, u32>::new(50, 50, u64::MAX, Extras::default());
+        let mut s = Shard::<u32, u32>::new(50, 50, u64::MAX, Extras::default(), Hasher::default());
+        let h = s.hasher.clone();
         for round in 0..20u32 {
             for k in 0..80 {
                 put(&mut s, &h, (k * 7 + round) % 120, now);
@@ -693,7 +631,6 @@ mod tests {
 
     #[test]
     fn packed_times_and_tags_read_back_exactly() {
-        let h = Hasher::default();
         let now = Timestamp::from_millis(1_000_000);
         let day = Duration::from_secs(86_400);
         let tagged = Entry::new(1, now, Duration::from_millis(1_500))
@@ -719,12 +656,22 @@ mod tests {
             Entry::absent(now, Duration::from_secs(5)),
             tagged,
         ];
-        let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX, Extras::default());
+        let mut s =
+            Shard::<u32, u32>::new(100, 100, u64::MAX, Extras::default(), Hasher::default());
+        let h = s.hasher.clone();
+        // The last two weigh more than a `u32` holds.
+        let heavy = u64::from(u32::MAX) + 7;
         for (k, e) in entries.iter().enumerate() {
             let k = k as u32;
-            s.put(h.hash_one(k), k, e.clone(), 1, now, &NO_SPARE);
+            let weight = if k + 2 >= entries.len() as u32 {
+                heavy
+            } else {
+                1
+            };
+            s.put(h.hash_one(k), k, e.clone(), weight, now, &NO_SPARE);
             s.check();
         }
+        assert_eq!(s.weight(), 5 + 2 * heavy);
         for (k, e) in entries.iter().enumerate() {
             let k = k as u32;
             match s.read(h.hash_one(k), &k, now) {
@@ -744,5 +691,19 @@ mod tests {
             Read::Hit(got) => assert_eq!(got.value(), Some(&2)),
             _ => panic!("key 1 should be live"),
         }
+        // Shortening freshness repacks the times, whichever way they were kept:
+        // wide entries become packed and keep their stale end.
+        let cap = now.saturating_add(Duration::from_millis(500));
+        let shortened = s.cap_fresh(|_| cap);
+        s.check();
+        for k in 0..entries.len() as u32 - 1 {
+            let Some(e) = s.peek(h.hash_one(k), &k, now) else {
+                continue;
+            };
+            let want = &entries[k as usize];
+            assert_eq!(e.fresh_until(), want.fresh_until().min(cap), "key {k}");
+            assert_eq!(e.stale_until(), want.stale_until(), "key {k}");
+        }
+        assert_eq!(shortened, 5, "every entry fresh past the cap but key 4");
     }
 }

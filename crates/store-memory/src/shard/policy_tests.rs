@@ -8,9 +8,9 @@ use super::*;
 
 #[test]
 fn a_scan_does_not_push_out_keys_that_are_read() {
-    let h = Hasher::default();
     let now = Timestamp::from_millis(1_000);
-    let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX, Extras::default());
+    let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX, Extras::default(), Hasher::default());
+    let h = s.hasher.clone();
     for k in 0..100 {
         put(&mut s, &h, k, now);
     }
@@ -48,9 +48,9 @@ fn a_scan_does_not_push_out_keys_that_are_read() {
 fn a_loop_bigger_than_the_shard_still_hits() {
     // LRU and plain S3-FIFO hit nothing on a loop over more keys than they
     // hold; admission keeps a fixed part of the loop instead.
-    let h = Hasher::default();
     let now = Timestamp::from_millis(1_000);
-    let mut s = Shard::<u32, u32>::new(10, 10, u64::MAX, Extras::default());
+    let mut s = Shard::<u32, u32>::new(10, 10, u64::MAX, Extras::default(), Hasher::default());
+    let h = s.hasher.clone();
     let mut hits = 0;
     for _round in 0..20 {
         for k in 0..1_011 {
@@ -68,12 +68,12 @@ fn a_loop_bigger_than_the_shard_still_hits() {
 
 #[test]
 fn a_key_wanted_again_takes_a_cold_keys_place() {
-    let h = Hasher::default();
     let now = Timestamp::from_millis(1_000);
-    let mut s = Shard::<u32, u32>::new(20, 20, u64::MAX, Extras::default());
+    let mut s = Shard::<u32, u32>::new(20, 20, u64::MAX, Extras::default(), Hasher::default());
+    let h = s.hasher.clone();
     let in_main = |s: &Shard<u32, u32>, k: u32| {
         s.find(h.hash_one(k), &k)
-            .is_some_and(|i| s.links[i].queue == Queue::Main)
+            .is_some_and(|i| s.slots[i].queue() == Queue::Main)
     };
     for k in 0..40 {
         put(&mut s, &h, k, now); // main fills with cold keys

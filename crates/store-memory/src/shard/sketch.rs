@@ -2,17 +2,21 @@
 //! halved every few multiples of the shard's size so old popularity fades
 //! (the TinyLFU idea, Einziger et al., 2017).
 //!
-//! A key counts once per insert and once per read that eviction consumed (a
+//! A key counts once per insert of a key not held (the miss that led to it)
+//! and once per read that eviction consumed (a
 //! read only bumps the entry's own small counter under the read lock; when
 //! eviction passes over the entry, that read reaches the sketch). So hits stay
 //! writes-free while the sketch still learns what is popular, including keys
 //! that are no longer held.
 
-/// Four counters per key, each in its own 64-bit word of sixteen 4-bit counters.
+/// Four counters per key, each in its own 64-bit word of sixteen 4-bit counters,
+/// all four words in one 64-byte block: a count touches one cache line.
 const ROWS: usize = 4;
+/// Words per block (one cache line).
+const BLOCK: usize = 8;
 /// Largest counter value.
 const MAX: u64 = 15;
-/// Words in the smallest table: a small shard still tells apart the keys of a
+/// Words in the smallest table (a multiple of [`BLOCK`]): a small shard still tells apart the keys of a
 /// working set many times its size (a loop over 1,000 keys at 10 entries).
 const MIN_WIDTH: usize = 256;
 /// Halve all counters after this many increments per word of the table.
@@ -23,7 +27,8 @@ pub(super) struct Sketch {
     /// nothing.
     table: Vec<u64>,
     width: usize,
-    mask: usize,
+    /// Blocks in the table, less one (their number is a power of two).
+    block_mask: usize,
     additions: usize,
     sample: usize,
 }
@@ -48,17 +53,23 @@ impl Sketch {
         Sketch {
             table: Vec::new(),
             width,
-            mask: width - 1,
+            block_mask: width / BLOCK - 1,
             additions: 0,
             sample: width * SAMPLE_PER_WORD,
         }
     }
 
-    /// Word index and bit shift of `hash`'s counter in `row`.
+    /// Word index and bit shift of each of `hash`'s counters: one block
+    /// chosen by the key, in it one word of each pair for each row, and in
+    /// each word a counter chosen by a different mix of the key.
     #[inline]
-    fn slot(&self, hash: u64, row: usize) -> (usize, u32) {
-        let h = row_hash(hash, row);
-        ((h as usize) & self.mask, ((h >> 60) as u32) * 4)
+    fn slots(&self, hash: u64) -> [(usize, u32); ROWS] {
+        let block = (row_hash(hash, 0) as usize & self.block_mask) * BLOCK;
+        std::array::from_fn(|row| {
+            let h = row_hash(hash, row);
+            let word = block + row * 2 + ((h >> 59) & 1) as usize;
+            (word, ((h >> 60) as u32) * 4)
+        })
     }
 
     /// Allocates the table: from now on wants are counted.
@@ -75,7 +86,7 @@ impl Sketch {
         if self.table.is_empty() {
             return;
         }
-        let slots: [(usize, u32); ROWS] = std::array::from_fn(|row| self.slot(hash, row));
+        let slots = self.slots(hash);
         let min = slots
             .iter()
             .map(|&(i, shift)| (self.table[i] >> shift) & MAX)
@@ -100,11 +111,9 @@ impl Sketch {
         if self.table.is_empty() {
             return 0;
         }
-        (0..ROWS)
-            .map(|row| {
-                let (i, shift) = self.slot(hash, row);
-                (self.table[i] >> shift) & MAX
-            })
+        self.slots(hash)
+            .iter()
+            .map(|&(i, shift)| (self.table[i] >> shift) & MAX)
             .min()
             .unwrap_or(0)
     }
