@@ -49,6 +49,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod climb;
 mod config;
 mod shard;
 mod spare;

@@ -14,6 +14,7 @@ use cache_core::{
 };
 use parking_lot::RwLock;
 
+use crate::climb::Climb;
 use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
 use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
@@ -26,6 +27,8 @@ use crate::stats::MemoryStats;
 struct ShardCell<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Hits on the keys the climber samples (see `climb.rs`).
+    sampled_hits: AtomicU64,
     lock: RwLock<Shard<K, V>>,
 }
 
@@ -53,10 +56,11 @@ impl<K, V> ShardCell<K, V> {
 ///   main one, and of the others only a key that was turned away before and
 ///   came back may take the place of main's coldest key, if a frequency sketch
 ///   says it is wanted more often (by a margin that adapts to how often each
-///   kind of decision turns out wrong). A scan of one-time keys therefore does
-///   not push out the working set, a loop bigger than the cache still hits, and
-///   frequency-heavy workloads keep their popular keys (measured on real traces
-///   by `cargo xtask bench`).
+///   kind of decision turns out wrong). The small queue's size follows the
+///   store's hit rate (sampled, so hits stay write-free). A scan of one-time
+///   keys therefore does not push out the working set, a loop bigger than the
+///   cache still hits, and frequency-heavy workloads keep their popular keys
+///   (measured on real traces by `cargo xtask bench`).
 /// - Expired entries are misses, are removed when met, and are swept regularly, so
 ///   memory does not fill up with dead entries.
 ///
@@ -71,6 +75,8 @@ pub struct MemoryStore<K, V> {
     clock: Arc<dyn Clock>,
     /// `clock` is the system clock: hits read it without a dynamic call.
     system_clock: bool,
+    /// Sizes every shard's *small* queue by the hit rate.
+    climb: Climb,
     weigher: Option<Weigher<K, V>>,
     max_entry_weight: u64,
     max_key_len: Option<usize>,
@@ -131,6 +137,7 @@ where
                     lock: RwLock::new(Shard::new(share, owned, weight, extras, hasher.clone())),
                     hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
+                    sampled_hits: AtomicU64::new(0),
                 }
             })
             .collect();
@@ -140,6 +147,7 @@ where
             mask: n - 1,
             hasher,
             system_clock: b.clock.is_system(),
+            climb: Climb::new(b.max_entries),
             clock: b.clock,
             weigher: b.weigher,
             max_entry_weight: plan.max_entry_weight,
@@ -295,6 +303,9 @@ where
         match shard.read(hash, key, now) {
             Read::Hit(entry) => {
                 drop(shard);
+                if self.climb.sampled(hash) {
+                    cell.sampled_hits.fetch_add(1, Ordering::Relaxed);
+                }
                 self.count_read(cell, true);
                 Some(entry)
             }
@@ -398,7 +409,16 @@ where
             return;
         }
         let mut shard = cell.lock.write();
-        shard.put(hash, key, entry, weight, now, &self.spare);
+        shard.set_small_permille(self.climb.permille());
+        if shard.put(hash, key, entry, weight, now, &self.spare) {
+            let shards = &self.shards;
+            self.climb.miss(hash, || {
+                shards
+                    .iter()
+                    .map(|c| c.sampled_hits.load(Ordering::Relaxed))
+                    .sum()
+            });
+        }
         let removed = shard.removed.as_mut().map(std::mem::take);
         drop(shard);
         self.notify(removed);

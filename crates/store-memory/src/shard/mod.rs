@@ -11,9 +11,10 @@
 //! only when a time to idle is set. Two intrusive FIFO lists through the slots
 //! order the entries:
 //!
-//! - **small** takes new keys (a twentieth of the shard). A key read at least
-//!   once while it is there moves to *main* when it reaches the head; one that
-//!   was not is a candidate for *main* (see `evict.rs`).
+//! - **small** takes new keys (a twentieth of the shard at first; `climb.rs`
+//!   sizes it by the hit rate). A key read at least once while it is there
+//!   moves to *main* when it reaches the head; one that was not is a
+//!   candidate for *main* (see `evict.rs`).
 //! - **main** holds keys that proved themselves. Its head is evicted only when its
 //!   read counter (0..=3) is zero; otherwise the counter drops by one and the key
 //!   goes round again (a CLOCK with a small counter).
@@ -57,8 +58,6 @@ const NIL: u32 = u32::MAX;
 const MAX_FREQ: u8 = 3;
 /// Reads while in *small* that earn a key its place in *main*.
 pub(crate) const PROMOTE_AT: u8 = 1;
-/// The share of a shard's entries (and weight) that *small* may hold, in percent.
-pub(crate) const SMALL_PERCENT: usize = 5;
 /// Expired entries dropped from each list head on every put, at most.
 const HEAD_RECLAIM: usize = 2;
 /// A full sweep runs after this many puts, or after as many puts as there are
@@ -246,7 +245,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         extras: Extras,
         hasher: Hasher,
     ) -> Self {
-        Shard {
+        let mut shard = Shard {
             hasher,
             table: HashTable::new(),
             slots: Vec::new(),
@@ -265,15 +264,15 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             quota: owned,
             owned,
             max_weight,
-            small_entries: (share * SMALL_PERCENT / 100).max(1),
-            small_weight: (max_weight / 100)
-                .saturating_mul(SMALL_PERCENT as u64)
-                .max(1),
+            small_entries: 0,
+            small_weight: 0,
             puts_since_sweep: 0,
             counters: Counters::default(),
             removed: extras.notify.then(Vec::new),
             idle_ms: extras.idle_ms,
-        }
+        };
+        shard.set_small_permille(crate::climb::START_PERMILLE);
+        shard
     }
 
     /// Whether slot `i` may no longer be served: past its stale end, or idle
@@ -455,7 +454,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         weight: u64,
         now: Timestamp,
         spare: &Spare,
-    ) {
+    ) -> bool {
         let found = self.find(hash, &key);
         if let Some(i) = found
             && (self.weight - self.weight_of(i)).saturating_add(weight) <= self.max_weight
@@ -463,7 +462,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             // Room for the new weight: replaced where it stands.
             self.counters.updates += 1;
             self.replace(i, key, entry, (weight, now));
-            return self.count_put(now, spare);
+            self.count_put(now, spare);
+            return false;
         }
         let (queue, freq, returning) = match found {
             Some(i) => {
@@ -502,6 +502,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let flags = if returning { RETURNING } else { 0 };
         self.attach(hash, key, entry, (weight, now), queue, (freq, flags));
         self.count_put(now, spare);
+        found.is_none()
+    }
+
+    /// Sets *small*'s share of the shard, in per mille (see `climb.rs`).
+    pub(crate) fn set_small_permille(&mut self, permille: u32) {
+        let permille = permille.clamp(1, 1000) as usize;
+        self.small_entries = (self.share * permille / 1000).max(1);
+        self.small_weight = (self.max_weight / 1000)
+            .saturating_mul(permille as u64)
+            .max(1);
     }
 
     /// Counts a put towards the next full sweep for expired entries, and runs
