@@ -446,6 +446,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Inserts or replaces, evicting first so the new entry fits. The caller has
     /// checked `weight` against the per-entry limit (at most the shard's bound).
+    /// Returns whether the key was new (for the store's climber, a miss).
     pub(crate) fn put(
         &mut self,
         hash: u64,
