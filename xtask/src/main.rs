@@ -299,12 +299,70 @@ fn package() -> Result {
     if crates.len() < 10 {
         return Err(format!("expected the published crates, found {crates:?}"));
     }
+    forget_unpacked_packages(&crates);
     let mut cmd = cargo();
     cmd.args(["package", "--allow-dirty"]);
     for (name, _) in &crates {
         cmd.args(["-p", name]);
     }
     run("cargo package", &mut cmd)
+}
+
+/// `cargo package` verifies each crate against the others' packages through a
+/// temporary local registry, whose crates cargo unpacks once into
+/// `$CARGO_HOME/registry/src/-<hash>/NAME-VERSION` and never again: a later
+/// run with changed sources under the same version would verify against the
+/// stale copy (a new `cache-core` method was "missing" that way), and cargo
+/// takes a registry crate's build as fresh by its version alone. Removes
+/// those copies of our crates and our crates' debug fingerprints first, so
+/// the verification rebuilds them; crates.io's copies and every other build
+/// are left alone.
+fn forget_unpacked_packages(crates: &[(String, PathBuf)]) {
+    let is_ours = |file_name: &str| {
+        crates.iter().any(|(name, _)| {
+            file_name
+                .strip_prefix(name.as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
+        })
+    };
+    let fingerprints = target_dir().join("debug").join(".fingerprint");
+    for dir in std::fs::read_dir(&fingerprints)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if is_ours(&dir.file_name().to_string_lossy())
+            && let Err(e) = std::fs::remove_dir_all(dir.path())
+        {
+            eprintln!("xtask: could not remove {}: {e}", dir.path().display());
+        }
+    }
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        // Local registries are named after their path's hash alone.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for dir in unpacked.flatten() {
+            if is_ours(&dir.file_name().to_string_lossy())
+                && let Err(e) = std::fs::remove_dir_all(dir.path())
+            {
+                eprintln!("xtask: could not remove {}: {e}", dir.path().display());
+            }
+        }
+    }
 }
 
 /// The fenced blocks of `lang` in a Markdown page, in order.
