@@ -48,8 +48,8 @@ struct State {
     last_rate: f64,
     step: f64,
     permille: f64,
-    /// Periods measured (only whether any was).
-    periods: u8,
+    /// Whether the first period (the baseline) is over.
+    started: bool,
 }
 
 /// The store-wide climber.
@@ -84,7 +84,7 @@ impl Climb {
                 last_rate: 0.0,
                 step: FIRST_STEP,
                 permille: f64::from(START_PERMILLE),
-                periods: 0,
+                started: false,
             }),
         }
     }
@@ -123,9 +123,9 @@ impl Climb {
         let delta = rate - s.last_rate;
         s.hits_at_start = hits;
         s.misses_at_start = misses;
-        if s.periods == 0 {
+        if !s.started {
             // The first period only sets the baseline.
-            s.periods = 1;
+            s.started = true;
             s.last_rate = rate;
             return;
         }

@@ -410,7 +410,12 @@ where
         }
         let mut shard = cell.lock.write();
         shard.set_small_permille(self.climb.permille());
-        if shard.put(hash, key, entry, weight, now, &self.spare) {
+        let new_key = shard.put(hash, key, entry, weight, now, &self.spare);
+        let removed = shard.removed.as_mut().map(std::mem::take);
+        drop(shard);
+        if new_key {
+            // Outside the shard's lock: ending a period reads every shard's
+            // sampled hits.
             let shards = &self.shards;
             self.climb.miss(hash, || {
                 shards
@@ -419,8 +424,6 @@ where
                     .sum()
             });
         }
-        let removed = shard.removed.as_mut().map(std::mem::take);
-        drop(shard);
         self.notify(removed);
     }
 

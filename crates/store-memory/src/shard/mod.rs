@@ -227,6 +227,9 @@ pub(crate) struct Shard<K, V> {
     max_weight: u64,
     small_entries: usize,
     small_weight: u64,
+    /// The share `small_entries` and `small_weight` were set for, in per mille
+    /// (0 before the first).
+    small_permille: u32,
     /// Puts since the last full sweep for expired entries.
     puts_since_sweep: usize,
     pub(crate) counters: Counters,
@@ -266,6 +269,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             max_weight,
             small_entries: 0,
             small_weight: 0,
+            small_permille: 0,
             puts_since_sweep: 0,
             counters: Counters::default(),
             removed: extras.notify.then(Vec::new),
@@ -303,10 +307,25 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// The slot of `key`.
     #[inline]
     fn find(&self, hash: u64, key: &K) -> Option<usize> {
-        let slots = &self.slots;
-        self.table
-            .find(hash, |&s| slots[s as usize].key == *key)
-            .map(|&s| s as usize)
+        self.find_slot(hash, key).map(|(i, _)| i)
+    }
+
+    /// The slot of `key`, with the slot itself (kept from the probe, so a hit
+    /// indexes nothing twice).
+    #[inline]
+    fn find_slot(&self, hash: u64, key: &K) -> Option<(usize, &Slot<K, V>)> {
+        let mut found = None;
+        self.table.find(hash, |&s| {
+            let i = s as usize;
+            match self.slots.get(i) {
+                Some(slot) if slot.key == *key => {
+                    found = Some((i, slot));
+                    true
+                }
+                _ => false,
+            }
+        });
+        found
     }
 
     /// The hash of slot `i`'s key.
@@ -322,7 +341,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Slot `i`'s `(fresh_until, stale_until)`.
     #[inline]
     fn times(&self, i: usize) -> (Timestamp, Timestamp) {
-        let slot = &self.slots[i];
+        self.slot_times(i, &self.slots[i])
+    }
+
+    /// The times of `slot`, which is slot `i`.
+    #[inline]
+    fn slot_times(&self, i: usize, slot: &Slot<K, V>) -> (Timestamp, Timestamp) {
         if slot.flags & WIDE == 0 {
             slot.packed_times()
         } else {
@@ -336,7 +360,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Slot `i`'s tags.
     #[inline]
     fn tags(&self, i: usize) -> Tags {
-        if self.slots[i].flags & TAGGED == 0 {
+        self.slot_tags(i, &self.slots[i])
+    }
+
+    /// The tags of `slot`, which is slot `i`.
+    #[inline]
+    fn slot_tags(&self, i: usize, slot: &Slot<K, V>) -> Tags {
+        if slot.flags & TAGGED == 0 {
             Tags::none()
         } else {
             self.extra(i).map_or_else(Tags::none, |e| e.tags.clone())
@@ -353,19 +383,18 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    /// The entry in slot `i`, with its value cloned.
+    /// The entry in `slot` (slot `i`), with its value cloned.
     #[inline]
-    fn entry(&self, i: usize, fresh: Timestamp, stale: Timestamp) -> Entry<V>
+    fn entry(&self, i: usize, slot: &Slot<K, V>, fresh: Timestamp, stale: Timestamp) -> Entry<V>
     where
         V: Clone,
     {
-        let slot = &self.slots[i];
         Entry::from_parts(
             slot.value.clone(),
             slot.created_at,
             fresh,
             Some(stale),
-            self.tags(i),
+            self.slot_tags(i, slot),
         )
     }
 
@@ -375,27 +404,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     where
         V: Clone,
     {
-        // The slot found by the probe is kept, so the hit indexes nothing twice.
-        let mut hit = None;
-        let Some(&at) = self.table.find(hash, |&s| {
-            let slot = self.slots.get(s as usize);
-            let found = slot.is_some_and(|slot| slot.key == *key);
-            if found {
-                hit = slot;
-            }
-            found
-        }) else {
+        let Some((i, slot)) = self.find_slot(hash, key) else {
             return Read::Miss;
         };
-        let Some(slot) = hit else {
-            return Read::Miss;
-        };
-        let i = at as usize;
-        let (fresh, stale) = if slot.flags & WIDE == 0 {
-            slot.packed_times()
-        } else {
-            self.times(i)
-        };
+        let (fresh, stale) = self.slot_times(i, slot);
         if now >= stale {
             return Read::Expired;
         }
@@ -411,18 +423,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         if seen < MAX_FREQ {
             slot.freq.store(seen + 1, Ordering::Relaxed);
         }
-        let tags = if slot.flags & TAGGED == 0 {
-            Tags::none()
-        } else {
-            self.tags(i)
-        };
-        Read::Hit(Entry::from_parts(
-            slot.value.clone(),
-            slot.created_at,
-            fresh,
-            Some(stale),
-            tags,
-        ))
+        Read::Hit(self.entry(i, slot, fresh, stale))
     }
 
     /// Looks up without counting a read.
@@ -430,9 +431,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     where
         V: Clone,
     {
-        let i = self.find(hash, key)?;
-        let (fresh, stale) = self.times(i);
-        (now < stale && !self.idle(i, stale, now)).then(|| self.entry(i, fresh, stale))
+        let (i, slot) = self.find_slot(hash, key)?;
+        let (fresh, stale) = self.slot_times(i, slot);
+        (now < stale && !self.idle(i, stale, now)).then(|| self.entry(i, slot, fresh, stale))
     }
 
     /// Removes `key` if it is (still) expired.
@@ -508,7 +509,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Sets *small*'s share of the shard, in per mille (see `climb.rs`).
     pub(crate) fn set_small_permille(&mut self, permille: u32) {
-        let permille = permille.clamp(1, 1000) as usize;
+        let permille = permille.clamp(1, 1000);
+        if permille == self.small_permille {
+            return;
+        }
+        self.small_permille = permille;
+        let permille = permille as usize;
         self.small_entries = (self.share * permille / 1000).max(1);
         self.small_weight = (self.max_weight / 1000)
             .saturating_mul(permille as u64)
@@ -598,6 +604,14 @@ mod tests {
 
     static NO_SPARE: Spare = Spare(std::sync::atomic::AtomicUsize::new(0));
 
+    /// A shard of `share` entries, all its own, without a weight bound; and
+    /// its hasher.
+    pub(super) fn shard(share: usize) -> (Shard<u32, u32>, Hasher) {
+        let s = Shard::new(share, share, u64::MAX, Extras::default(), Hasher::default());
+        let h = s.hasher.clone();
+        (s, h)
+    }
+
     /// Puts `k` (weight 1, a minute to live) and checks the shard's invariants.
     pub(super) fn put(s: &mut Shard<u32, u32>, h: &Hasher, k: u32, now: Timestamp) {
         let e = Entry::new(k, now, Duration::from_secs(60));
@@ -614,8 +628,7 @@ mod tests {
     #[test]
     fn links_stay_consistent_through_churn() {
         let now = Timestamp::from_millis(1_000);
-        let mut s = Shard::<u32, u32>::new(50, 50, u64::MAX, Extras::default(), Hasher::default());
-        let h = s.hasher.clone();
+        let (mut s, h) = shard(50);
         for round in 0..20u32 {
             for k in 0..80 {
                 put(&mut s, &h, (k * 7 + round) % 120, now);
@@ -667,9 +680,7 @@ mod tests {
             Entry::absent(now, Duration::from_secs(5)),
             tagged,
         ];
-        let mut s =
-            Shard::<u32, u32>::new(100, 100, u64::MAX, Extras::default(), Hasher::default());
-        let h = s.hasher.clone();
+        let (mut s, h) = shard(100);
         // The last two weigh more than a `u32` holds.
         let heavy = u64::from(u32::MAX) + 7;
         for (k, e) in entries.iter().enumerate() {

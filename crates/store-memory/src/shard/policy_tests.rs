@@ -3,14 +3,13 @@
 
 use std::hash::BuildHasher;
 
-use super::tests::put;
+use super::tests::{put, shard};
 use super::*;
 
 #[test]
 fn a_scan_does_not_push_out_keys_that_are_read() {
     let now = Timestamp::from_millis(1_000);
-    let mut s = Shard::<u32, u32>::new(100, 100, u64::MAX, Extras::default(), Hasher::default());
-    let h = s.hasher.clone();
+    let (mut s, h) = shard(100);
     for k in 0..100 {
         put(&mut s, &h, k, now);
     }
@@ -49,8 +48,7 @@ fn a_loop_bigger_than_the_shard_still_hits() {
     // LRU and plain S3-FIFO hit nothing on a loop over more keys than they
     // hold; admission keeps a fixed part of the loop instead.
     let now = Timestamp::from_millis(1_000);
-    let mut s = Shard::<u32, u32>::new(10, 10, u64::MAX, Extras::default(), Hasher::default());
-    let h = s.hasher.clone();
+    let (mut s, h) = shard(10);
     let mut hits = 0;
     for _round in 0..20 {
         for k in 0..1_011 {
@@ -69,8 +67,7 @@ fn a_loop_bigger_than_the_shard_still_hits() {
 #[test]
 fn a_key_wanted_again_takes_a_cold_keys_place() {
     let now = Timestamp::from_millis(1_000);
-    let mut s = Shard::<u32, u32>::new(20, 20, u64::MAX, Extras::default(), Hasher::default());
-    let h = s.hasher.clone();
+    let (mut s, h) = shard(20);
     let in_main = |s: &Shard<u32, u32>, k: u32| {
         s.find(h.hash_one(k), &k)
             .is_some_and(|i| s.slots[i].queue() == Queue::Main)
