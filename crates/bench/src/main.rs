@@ -4,12 +4,14 @@
 //! ```text
 //! cargo xtask bench [--quick] [--filter GROUP] [--out DIR]
 //! groups: l1, hit-ratio, traces (real traces), memory, l2, clear, stampede, outage, overheads
+//! cargo run --release -p cache-bench -- --ab hit|gets|mix|puts [SECONDS]
 //! ```
 //!
 //! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
 //! `target/bench/` (or `--out`).
 #![forbid(unsafe_code)]
 
+mod ab;
 mod caches;
 mod clear;
 mod l1;
@@ -73,6 +75,9 @@ fn main() -> ExitCode {
     {
         return probe(kind);
     }
+    if args.first().is_some_and(|a| a == "--ab") {
+        return ab::ab(&args[1..]);
+    }
     let mut plan = Plan {
         quick: false,
         filter: None,
@@ -98,7 +103,8 @@ fn main() -> ExitCode {
             },
             "-h" | "--help" => {
                 println!(
-                    "cache-bench [--quick] [--filter {}] [--out DIR]",
+                    "cache-bench [--quick] [--filter {}] [--out DIR]\n\
+                     cache-bench --ab hit|gets|mix|puts [SECONDS]   (store-memory vs quick_cache, in one process)",
                     GROUPS.join("|")
                 );
                 return ExitCode::SUCCESS;

@@ -1,59 +1,40 @@
-//! An in-process A/B of store-memory against quick_cache: both caches live in
-//! one process and run in interleaved 100 ms rounds, so the machine's drift
-//! (a shared VM's neighbours, frequency changes) hits both alike. Prints the
-//! median of each and their ratio.
+//! `cache-bench --ab MODE [SECONDS]`: an in-process A/B of store-memory
+//! against quick_cache. Both caches live in one process and run in
+//! interleaved 100 ms rounds, so the machine's drift (a shared VM's
+//! neighbours, frequency changes) hits both alike; prints the median of each
+//! and their ratio. The caches are called directly, not through
+//! [`Contender`](crate::caches::Contender).
 //!
-//! ```text
-//! cargo run --release -p cache-bench --example l1_ab -- [hit|gets|mix|puts] [seconds]
-//! ```
-//!
-//! `hit` reads only keys the prefill stored; `gets` reads a Zipf trace over ten
-//! times the capacity; `mix` is 90 % of those reads and 10 % inserts; `puts`
-//! inserts only. `CAP` sets the capacity (default 100,000).
+//! `hit` reads only keys the prefill stored; `gets` reads a Zipf trace over
+//! ten times the capacity; `mix` is 90 % of those reads and 10 % inserts;
+//! `puts` inserts only. `CAP` sets the capacity (default 100,000).
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cache_core::{Clock, Entry, SystemClock};
 use cache_store_memory::MemoryStore;
 
-/// Keys drawn from a Zipf(1.0) distribution over `0..universe`.
-fn zipf_keys(universe: u64, n: usize) -> Vec<u64> {
-    let h: f64 = (1..=universe).map(|i| 1.0 / i as f64).sum();
-    let mut cdf = Vec::with_capacity(universe as usize);
-    let mut acc = 0.0;
-    for i in 1..=universe {
-        acc += 1.0 / i as f64 / h;
-        cdf.push(acc);
+use crate::report::median;
+use crate::trace::{Zipf, zipf_keys};
+
+const MODES: [&str; 4] = ["hit", "gets", "mix", "puts"];
+
+pub(crate) fn ab(args: &[String]) -> ExitCode {
+    let mode = args.first().map_or("mix", String::as_str);
+    if !MODES.contains(&mode) {
+        eprintln!("--ab takes one of {MODES:?}, got `{mode}`");
+        return ExitCode::FAILURE;
     }
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
-            cdf.partition_point(|&c| c < u) as u64
-        })
-        .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let mode = args.next().unwrap_or_else(|| "mix".into());
-    let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4);
     let cap: usize = std::env::var("CAP")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
-    let keys = zipf_keys(cap as u64 * 10, 1_000_000);
+    let keys = zipf_keys(&Zipf::new(cap * 10, 1.0), 1_000_000, 7);
     let Ok(store) = MemoryStore::<u64, u64>::builder().max_entries(cap).build() else {
         eprintln!("invalid capacity {cap}");
-        return;
+        return ExitCode::FAILURE;
     };
     let quick = quick_cache::sync::Cache::<u64, u64>::new(cap);
     let (clock, ttl) = (SystemClock, Duration::from_secs(3_600));
@@ -63,7 +44,7 @@ fn main() {
     }
     let hits: Vec<u64> = keys.iter().copied().filter(|&k| k < cap as u64).collect();
     let trace = if mode == "hit" { &hits } else { &keys };
-    let put_every = match mode.as_str() {
+    let put_every = match mode {
         "mix" => 10,
         "puts" => 1,
         _ => 0,
@@ -107,4 +88,5 @@ fn main() {
         "{mode}, capacity {cap}: store-memory {a:.2} Mops/s, quick_cache {b:.2} Mops/s (medians of interleaved rounds): {:.2}×",
         a / b
     );
+    ExitCode::SUCCESS
 }
