@@ -60,41 +60,27 @@ fn forget_unpacked_packages(crates: &[(String, PathBuf)]) {
                 .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
         })
     };
-    let fingerprints = target_dir().join("debug").join(".fingerprint");
-    for dir in std::fs::read_dir(&fingerprints)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if is_ours(&dir.file_name().to_string_lossy())
-            && let Err(e) = std::fs::remove_dir_all(dir.path())
-        {
-            eprintln!("xtask: could not remove {}: {e}", dir.path().display());
+    // Removes the entries of `dir` named after one of our crates.
+    let forget = |dir: &std::path::Path| {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if is_ours(&entry.file_name().to_string_lossy())
+                && let Err(e) = std::fs::remove_dir_all(entry.path())
+            {
+                eprintln!("xtask: could not remove {}: {e}", entry.path().display());
+            }
         }
-    }
+    };
+    forget(&target_dir().join("debug").join(".fingerprint"));
     let home = env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     let Some(src) = home.map(|h| h.join("registry").join("src")) else {
         return;
     };
-    let Ok(registries) = std::fs::read_dir(&src) else {
-        return;
-    };
-    for registry in registries.flatten() {
+    for registry in std::fs::read_dir(&src).into_iter().flatten().flatten() {
         // Local registries are named after their path's hash alone.
-        if !registry.file_name().to_string_lossy().starts_with('-') {
-            continue;
-        }
-        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
-            continue;
-        };
-        for dir in unpacked.flatten() {
-            if is_ours(&dir.file_name().to_string_lossy())
-                && let Err(e) = std::fs::remove_dir_all(dir.path())
-            {
-                eprintln!("xtask: could not remove {}: {e}", dir.path().display());
-            }
+        if registry.file_name().to_string_lossy().starts_with('-') {
+            forget(&registry.path());
         }
     }
 }
