@@ -5,20 +5,24 @@
 //! and their ratio. The caches are called directly, not through
 //! [`Contender`](crate::caches::Contender).
 //!
-//! `hit` reads only keys the prefill stored; `gets` reads a Zipf trace over
+//! `hit` reads only keys the prefill stored (`get_fresh_sync`, the value
+//! only; `entry` does the same with `get_sync`, which builds the whole entry;
+//! `facade` with a memory-only facade's `get`); `gets` reads a Zipf trace over
 //! ten times the capacity; `mix` is 90 % of those reads and 10 % inserts;
-//! `puts` inserts only. `CAP` sets the capacity (default 100,000).
+//! `puts` inserts only. `CAP` sets the capacity (default 100,000);
+//! `AB_ONLY=ours` or `AB_ONLY=quick` runs one side only, for `perf record`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cache_core::{Clock, Entry, SystemClock};
 use cache_store_memory::MemoryStore;
+use futures_util::FutureExt;
 
 use crate::report::median;
 use crate::trace::{Zipf, zipf_keys};
 
-const MODES: [&str; 4] = ["hit", "gets", "mix", "puts"];
+const MODES: [&str; 6] = ["hit", "entry", "facade", "gets", "mix", "puts"];
 
 pub(crate) fn ab(args: &[String]) -> ExitCode {
     let mode = args.first().map_or("mix", String::as_str);
@@ -37,18 +41,28 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let quick = quick_cache::sync::Cache::<u64, u64>::new(cap);
+    let facade: resilient_cache::Cache<u64, u64> = resilient_cache::Cache::builder("ab")
+        .max_entries(cap)
+        .build()
+        .expect("valid A/B config");
     let (clock, ttl) = (SystemClock, Duration::from_secs(3_600));
     for k in 0..cap as u64 {
         let _ = store.put_sync(k, Entry::new(k, clock.recent(), ttl));
         quick.insert(k, k);
+        let _ = facade.set(k, k).now_or_never();
     }
     let hits: Vec<u64> = keys.iter().copied().filter(|&k| k < cap as u64).collect();
-    let trace = if mode == "hit" { &hits } else { &keys };
+    let trace = if matches!(mode, "hit" | "entry" | "facade") {
+        &hits
+    } else {
+        &keys
+    };
     let put_every = match mode {
         "mix" => 10,
         "puts" => 1,
         _ => 0,
     };
+    let fl1 = std::env::var_os("FL1").is_some();
     let run = |ours: bool, at: &mut usize| -> f64 {
         let start = Instant::now();
         let (mut ops, mut found) = (0u64, 0u64);
@@ -61,7 +75,17 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
                     (true, true) => {
                         let _ = store.put_sync(k, Entry::new(k, clock.recent(), ttl));
                     }
-                    (true, false) => found += u64::from(store.get_sync(&k).is_some()),
+                    (true, false) if mode == "facade" => {
+                        found +=
+                            u64::from(matches!(facade.get(&k).now_or_never(), Some(Ok(Some(_)))));
+                    }
+                    (true, false) if fl1 && mode == "entry" => {
+                        found += u64::from(facade.tiered().l1().get_fresh_sync(&k).is_some());
+                    }
+                    (true, false) if mode == "entry" => {
+                        found += u64::from(store.get_sync(&k).is_some());
+                    }
+                    (true, false) => found += u64::from(store.get_fresh_sync(&k).is_some()),
                     (false, true) => quick.insert(k, k),
                     (false, false) => found += u64::from(quick.get(&k).is_some()),
                 }
@@ -73,9 +97,17 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
     };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let (mut at_a, mut at_b) = (0, 0);
+    // `AB_ONLY=ours|quick` runs one side only (for `perf record`).
+    let only = std::env::var("AB_ONLY").unwrap_or_default();
     for round in 0..secs * 5 {
-        // Alternate which goes first.
-        if round % 2 == 0 {
+        if only == "ours" {
+            a.push(run(true, &mut at_a));
+            b.push(1.0);
+        } else if only == "quick" {
+            a.push(1.0);
+            b.push(run(false, &mut at_b));
+        } else if round % 2 == 0 {
+            // Alternate which goes first.
             a.push(run(true, &mut at_a));
             b.push(run(false, &mut at_b));
         } else {

@@ -129,6 +129,7 @@ where
         self.inner.counters.snapshot()
     }
 
+    #[inline]
     pub(crate) fn bloom_rejects(&self, key: &K) -> bool {
         match &self.inner.bloom {
             Some(bloom) if !bloom.contains(key) => {
@@ -195,12 +196,10 @@ where
     /// counted as an L1 hit.
     #[inline]
     fn fresh_in_l1(&self, key: &K) -> Option<Option<V>> {
-        let e = self.inner.tiered.l1().get_sync(key)?;
-        if !e.is_fresh(self.inner.clock.recent()) {
-            return None;
-        }
+        // The L1 judges freshness by the same clock (the builder shares it).
+        let v = self.inner.tiered.l1().get_fresh_sync(key)?;
         self.l1_hit();
-        Some(e.into_value())
+        Some(v)
     }
 
     async fn get_from_l2(&self, key: &K) -> Result<Option<V>, Error> {

@@ -27,7 +27,8 @@ use crate::stats::MemoryStats;
 struct ShardCell<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,
-    /// Hits on the keys the climber samples (see `climb.rs`).
+    /// Hits on the keys the climber samples (see `climb.rs`); counted without
+    /// a locked instruction, so racing readers may lose a count.
     sampled_hits: AtomicU64,
     lock: RwLock<Shard<K, V>>,
 }
@@ -295,19 +296,62 @@ where
     /// the system clock may lag by about a millisecond.
     #[inline]
     pub fn get_sync(&self, key: &K) -> Option<Entry<V>> {
+        self.lookup(key, Shard::read)
+    }
+
+    /// The value of a *fresh* entry for `key`: `Some(Some(v))`, or `Some(None)`
+    /// for a fresh absent marker (negative caching); `None` when the store
+    /// holds nothing fresh (missing, or only in its stale window). Like
+    /// [`get_sync`](Self::get_sync), a live entry found counts as a use of the
+    /// key, but no [`Entry`] is built: the shard's read lock is held for the
+    /// value's clone only, so this is the fastest read when only the value is
+    /// wanted.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Clock, Entry, SystemClock};
+    /// use cache_store_memory::MemoryStore;
+    ///
+    /// let store = MemoryStore::<&str, u32>::builder().max_entries(100).build()?;
+    /// let now = SystemClock.now();
+    /// store.put_sync("a", Entry::new(1, now, Duration::from_secs(60)))?;
+    /// store.put_sync("gone", Entry::absent(now, Duration::from_secs(60)))?;
+    /// assert_eq!(store.get_fresh_sync(&"a"), Some(Some(1)));
+    /// assert_eq!(store.get_fresh_sync(&"gone"), Some(None));
+    /// assert_eq!(store.get_fresh_sync(&"b"), None);
+    /// # Ok::<(), cache_core::CacheError>(())
+    /// ```
+    #[inline]
+    pub fn get_fresh_sync(&self, key: &K) -> Option<Option<V>> {
+        self.lookup(key, Shard::read_fresh)?
+    }
+
+    /// One read under the shard's shared lock, then the counting (and, for an
+    /// expired entry, its removal under the write lock) after the lock is gone.
+    #[inline]
+    fn lookup<T>(
+        &self,
+        key: &K,
+        read: impl FnOnce(&Shard<K, V>, u64, &K, Timestamp) -> Read<T>,
+    ) -> Option<T> {
         let (hash, cell) = self.locate(key);
         let now = self.recent();
         let shard = cell.lock.read();
-        // Each arm returns on its own so the entry is built straight into the
+        // Each arm returns on its own so the answer is built straight into the
         // return slot instead of being shuffled through temporaries.
-        match shard.read(hash, key, now) {
-            Read::Hit(entry) => {
+        match read(&shard, hash, key, now) {
+            Read::Hit(found) => {
                 drop(shard);
                 if self.climb.sampled(hash) {
-                    cell.sampled_hits.fetch_add(1, Ordering::Relaxed);
+                    // A plain load and store, not a read-modify-write: two
+                    // threads racing lose a count, which the climber's
+                    // sampled rate tolerates, and a hit stays free of a third
+                    // locked instruction.
+                    let seen = cell.sampled_hits.load(Ordering::Relaxed);
+                    cell.sampled_hits.store(seen + 1, Ordering::Relaxed);
                 }
                 self.count_read(cell, true);
-                Some(entry)
+                Some(found)
             }
             read => {
                 drop(shard);

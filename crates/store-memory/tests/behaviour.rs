@@ -492,3 +492,43 @@ fn cap_fresh_bounds_freshness_spread_over_the_window_and_keeps_stale_copies() {
     clock.advance(Duration::from_secs(1));
     assert!(store.get_sync(&7).is_some_and(|e| !e.is_fresh(clock.now())));
 }
+
+#[test]
+fn a_fresh_read_answers_only_fresh_values_and_counts_every_live_entry() {
+    let clock = MockClock::default();
+    let store: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_entries(100)
+        .shards(1)
+        .count_reads(true)
+        .clock(clock.clone())
+        .build()
+        .expect("valid config");
+    let now = clock.now();
+    let stale_later =
+        Entry::new("v".to_owned(), now, Duration::from_secs(10)).with_stale_window(TTL);
+    store.put_sync(1, stale_later).expect("put");
+    store
+        .put_sync(2, Entry::absent(now, Duration::from_secs(10)))
+        .expect("put");
+
+    assert_eq!(store.get_fresh_sync(&1), Some(Some("v".to_owned())));
+    assert_eq!(
+        store.get_fresh_sync(&2),
+        Some(None),
+        "a fresh absent marker"
+    );
+    assert_eq!(store.get_fresh_sync(&3), None);
+
+    clock.advance(Duration::from_secs(11));
+    // Stale: `get_sync` still hands the entry out, the fresh read does not,
+    // and both count it as a hit (the key is in use).
+    assert!(store.get_sync(&1).is_some());
+    assert_eq!(store.get_fresh_sync(&1), None);
+    assert_eq!(store.get_fresh_sync(&2), None, "expired");
+    let stats = store.stats();
+    assert_eq!((stats.hits, stats.misses), (4, 2));
+
+    clock.advance(TTL);
+    assert_eq!(store.get_fresh_sync(&1), None);
+    assert_eq!(store.len(), 0, "the expired entries found were removed");
+}

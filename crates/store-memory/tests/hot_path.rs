@@ -25,6 +25,8 @@ fn a_hit_allocates_nothing() {
         for _ in 0..1_000 {
             let hit = store.get_sync(&(7, 1));
             assert!(hit.is_some());
+            let value = store.get_fresh_sync(&(7, 1));
+            assert!(matches!(value, Some(Some(_))));
         }
     });
     assert_eq!(counts.count_total, 0, "the hit path allocated: {counts:?}");

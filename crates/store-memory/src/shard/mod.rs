@@ -186,8 +186,9 @@ impl Fifo {
 }
 
 /// What a read under the shared lock found.
-pub(crate) enum Read<V> {
-    Hit(Entry<V>),
+pub(crate) enum Read<T> {
+    /// Found live: what the reader took from it.
+    Hit(T),
     /// Present but expired: the caller removes it under the write lock.
     Expired,
     Miss,
@@ -400,10 +401,39 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Looks up under the shared lock; a hit counts as a read of the key.
     #[inline]
-    pub(crate) fn read(&self, hash: u64, key: &K, now: Timestamp) -> Read<V>
+    pub(crate) fn read(&self, hash: u64, key: &K, now: Timestamp) -> Read<Entry<V>>
     where
         V: Clone,
     {
+        self.read_with(hash, key, now, |i, slot, fresh, stale| {
+            self.entry(i, slot, fresh, stale)
+        })
+    }
+
+    /// Like [`read`](Self::read), but hands back only the value, and only
+    /// while the entry is fresh (`Some(None)` for a fresh absent marker); a
+    /// stale entry still counts as a read. Builds no entry, so the lock is
+    /// held for a value clone and nothing else.
+    #[inline]
+    pub(crate) fn read_fresh(&self, hash: u64, key: &K, now: Timestamp) -> Read<Option<Option<V>>>
+    where
+        V: Clone,
+    {
+        self.read_with(hash, key, now, |_, slot, fresh, _| {
+            (now < fresh).then(|| slot.value.clone())
+        })
+    }
+
+    /// Finds a live entry, counts the read, and answers what `take` makes of
+    /// it (given the slot and its fresh and stale times).
+    #[inline]
+    fn read_with<T>(
+        &self,
+        hash: u64,
+        key: &K,
+        now: Timestamp,
+        take: impl FnOnce(usize, &Slot<K, V>, Timestamp, Timestamp) -> T,
+    ) -> Read<T> {
         let Some((i, slot)) = self.find_slot(hash, key) else {
             return Read::Miss;
         };
@@ -423,7 +453,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         if seen < MAX_FREQ {
             slot.freq.store(seen + 1, Ordering::Relaxed);
         }
-        Read::Hit(self.entry(i, slot, fresh, stale))
+        Read::Hit(take(i, slot, fresh, stale))
     }
 
     /// Looks up without counting a read.
