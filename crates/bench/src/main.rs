@@ -75,6 +75,10 @@ fn main() -> ExitCode {
     {
         return probe(kind);
     }
+    if args.first().is_some_and(|a| a == "--ours-traces") {
+        real::ours_only();
+        return ExitCode::SUCCESS;
+    }
     if args.first().is_some_and(|a| a == "--ab") {
         return ab::ab(&args[1..]);
     }

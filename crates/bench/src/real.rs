@@ -375,6 +375,43 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
     );
 }
 
+/// `cache-bench --ours-traces`: store-memory alone on every cell (two cells
+/// at a time), one `trace @ capacity: ratio` line each, to compare a policy
+/// change with the anchors of a full run's `results.json` in a fraction of
+/// its time.
+pub(crate) fn ours_only() {
+    let mut cells = Vec::new();
+    for trace in &TRACES {
+        match trace.keys() {
+            Ok(keys) => {
+                let keys = std::sync::Arc::new(keys);
+                for capacity in trace.capacities(distinct(&keys)) {
+                    cells.push((trace.name, capacity, std::sync::Arc::clone(&keys)));
+                }
+            }
+            Err(e) => eprintln!("{}: {e}", trace.name),
+        }
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out = parking_lot::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while let Some((name, capacity, keys)) =
+                    cells.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
+                    let c = contender("store-memory", *capacity);
+                    let (ratio, _) = replay(c.as_ref(), keys);
+                    out.lock().push(format!("{name} @ {capacity}: {ratio:.4}"));
+                }
+            });
+        }
+    });
+    let mut out = out.into_inner();
+    out.sort();
+    out.iter().for_each(|l| println!("{l}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

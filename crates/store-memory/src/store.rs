@@ -24,6 +24,7 @@ use crate::stats::MemoryStats;
 /// hit to touch), on cache lines of its own so two threads working on
 /// neighbouring shards do not slow each other down.
 #[repr(C, align(128))]
+#[repr(align(64))]
 struct ShardCell<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,

@@ -33,7 +33,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let mut n = 0;
         // Backwards: `detach` moves the last slot into the hole, and that slot
         // has been looked at already.
-        for i in (0..self.slots.len()).rev() {
+        for i in (0..self.hot.slots.len()).rev() {
             if self.dead(i, now) {
                 self.discard(i, EvictionReason::Expired);
                 n += 1;
@@ -45,10 +45,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Removes every entry matching `pred`; returns how many.
     pub(crate) fn remove_where(&mut self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
         let mut n = 0;
-        for i in (0..self.slots.len()).rev() {
+        for i in (0..self.hot.slots.len()).rev() {
             let (fresh, stale) = self.times(i);
             let tags = self.tags(i);
-            let slot = &mut self.slots[i];
+            let slot = &mut self.hot.slots[i];
             let lent = Lent {
                 entry: Entry::from_parts(
                     slot.value.take(),
@@ -74,7 +74,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// stale until its own stale end. Returns how many entries were shortened.
     pub(crate) fn cap_fresh(&mut self, mut cap: impl FnMut(u64) -> Timestamp) -> u64 {
         let mut n = 0;
-        for i in 0..self.slots.len() {
+        for i in 0..self.hot.slots.len() {
             let until = cap(self.hash_of(i));
             if until < self.times(i).0 {
                 self.set_fresh_until(i, until);

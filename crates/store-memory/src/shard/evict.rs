@@ -85,7 +85,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             if self.dead(i, now) {
                 return Some(i);
             }
-            let slot = &mut self.slots[i];
+            let slot = &mut self.hot.slots[i];
             let freq = slot.freq.get_mut();
             let spent = match queue {
                 Queue::Small if *freq >= PROMOTE_AT => *freq,
@@ -123,14 +123,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         // for the first time (a scan) never displaces anything, whatever the
         // sketch's collisions say.
         let c_wants = self.sketch.estimate(c_hash);
-        let returning = self.slots[c].flags & RETURNING != 0;
+        let returning = self.hot.slots[c].flags & RETURNING != 0;
         if !returning {
             self.rejected.add(c_hash);
         } else if let Some(v) = self.main_victim(now) {
             let v_hash = self.hash_of(v);
             if self.dead(v, now) || self.admits(c_wants, self.sketch.estimate(v_hash)) {
                 // Evicting `v` moves the last slot into `v`'s place.
-                let last = self.slots.len() - 1;
+                let last = self.hot.slots.len() - 1;
                 self.evict(v, reason, now);
                 self.displaced.add(v_hash);
                 let c = if c == last { v } else { c };

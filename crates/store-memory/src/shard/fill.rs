@@ -24,15 +24,15 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         queue: Queue,
         (freq, policy_flags): (u8, u8),
     ) {
-        let i = self.slots.len();
+        let i = self.hot.slots.len();
         self.grow_slots();
         let packed = self.pack(i, &entry, weight, policy_flags);
-        if self.idle_ms.is_some() {
+        if self.hot.idle_ms.is_some() {
             let offset = idle_offset(entry.stale_until(), now);
             self.untouched.push(AtomicU32::new(offset));
         }
         self.weight = self.weight.saturating_add(weight);
-        self.slots.push(Slot {
+        self.hot.slots.push(Slot {
             key,
             value: entry.into_value(),
             created_at: packed.created_at,
@@ -44,8 +44,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             freq: AtomicU8::new(freq),
             flags: packed.flags,
         });
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.table
+        let (slots, hasher) = (&self.hot.slots, &self.hasher);
+        self.hot
+            .table
             .insert_unique(hash, i as u32, |&s| hasher.hash_one(&slots[s as usize].key));
         self.push_back(i, queue);
     }
@@ -61,13 +62,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         (weight, now): (u64, Timestamp),
     ) {
         let old_weight = self.weight_of(i);
-        let queue = self.slots[i].queue();
-        let keep = self.slots[i].flags & (RETURNING | IN_MAIN);
-        if self.slots[i].flags & HAS_EXTRA != 0 {
+        let queue = self.hot.slots[i].queue();
+        let keep = self.hot.slots[i].flags & (RETURNING | IN_MAIN);
+        if self.hot.slots[i].flags & HAS_EXTRA != 0 {
             self.extras.remove(&(i as u32));
         }
         let packed = self.pack(i, &entry, weight, keep);
-        if self.idle_ms.is_some() {
+        if self.hot.idle_ms.is_some() {
             let offset = idle_offset(entry.stale_until(), now);
             self.untouched[i] = AtomicU32::new(offset);
         }
@@ -80,7 +81,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             .weight
             .saturating_sub(old_weight)
             .saturating_add(weight);
-        let slot = &mut self.slots[i];
+        let slot = &mut self.hot.slots[i];
         let old_key = std::mem::replace(&mut slot.key, key);
         let old_value = std::mem::replace(&mut slot.value, entry.into_value());
         slot.created_at = packed.created_at;
@@ -134,7 +135,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Makes room for one more slot: doublings up to the shard's share (a shard
     /// that fills to it wastes nothing), small steps beyond it.
     fn grow_slots(&mut self) {
-        let (len, cap) = (self.slots.len(), self.slots.capacity());
+        let (len, cap) = (self.hot.slots.len(), self.hot.slots.capacity());
         if len < cap {
             return;
         }
@@ -143,6 +144,6 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         } else {
             (self.share / 16).max(4)
         };
-        self.slots.reserve_exact(step);
+        self.hot.slots.reserve_exact(step);
     }
 }

@@ -15,38 +15,38 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub(super) fn detach(&mut self, i: usize) -> Slot<K, V> {
         self.unlink(i);
         let at = i as u32;
-        if let Ok(found) = self.table.find_entry(self.hash_of(i), |&s| s == at) {
+        if let Ok(found) = self.hot.table.find_entry(self.hash_of(i), |&s| s == at) {
             found.remove();
         }
         self.weight = self.weight.saturating_sub(self.weight_of(i));
-        if self.slots[i].flags & HAS_EXTRA != 0 {
+        if self.hot.slots[i].flags & HAS_EXTRA != 0 {
             self.extras.remove(&at);
         }
         if !self.untouched.is_empty() {
             self.untouched.swap_remove(i);
         }
-        let slot = self.slots.swap_remove(i);
-        let moved = self.slots.len();
+        let slot = self.hot.slots.swap_remove(i);
+        let moved = self.hot.slots.len();
         if i < moved {
             // The former last slot is now `i`: repoint everything at it.
             let hash = self.hash_of(i);
             let (prev, next, queue, flags) = {
-                let s = &self.slots[i];
+                let s = &self.hot.slots[i];
                 (s.prev, s.next, s.queue(), s.flags)
             };
             let list = self.list(queue);
             if prev == NIL {
                 list.head = at;
             } else {
-                self.slots[prev as usize].next = at;
+                self.hot.slots[prev as usize].next = at;
             }
             let list = self.list(queue);
             if next == NIL {
                 list.tail = at;
             } else {
-                self.slots[next as usize].prev = at;
+                self.hot.slots[next as usize].prev = at;
             }
-            if let Some(s) = self.table.find_mut(hash, |&s| s as usize == moved) {
+            if let Some(s) = self.hot.table.find_mut(hash, |&s| s as usize == moved) {
                 *s = at;
             }
             if flags & HAS_EXTRA != 0
@@ -67,15 +67,15 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     pub(super) fn unlink(&mut self, i: usize) {
         let weight = self.weight_of(i);
-        let slot = &mut self.slots[i];
+        let slot = &mut self.hot.slots[i];
         let (prev, next, queue) = (slot.prev, slot.next, slot.queue());
         slot.prev = NIL;
         slot.next = NIL;
         if prev != NIL {
-            self.slots[prev as usize].next = next;
+            self.hot.slots[prev as usize].next = next;
         }
         if next != NIL {
-            self.slots[next as usize].prev = prev;
+            self.hot.slots[next as usize].prev = prev;
         }
         let list = self.list(queue);
         if prev == NIL {
@@ -99,9 +99,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         list.len += 1;
         list.weight = list.weight.saturating_add(weight);
         if tail != NIL {
-            self.slots[tail as usize].next = i as u32;
+            self.hot.slots[tail as usize].next = i as u32;
         }
-        let slot = &mut self.slots[i];
+        let slot = &mut self.hot.slots[i];
         match queue {
             Queue::Small => slot.flags &= !IN_MAIN,
             Queue::Main => slot.flags |= IN_MAIN,
@@ -113,9 +113,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Rewrites slot `i`'s freshness end (its stale end stays).
     pub(super) fn set_fresh_until(&mut self, i: usize, until: Timestamp) {
         let stale_until = self.times(i).1;
-        let packed = packed_times(self.slots[i].created_at, until, stale_until);
+        let packed = packed_times(self.hot.slots[i].created_at, until, stale_until);
         let (weight, tags) = (self.weight_of(i), self.tags(i));
-        let slot = &mut self.slots[i];
+        let slot = &mut self.hot.slots[i];
         match packed {
             Some((f, s)) => {
                 slot.fresh_ms = f;
@@ -144,7 +144,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         for (queue, list) in [(Queue::Small, &self.small), (Queue::Main, &self.main)] {
             let (mut i, mut prev, mut len, mut weight) = (list.head, NIL, 0, 0u64);
             while i != NIL {
-                let s = &self.slots[i as usize];
+                let s = &self.hot.slots[i as usize];
                 assert_eq!(s.queue(), queue);
                 assert_eq!(s.prev, prev);
                 len += 1;
@@ -156,11 +156,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             assert_eq!((list.len, list.weight), (len, weight));
             seen += len;
         }
-        assert_eq!(seen, self.slots.len());
-        assert_eq!(self.table.len(), self.slots.len());
-        let with_extra = self.slots.iter().filter(|s| s.flags & HAS_EXTRA != 0);
+        assert_eq!(seen, self.hot.slots.len());
+        assert_eq!(self.hot.table.len(), self.hot.slots.len());
+        let with_extra = self.hot.slots.iter().filter(|s| s.flags & HAS_EXTRA != 0);
         assert_eq!(self.extras.len(), with_extra.count());
-        for (i, s) in self.slots.iter().enumerate() {
+        for (i, s) in self.hot.slots.iter().enumerate() {
             assert_eq!(self.find(self.hash_of(i), &s.key), Some(i));
             assert_eq!(s.flags & super::TAGGED != 0, !self.tags(i).is_empty());
             if let Some(e) = self.extra(i) {
@@ -169,10 +169,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 assert_eq!(self.tags(i).is_empty(), e.tags.is_empty());
             }
         }
-        if self.idle_ms.is_some() {
-            assert_eq!(self.untouched.len(), self.slots.len());
+        if self.hot.idle_ms.is_some() {
+            assert_eq!(self.untouched.len(), self.hot.slots.len());
         }
-        let total: u64 = (0..self.slots.len()).map(|i| self.weight_of(i)).sum();
+        let total: u64 = (0..self.hot.slots.len()).map(|i| self.weight_of(i)).sum();
         assert_eq!(self.weight, total);
     }
 }

@@ -194,12 +194,21 @@ pub(crate) enum Read<T> {
     Miss,
 }
 
-pub(crate) struct Shard<K, V> {
-    /// The store's hasher: slots do not keep their keys' hashes.
-    hasher: Hasher,
+/// What a read looks at, on cache lines of its own: the shard sits right
+/// after its lock word, which every reader writes, and fields sharing that
+/// line would be fetched again from the last writer's core on every read.
+#[repr(align(64))]
+struct Hot<K, V> {
     /// Slot numbers, hashed by their keys.
     table: HashTable<u32>,
     slots: Vec<Slot<K, V>>,
+    idle_ms: Option<u64>,
+}
+
+pub(crate) struct Shard<K, V> {
+    /// The store's hasher: slots do not keep their keys' hashes.
+    hasher: Hasher,
+    hot: Hot<K, V>,
     /// By slot number, for slots flagged [`HAS_EXTRA`].
     extras: HashMap<u32, Extra, Hasher>,
     /// By slot number (with a time to idle only): how long before the stale
@@ -236,7 +245,6 @@ pub(crate) struct Shard<K, V> {
     pub(crate) counters: Counters,
     /// What left the shard since the listener last heard (with a listener only).
     pub(crate) removed: Option<Vec<Removed<K, V>>>,
-    idle_ms: Option<u64>,
 }
 
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
@@ -251,8 +259,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     ) -> Self {
         let mut shard = Shard {
             hasher,
-            table: HashTable::new(),
-            slots: Vec::new(),
+            hot: Hot {
+                table: HashTable::new(),
+                slots: Vec::new(),
+                idle_ms: extras.idle_ms,
+            },
             extras: HashMap::with_hasher(Hasher::default()),
             untouched: Vec::new(),
             small: Fifo::EMPTY,
@@ -274,7 +285,6 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             puts_since_sweep: 0,
             counters: Counters::default(),
             removed: extras.notify.then(Vec::new),
-            idle_ms: extras.idle_ms,
         };
         shard.set_small_permille(crate::climb::START_PERMILLE);
         shard
@@ -290,7 +300,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Whether slot `i` (whose stale end is `stale_until`) was not read for
     /// longer than the time to idle.
     fn idle(&self, i: usize, stale_until: Timestamp, now: Timestamp) -> bool {
-        self.idle_ms.is_some_and(|idle| {
+        self.hot.idle_ms.is_some_and(|idle| {
             let offset = u64::from(self.untouched[i].load(Ordering::Relaxed));
             let touched = stale_until.as_millis().saturating_sub(offset);
             now.as_millis() >= touched.saturating_add(idle)
@@ -298,7 +308,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.hot.slots.len()
     }
 
     pub(crate) fn weight(&self) -> u64 {
@@ -316,9 +326,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     #[inline]
     fn find_slot(&self, hash: u64, key: &K) -> Option<(usize, &Slot<K, V>)> {
         let mut found = None;
-        self.table.find(hash, |&s| {
+        self.hot.table.find(hash, |&s| {
             let i = s as usize;
-            match self.slots.get(i) {
+            match self.hot.slots.get(i) {
                 Some(slot) if slot.key == *key => {
                     found = Some((i, slot));
                     true
@@ -331,7 +341,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// The hash of slot `i`'s key.
     fn hash_of(&self, i: usize) -> u64 {
-        self.hasher.hash_one(&self.slots[i].key)
+        self.hasher.hash_one(&self.hot.slots[i].key)
     }
 
     #[inline]
@@ -342,7 +352,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Slot `i`'s `(fresh_until, stale_until)`.
     #[inline]
     fn times(&self, i: usize) -> (Timestamp, Timestamp) {
-        self.slot_times(i, &self.slots[i])
+        self.slot_times(i, &self.hot.slots[i])
     }
 
     /// The times of `slot`, which is slot `i`.
@@ -361,7 +371,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Slot `i`'s tags.
     #[inline]
     fn tags(&self, i: usize) -> Tags {
-        self.slot_tags(i, &self.slots[i])
+        self.slot_tags(i, &self.hot.slots[i])
     }
 
     /// The tags of `slot`, which is slot `i`.
@@ -376,7 +386,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Slot `i`'s weight.
     fn weight_of(&self, i: usize) -> u64 {
-        let slot = &self.slots[i];
+        let slot = &self.hot.slots[i];
         if slot.flags & HEAVY == 0 {
             u64::from(slot.weight)
         } else {
@@ -441,7 +451,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         if now >= stale {
             return Read::Expired;
         }
-        if self.idle_ms.is_some() {
+        if self.hot.idle_ms.is_some() {
             if self.idle(i, stale, now) {
                 return Read::Expired;
             }
@@ -584,17 +594,18 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     pub(crate) fn clear(&mut self) {
-        self.counters.removed += self.slots.len() as u64;
-        self.table.clear();
+        self.counters.removed += self.hot.slots.len() as u64;
+        self.hot.table.clear();
         self.extras.clear();
         self.untouched.clear();
         match &mut self.removed {
             Some(removed) => removed.extend(
-                self.slots
+                self.hot
+                    .slots
                     .drain(..)
                     .map(|s| (s.key, s.value, RemovalCause::Explicit)),
             ),
-            None => self.slots.clear(),
+            None => self.hot.slots.clear(),
         }
         self.small = Fifo::EMPTY;
         self.main = Fifo::EMPTY;
@@ -606,7 +617,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Every key held.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
-        self.slots.iter().map(|s| &s.key)
+        self.hot.slots.iter().map(|s| &s.key)
     }
 
     /// Drops slot `i` and counts why.

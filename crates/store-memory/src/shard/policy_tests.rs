@@ -70,7 +70,7 @@ fn a_key_wanted_again_takes_a_cold_keys_place() {
     let (mut s, h) = shard(20);
     let in_main = |s: &Shard<u32, u32>, k: u32| {
         s.find(h.hash_one(k), &k)
-            .is_some_and(|i| s.slots[i].queue() == Queue::Main)
+            .is_some_and(|i| s.hot.slots[i].queue() == Queue::Main)
     };
     for k in 0..40 {
         put(&mut s, &h, k, now); // main fills with cold keys
