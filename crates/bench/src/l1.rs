@@ -196,6 +196,34 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
     }
 }
 
+/// store-memory alone on the synthetic cells of [`hit_ratio`] (full size),
+/// one `series: ratio` line each (for `cache-bench --ours-traces`).
+pub(crate) fn ours_synthetic() -> Vec<String> {
+    let zipf = Zipf::new(UNIVERSE, 1.0);
+    let zipf_part = zipf_keys(&zipf, 10_000_000, 11);
+    let mut out = Vec::new();
+    for capacity in [10_000usize, 100_000] {
+        for (name, every) in [("Zipf", 0usize), ("Zipf + scan every 200k", 200_000)] {
+            let keys = with_scans(&zipf_part, every, 200_000);
+            let c = make::<u64>(Kind::StoreMemory, capacity);
+            let (mut hits, mut lookups) = (0u64, 0u64);
+            for &k in &keys {
+                let hit = c.get(k);
+                if k < SCAN_BASE {
+                    lookups += 1;
+                    hits += u64::from(hit);
+                }
+                if !hit {
+                    c.insert(k, k);
+                }
+            }
+            let ratio = 100.0 * hits as f64 / lookups.max(1) as f64;
+            out.push(format!("{name}, capacity {}k: {ratio:.4}", capacity / 1000));
+        }
+    }
+    out
+}
+
 /// Resident set size of this process, in bytes.
 pub(crate) fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;

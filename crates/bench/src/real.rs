@@ -375,8 +375,8 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
     );
 }
 
-/// `cache-bench --ours-traces`: store-memory alone on every cell (two cells
-/// at a time), one `trace @ capacity: ratio` line each, to compare a policy
+/// `cache-bench --ours-traces`: store-memory alone on every real-trace cell
+/// (two at a time) and on the synthetic Zipf cells, one `trace @ capacity: ratio` line each, to compare a policy
 /// change with the anchors of a full run's `results.json` in a fraction of
 /// its time.
 pub(crate) fn ours_only() {
@@ -395,6 +395,7 @@ pub(crate) fn ours_only() {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let out = parking_lot::Mutex::new(Vec::new());
     std::thread::scope(|s| {
+        s.spawn(|| out.lock().extend(crate::l1::ours_synthetic()));
         for _ in 0..2 {
             s.spawn(|| {
                 while let Some((name, capacity, keys)) =
