@@ -9,7 +9,8 @@
 //! only; `entry` does the same with `get_sync`, which builds the whole entry;
 //! `facade` with a memory-only facade's `get`); `gets` reads a Zipf trace over
 //! ten times the capacity; `mix` is 90 % of those reads and 10 % inserts;
-//! `puts` inserts only. `CAP` sets the capacity (default 100,000);
+//! `puts` inserts only (mostly replacements: the trace's hot keys are held);
+//! `replace` puts only keys the store holds. `CAP` sets the capacity (default 100,000);
 //! `AB_ONLY=ours` or `AB_ONLY=quick` runs one side only, for `perf record`.
 
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use futures_util::FutureExt;
 use crate::report::median;
 use crate::trace::{Zipf, zipf_keys};
 
-const MODES: [&str; 6] = ["hit", "entry", "facade", "gets", "mix", "puts"];
+const MODES: [&str; 7] = ["hit", "entry", "facade", "gets", "mix", "puts", "replace"];
 
 pub(crate) fn ab(args: &[String]) -> ExitCode {
     let mode = args.first().map_or("mix", String::as_str);
@@ -52,14 +53,14 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
         let _ = facade.set(k, k).now_or_never();
     }
     let hits: Vec<u64> = keys.iter().copied().filter(|&k| k < cap as u64).collect();
-    let trace = if matches!(mode, "hit" | "entry" | "facade") {
+    let trace = if matches!(mode, "hit" | "entry" | "facade" | "replace") {
         &hits
     } else {
         &keys
     };
     let put_every = match mode {
         "mix" => 10,
-        "puts" => 1,
+        "puts" | "replace" => 1,
         _ => 0,
     };
     let fl1 = std::env::var_os("FL1").is_some();

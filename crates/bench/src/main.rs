@@ -4,7 +4,7 @@
 //! ```text
 //! cargo xtask bench [--quick] [--filter GROUP] [--out DIR]
 //! groups: l1, hit-ratio, traces (real traces), memory, l2, clear, stampede, outage, overheads
-//! cargo run --release -p cache-bench -- --ab hit|gets|mix|puts [SECONDS]
+//! cargo run --release -p cache-bench -- --ab hit|entry|facade|gets|mix|puts|replace [SECONDS]
 //! ```
 //!
 //! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             "-h" | "--help" => {
                 println!(
                     "cache-bench [--quick] [--filter {}] [--out DIR]\n\
-                     cache-bench --ab hit|gets|mix|puts [SECONDS]   (store-memory vs quick_cache, in one process)",
+                     cache-bench --ab hit|entry|facade|gets|mix|puts|replace [SECONDS]   (store-memory vs quick_cache, in one process)",
                     GROUPS.join("|")
                 );
                 return ExitCode::SUCCESS;
