@@ -203,7 +203,11 @@ pub(crate) fn ours_synthetic() -> Vec<String> {
     let zipf_part = zipf_keys(&zipf, 10_000_000, 11);
     let mut out = Vec::new();
     for capacity in [10_000usize, 100_000] {
-        for (name, every) in [("Zipf", 0usize), ("Zipf + scan every 200k", 200_000)] {
+        for (name, every) in [
+            ("Zipf", 0usize),
+            ("Zipf + scan every 1M", 1_000_000),
+            ("Zipf + scan every 200k", 200_000),
+        ] {
             let keys = with_scans(&zipf_part, every, 200_000);
             let c = make::<u64>(Kind::StoreMemory, capacity);
             let (mut hits, mut lookups) = (0u64, 0u64);

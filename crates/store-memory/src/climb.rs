@@ -2,8 +2,9 @@
 //! (a hill climber, as Caffeine sizes its window).
 //!
 //! Hits and misses are sampled by key hash (a fixed share of keys counts): a
-//! hit on a sampled key bumps a counter beside its shard's lock word (a line
-//! the read lock has just written), any other hit pays nothing; a miss is the
+//! hit on a sampled key bumps a counter of its shard's with a plain load and
+//! store (no locked instruction; racing readers may lose a count, which a
+//! sampled rate tolerates), any other hit pays nothing; a miss is the
 //! insert of a key the store did not hold. Every period (ten times the
 //! store's capacity in requests, at least 8,192), *small*'s share moves by a
 //! step in the direction that last raised the hit rate, and turns back when

@@ -6,8 +6,10 @@
 //! total weight (bytes, via a weigher), drops expired entries, and counts every
 //! eviction by [`EvictionReason`]; an eviction listener hears each entry that
 //! leaves and why ([`RemovalCause`]), and a time to idle drops entries nobody
-//! reads. It implements [`cache_core::Store`], so it can be
-//! used alone or as the L1 of a tiered cache.
+//! reads. Reads hand out the whole entry ([`MemoryStore::get_sync`]) or just
+//! a fresh value ([`MemoryStore::get_fresh_sync`]). It implements
+//! [`cache_core::Store`], so it can be used alone or as the L1 of a tiered
+//! cache.
 //!
 //! # Example
 //!
@@ -27,6 +29,8 @@
 //! l1.put_sync(1, Entry::new("one".into(), clock.now(), ttl))?;
 //! l1.put_sync(2, Entry::new("two".into(), clock.now(), ttl))?;
 //! assert!(l1.get_sync(&1).is_some()); // 1 has been used since it came in
+//! // The value alone, when times and tags are not wanted (the fastest read):
+//! assert_eq!(l1.get_fresh_sync(&1), Some(Some("one".to_owned())));
 //! l1.put_sync(3, Entry::new("three".into(), clock.now(), ttl))?; // evicts 2
 //! assert!(l1.get_sync(&2).is_none());
 //!
