@@ -532,3 +532,49 @@ fn a_fresh_read_answers_only_fresh_values_and_counts_every_live_entry() {
     assert_eq!(store.get_fresh_sync(&1), None);
     assert_eq!(store.len(), 0, "the expired entries found were removed");
 }
+
+/// The periodic sweep is skipped while nothing can have expired; entries that
+/// end (by their TTL or by going unread past the time to idle) among
+/// long-lived ones are still swept once they have.
+#[test]
+fn idle_and_short_lived_entries_among_long_lived_ones_do_not_accumulate() {
+    let clock = MockClock::default();
+    let s: MemoryStore<u32, String> = MemoryStore::builder()
+        .max_entries(1_000_000)
+        .time_to_idle(Duration::from_millis(50))
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    let hour = Duration::from_secs(3_600);
+    // Long-lived and read all along: they never go idle.
+    for k in 0..500u32 {
+        s.put_sync(k, Entry::new("keep".into(), clock.now(), hour))
+            .expect("put");
+    }
+    let mut peak = 0;
+    for round in 0..40u32 {
+        for i in 0..1_000 {
+            let key = 1_000 + round * 1_000 + i;
+            // Half end by TTL, half by going unread (their TTL is an hour).
+            let ttl = if i % 2 == 0 {
+                Duration::from_millis(10)
+            } else {
+                hour
+            };
+            s.put_sync(key, Entry::new("x".into(), clock.now(), ttl))
+                .expect("put");
+        }
+        for _ in 0..2 {
+            (0..500u32).for_each(|k| assert!(s.get_sync(&k).is_some(), "key {k}"));
+            clock.advance(Duration::from_millis(30));
+        }
+        peak = peak.max(s.len());
+    }
+    // Without the sweep this would be 40,500 (as it was when the sweep was due
+    // after as many puts as the shard's current length: a shard whose oldest
+    // entries live on grows as fast as it is written, so that never came).
+    assert!(peak <= 6_000, "peak {peak} entries held");
+    let held = s.len();
+    assert_eq!(s.purge_expired() as usize, held - 500);
+    assert_eq!(s.len(), 500, "the long-lived, read entries stay");
+}

@@ -31,14 +31,19 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub(crate) fn purge_expired(&mut self, now: Timestamp) -> u64 {
         self.puts_since_sweep = 0;
         let mut n = 0;
+        let mut first_death = Timestamp::MAX;
         // Backwards: `detach` moves the last slot into the hole, and that slot
         // has been looked at already.
         for i in (0..self.hot.slots.len()).rev() {
             if self.dead(i, now) {
                 self.discard(i, EvictionReason::Expired);
                 n += 1;
+            } else {
+                first_death = first_death.min(self.death(i));
             }
         }
+        self.first_death = first_death;
+        self.swept_len = self.len();
         n
     }
 

@@ -27,6 +27,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let i = self.hot.slots.len();
         self.grow_slots();
         let packed = self.pack(i, &entry, weight, policy_flags);
+        self.note_death(entry.stale_until(), now);
         if self.hot.idle_ms.is_some() {
             let offset = idle_offset(entry.stale_until(), now);
             self.untouched.push(AtomicU32::new(offset));
@@ -68,6 +69,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             self.extras.remove(&(i as u32));
         }
         let packed = self.pack(i, &entry, weight, keep);
+        self.note_death(entry.stale_until(), now);
         if self.hot.idle_ms.is_some() {
             let offset = idle_offset(entry.stale_until(), now);
             self.untouched[i] = AtomicU32::new(offset);

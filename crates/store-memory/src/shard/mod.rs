@@ -242,6 +242,15 @@ pub(crate) struct Shard<K, V> {
     small_permille: u32,
     /// Puts since the last full sweep for expired entries.
     puts_since_sweep: usize,
+    /// Entries left by the last sweep: the next is due after as many puts, so
+    /// a sweep costs at most two slot checks per put however the shard
+    /// grows (comparing with the current length instead, a growing shard
+    /// whose entries all survived the last sweep never swept again).
+    swept_len: usize,
+    /// No entry can expire (or go idle) before this: the earliest end of any
+    /// entry written since the last sweep or left by it. A due sweep is
+    /// skipped before then.
+    first_death: Timestamp,
     pub(crate) counters: Counters,
     /// What left the shard since the listener last heard (with a listener only).
     pub(crate) removed: Option<Vec<Removed<K, V>>>,
@@ -283,6 +292,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             small_weight: 0,
             small_permille: 0,
             puts_since_sweep: 0,
+            swept_len: 0,
+            first_death: Timestamp::MAX,
             counters: Counters::default(),
             removed: extras.notify.then(Vec::new),
         };
@@ -565,9 +576,38 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// it when due.
     fn count_put(&mut self, now: Timestamp, spare: &Spare) {
         self.puts_since_sweep += 1;
-        if self.puts_since_sweep >= self.len().max(MIN_SWEEP_INTERVAL) {
-            self.purge_expired(now);
+        if self.puts_since_sweep >= self.swept_len.max(MIN_SWEEP_INTERVAL) {
+            if now >= self.first_death {
+                self.purge_expired(now);
+            } else {
+                // Nothing can have expired: a sweep would read every slot
+                // (and push the hot ones out of the CPU's cache) for nothing.
+                self.puts_since_sweep = 0;
+                self.swept_len = self.len();
+            }
             self.release(spare);
+        }
+    }
+
+    /// Notes that an entry ending at `stale_until` was written at `now`.
+    fn note_death(&mut self, stale_until: Timestamp, now: Timestamp) {
+        let idle_end = self.hot.idle_ms.map_or(Timestamp::MAX, |idle| {
+            Timestamp::from_millis(now.as_millis().saturating_add(idle))
+        });
+        self.first_death = self.first_death.min(stale_until).min(idle_end);
+    }
+
+    /// When slot `i` stops being servable: its stale end, or sooner if it is
+    /// left unread for the time to idle (as [`dead`](Self::dead) judges).
+    fn death(&self, i: usize) -> Timestamp {
+        let stale = self.times(i).1;
+        match self.hot.idle_ms {
+            None => stale,
+            Some(idle) => {
+                let offset = u64::from(self.untouched[i].load(Ordering::Relaxed));
+                let touched = stale.as_millis().saturating_sub(offset);
+                stale.min(Timestamp::from_millis(touched.saturating_add(idle)))
+            }
         }
     }
 
