@@ -485,13 +485,24 @@ fn expand(o: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
 /// 2 to 6 fields encodes like the tuple of its fields, in order (`"org:7"` for
 /// `OrgUser { org: "org", user: 7 }`, components escaped).
 ///
-/// ```ignore
+/// ```
 /// use resilient_cache::{Cache, CacheKey};
 ///
 /// #[derive(CacheKey, Clone, Hash, PartialEq, Eq)]
 /// struct UserId(u64);
 ///
+/// #[derive(CacheKey, Clone, Hash, PartialEq, Eq)]
+/// struct OrgUser {
+///     org: String,
+///     user: u64,
+/// }
+///
+/// assert_eq!(UserId(7).to_key_string(), "7");
+/// let key = OrgUser { org: "org".into(), user: 7 };
+/// assert_eq!(key.to_key_string(), "org:7");
 /// let users: Cache<UserId, String> = Cache::builder("users").build()?;
+/// # drop(users);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[proc_macro_derive(CacheKey)]
 pub fn derive_cache_key(item: TokenStream) -> TokenStream {
