@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_core::MockClock;
-use cache_testkit::{RedisServer, eventually};
+use cache_testkit::{RedisServer, eventually, eventually_async};
 use resilient_cache::{
     Cache, ChangeEvent, Error, InvalidationRules, InvalidationTarget, Invalidator, Jitter,
     RefreshAhead, RuleError, TargetKind, WarmOptions, WarmProgress, WriteOptions, XFetch,
@@ -92,17 +92,24 @@ async fn one_refresh_under_1000_readers_and_none_of_them_waits() {
         .await;
     assert_eq!(v.expect("hit").as_deref(), Some("v2"));
     assert_eq!(cache.stats().refreshes, 1);
-    // ... and the next refresh window starts another one.
+    // ... and the next refresh window starts another one. The first read in
+    // it may come while the last refresh's task is still clearing its
+    // bookkeeping (the mock clock jumps the window in no time; CI once caught
+    // it there), which skips it: reads keep coming, as in a live service, until
+    // one starts the refresh. Every read meanwhile answers the old value.
     clock.advance(Duration::from_secs(85));
-    let v = cache
-        .get_or_load(1, |_| async { Some("v3".to_owned()) })
-        .await;
-    assert_eq!(v.expect("hit").as_deref(), Some("v2"));
-    eventually("second refresh", || {
-        l1_value(&cache, 1).as_deref() == Some("v3")
+    eventually_async("second refresh", || {
+        let cache = cache.clone();
+        async move {
+            let v = cache
+                .get_or_load(1, |_| async { Some("v3".to_owned()) })
+                .await;
+            assert!(matches!(&v, Ok(Some(s)) if s == "v2" || s == "v3"), "{v:?}");
+            l1_value(&cache, 1).as_deref() == Some("v3")
+        }
     })
     .await;
-    assert_eq!(cache.stats().refreshes, 2);
+    assert_eq!(cache.stats().refreshes, 2, "one refresh per window");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
