@@ -578,3 +578,27 @@ fn idle_and_short_lived_entries_among_long_lived_ones_do_not_accumulate() {
     assert_eq!(s.purge_expired() as usize, held - 500);
     assert_eq!(s.len(), 500, "the long-lived, read entries stay");
 }
+
+/// After `clear()`, a store holds its full bound of new keys however they
+/// hash: every shard soon gives back the entry slots it drew from the common
+/// pool, even one that swept when it was full and has not swept since.
+#[test]
+fn a_cleared_store_refills_to_its_bound_however_keys_hash() {
+    let clock = MockClock::default();
+    let s: MemoryStore<u64, u64> = MemoryStore::builder()
+        .max_entries(2_000)
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    let put = |k: u64| {
+        s.put_sync(k, Entry::new(k, clock.now(), TTL)).expect("put");
+    };
+    for round in 0..20u64 {
+        // Full, and swept while full (every shard has seen enough puts).
+        (0..10_000).for_each(|i| put(round * 1_000_000 + i % 2_600));
+        s.clear();
+        (0..2_000).for_each(|i| put(round * 1_000_000 + 500_000 + i));
+        assert_eq!(s.len(), 2_000, "round {round}");
+        s.clear();
+    }
+}

@@ -242,10 +242,11 @@ pub(crate) struct Shard<K, V> {
     small_permille: u32,
     /// Puts since the last full sweep for expired entries.
     puts_since_sweep: usize,
-    /// Entries left by the last sweep: the next is due after as many puts, so
-    /// a sweep costs at most two slot checks per put however the shard
-    /// grows (comparing with the current length instead, a growing shard
-    /// whose entries all survived the last sweep never swept again).
+    /// Entries left by the last sweep: the next is due after as many puts (or
+    /// as many as the shard holds, if fewer), so a sweep costs at most two
+    /// slot checks per put however the shard grows (comparing with the
+    /// current length alone, a growing shard whose entries all survived the
+    /// last sweep never swept again).
     swept_len: usize,
     /// No entry can expire (or go idle) before this: the earliest end of any
     /// entry written since the last sweep or left by it. A due sweep is
@@ -576,7 +577,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// it when due.
     fn count_put(&mut self, now: Timestamp, spare: &Spare) {
         self.puts_since_sweep += 1;
-        if self.puts_since_sweep >= self.swept_len.max(MIN_SWEEP_INTERVAL) {
+        // After as many puts as the last sweep left entries, or as the shard
+        // holds now if it has shrunk since (a cleared shard must soon give
+        // back the pool's entry slots it drew: `release` below).
+        let due = self.swept_len.min(self.len()).max(MIN_SWEEP_INTERVAL);
+        if self.puts_since_sweep >= due {
             if now >= self.first_death {
                 self.purge_expired(now);
             } else {
