@@ -63,7 +63,6 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
         "puts" | "replace" => 1,
         _ => 0,
     };
-    let fl1 = std::env::var_os("FL1").is_some();
     let run = |ours: bool, at: &mut usize| -> f64 {
         let start = Instant::now();
         let (mut ops, mut found) = (0u64, 0u64);
@@ -79,9 +78,6 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
                     (true, false) if mode == "facade" => {
                         found +=
                             u64::from(matches!(facade.get(&k).now_or_never(), Some(Ok(Some(_)))));
-                    }
-                    (true, false) if fl1 && mode == "entry" => {
-                        found += u64::from(facade.tiered().l1().get_fresh_sync(&k).is_some());
                     }
                     (true, false) if mode == "entry" => {
                         found += u64::from(store.get_sync(&k).is_some());

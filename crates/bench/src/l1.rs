@@ -138,39 +138,47 @@ pub(crate) fn hit_ratio_units(_plan: &Plan) -> u64 {
     (3 * 2 * POLICIES.len()) as u64
 }
 
+/// The synthetic hit-ratio traces: a Zipf trace with a scan every so many
+/// accesses (0: none).
+const SYNTHETIC: [(&str, usize); 3] = [
+    ("Zipf", 0),
+    ("Zipf + scan every 1M", 1_000_000),
+    ("Zipf + scan every 200k", 200_000),
+];
+
+/// Replays `keys` (get; on a miss, insert) and returns the hit ratio, in
+/// percent, of the lookups outside the scans.
+fn replay_scanned(c: &dyn Contender<u64>, keys: &[u64]) -> f64 {
+    let (mut hits, mut lookups) = (0u64, 0u64);
+    for (i, &k) in keys.iter().enumerate() {
+        let hit = c.get(k);
+        if k < SCAN_BASE {
+            lookups += 1;
+            hits += u64::from(hit);
+        }
+        if !hit {
+            c.insert(k, k);
+        }
+        if i % 256 == 255 {
+            c.settle();
+        }
+    }
+    100.0 * hits as f64 / lookups.max(1) as f64
+}
+
 pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
     let zipf = Zipf::new(UNIVERSE, 1.0);
     let accesses = plan.scale(10_000_000, 1_000_000);
     let zipf_part = zipf_keys(&zipf, accesses, 11);
-    let traces = [
-        ("Zipf", 0usize),
-        ("Zipf + scan every 1M", 1_000_000),
-        ("Zipf + scan every 200k", 200_000),
-    ];
     for capacity in [10_000usize, 100_000] {
-        for (name, every) in traces {
+        for (name, every) in SYNTHETIC {
             let every = if plan.quick { every / 10 } else { every };
             let keys = with_scans(&zipf_part, every, plan.scale(200_000, 20_000));
             let series = format!("{name}, capacity {}k", capacity / 1000);
             let mut best_anchor: f64 = 0.0;
             let mut ours = 0.0;
             for kind in POLICIES {
-                let c = make::<u64>(kind, capacity);
-                let (mut hits, mut lookups) = (0u64, 0u64);
-                for (i, &k) in keys.iter().enumerate() {
-                    let hit = c.get(k);
-                    if k < SCAN_BASE {
-                        lookups += 1;
-                        hits += u64::from(hit);
-                    }
-                    if !hit {
-                        c.insert(k, k);
-                    }
-                    if i % 256 == 255 {
-                        c.settle();
-                    }
-                }
-                let ratio = 100.0 * hits as f64 / lookups.max(1) as f64;
+                let ratio = replay_scanned(make::<u64>(kind, capacity).as_ref(), &keys);
                 if kind.is_ours() {
                     ours = ratio;
                 } else {
@@ -203,25 +211,10 @@ pub(crate) fn ours_synthetic() -> Vec<String> {
     let zipf_part = zipf_keys(&zipf, 10_000_000, 11);
     let mut out = Vec::new();
     for capacity in [10_000usize, 100_000] {
-        for (name, every) in [
-            ("Zipf", 0usize),
-            ("Zipf + scan every 1M", 1_000_000),
-            ("Zipf + scan every 200k", 200_000),
-        ] {
+        for (name, every) in SYNTHETIC {
             let keys = with_scans(&zipf_part, every, 200_000);
             let c = make::<u64>(Kind::StoreMemory, capacity);
-            let (mut hits, mut lookups) = (0u64, 0u64);
-            for &k in &keys {
-                let hit = c.get(k);
-                if k < SCAN_BASE {
-                    lookups += 1;
-                    hits += u64::from(hit);
-                }
-                if !hit {
-                    c.insert(k, k);
-                }
-            }
-            let ratio = 100.0 * hits as f64 / lookups.max(1) as f64;
+            let ratio = replay_scanned(c.as_ref(), &keys);
             out.push(format!("{name}, capacity {}k: {ratio:.4}", capacity / 1000));
         }
     }

@@ -102,8 +102,9 @@ impl Climb {
     }
 
     /// A new key was stored (the miss that led to it); may end a period.
-    /// `hits` sums the sampled hits counted so far (the shards count them,
-    /// each beside its lock word, so a sampled hit writes no shared line).
+    /// `hits` sums the sampled hits counted so far (each shard counts its own
+    /// with a plain load and store, so a sampled hit takes no locked
+    /// instruction).
     pub(crate) fn miss(&self, hash: u64, hits: impl FnOnce() -> u64) {
         if !self.sampled(hash) {
             return;

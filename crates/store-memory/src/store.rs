@@ -20,11 +20,12 @@ use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
 use crate::stats::MemoryStats;
 
-/// One shard with its read counters beside the lock word (one cache line for a
-/// hit to touch), on cache lines of its own so two threads working on
-/// neighbouring shards do not slow each other down.
+/// One shard with its read counters, on cache lines of its own so two threads
+/// working on neighbouring shards do not slow each other down. The counters
+/// share a line with each other, not with the lock word: the shard's read
+/// fields are 64-byte aligned (`Hot` in `shard/mod.rs`), which puts the lock
+/// word on the line after them.
 #[repr(C, align(128))]
-#[repr(align(64))]
 struct ShardCell<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,

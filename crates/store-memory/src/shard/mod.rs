@@ -312,10 +312,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Whether slot `i` (whose stale end is `stale_until`) was not read for
     /// longer than the time to idle.
     fn idle(&self, i: usize, stale_until: Timestamp, now: Timestamp) -> bool {
-        self.hot.idle_ms.is_some_and(|idle| {
+        self.idle_end(i, stale_until).is_some_and(|end| now >= end)
+    }
+
+    /// When slot `i` (whose stale end is `stale_until`) goes idle if nobody
+    /// reads it; `None` without a time to idle.
+    fn idle_end(&self, i: usize, stale_until: Timestamp) -> Option<Timestamp> {
+        self.hot.idle_ms.map(|idle| {
             let offset = u64::from(self.untouched[i].load(Ordering::Relaxed));
             let touched = stale_until.as_millis().saturating_sub(offset);
-            now.as_millis() >= touched.saturating_add(idle)
+            Timestamp::from_millis(touched.saturating_add(idle))
         })
     }
 
@@ -606,14 +612,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// left unread for the time to idle (as [`dead`](Self::dead) judges).
     fn death(&self, i: usize) -> Timestamp {
         let stale = self.times(i).1;
-        match self.hot.idle_ms {
-            None => stale,
-            Some(idle) => {
-                let offset = u64::from(self.untouched[i].load(Ordering::Relaxed));
-                let touched = stale.as_millis().saturating_sub(offset);
-                stale.min(Timestamp::from_millis(touched.saturating_add(idle)))
-            }
-        }
+        self.idle_end(i, stale).map_or(stale, |end| stale.min(end))
     }
 
     /// Returns drawn entry slots this shard no longer fills to the pool.
