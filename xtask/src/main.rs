@@ -19,6 +19,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 mod invariants;
@@ -94,10 +95,30 @@ fn root() -> PathBuf {
         .map_or(manifest.clone(), Path::to_path_buf)
 }
 
+/// Set by `ci`: builds skip incremental data (a one-off build never reuses it, and
+/// it doubled the size of `target/`), and every step reports the disk left.
+static IN_CI: AtomicBool = AtomicBool::new(false);
+
 fn cargo() -> Command {
     let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root());
+    if IN_CI.load(Ordering::Relaxed) {
+        c.env("CARGO_INCREMENTAL", "0");
+    }
     c
+}
+
+/// The space left on the disk that holds `target/`, as `df` prints it.
+fn disk_left() -> Option<String> {
+    let dir = target_dir();
+    let probe = if dir.exists() { dir } else { root() };
+    let out = Command::new("df")
+        .args(["-h", "--output=avail"])
+        .arg(probe)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().nth(1).map(|l| l.trim().to_owned())
 }
 
 fn run(step: &str, cmd: &mut Command) -> Result {
@@ -106,8 +127,13 @@ fn run(step: &str, cmd: &mut Command) -> Result {
     let status = cmd
         .status()
         .map_err(|e| format!("{step}: could not start: {e}"))?;
+    let disk = if IN_CI.load(Ordering::Relaxed) {
+        disk_left().map_or_else(String::new, |d| format!(" ({d} left on disk)"))
+    } else {
+        String::new()
+    };
     println!(
-        "<== {step}: {status} in {:.1}s",
+        "<== {step}: {status} in {:.1}s{disk}",
         start.elapsed().as_secs_f64()
     );
     if status.success() {
@@ -395,6 +421,10 @@ fn ci(args: &[String]) -> Result {
     if let Some(a) = args.first() {
         return Err(format!("ci takes no arguments (got {a})"));
     }
+    IN_CI.store(true, Ordering::Relaxed);
+    if let Some(d) = disk_left() {
+        println!("ci: {d} left on the disk that holds target/");
+    }
     run("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
     invariants(&[])?;
     run(
@@ -416,6 +446,11 @@ fn ci(args: &[String]) -> Result {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     test(&[])?;
+    // Build output no later step reads: trybuild's copy of the dependencies and
+    // the loom build.
+    for dir in [target_dir().join("tests"), root().join("target/loom")] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     package()?;
     guide_crate()?;
     chaos(&["--quick".to_owned()])?;
