@@ -13,7 +13,7 @@ use resilient_cache::Cache;
 use crate::report::{Report, median};
 use crate::{Plan, Progress};
 
-const L2_KEYS: u64 = 10_000;
+pub(crate) const L2_KEYS: u64 = 10_000;
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -44,7 +44,7 @@ pub(crate) fn start_redis(report: &mut Report) -> Option<RedisServer> {
 }
 
 /// A facade cache whose L1 holds one entry, so reads go to Redis.
-fn l2_cache(url: &str) -> Option<Cache<u64, String>> {
+pub(crate) fn l2_cache(url: &str) -> Option<Cache<u64, String>> {
     Cache::builder("bench")
         .redis_url(url)
         .max_entries(1)
@@ -256,7 +256,7 @@ pub(crate) async fn l2(
 }
 
 /// `concurrency` tasks calling `op(i)` in a loop for `dur`; successful ops per second.
-async fn drive<F, Fut>(concurrency: usize, dur: Duration, op: F) -> f64
+pub(crate) async fn drive<F, Fut>(concurrency: usize, dur: Duration, op: F) -> f64
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,

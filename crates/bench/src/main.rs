@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod ab;
+mod ab_l2;
 mod caches;
 mod clear;
 mod l1;
@@ -79,6 +80,9 @@ fn main() -> ExitCode {
         real::ours_only();
         return ExitCode::SUCCESS;
     }
+    if args.first().is_some_and(|a| a == "--ab-l2") {
+        return ab_l2::ab_l2(&args[1..]);
+    }
     if args.first().is_some_and(|a| a == "--ab") {
         return ab::ab(&args[1..]);
     }
@@ -108,7 +112,9 @@ fn main() -> ExitCode {
             "-h" | "--help" => {
                 println!(
                     "cache-bench [--quick] [--filter {}] [--out DIR]\n\
-                     cache-bench --ab hit|entry|facade|gets|mix|puts|replace [SECONDS]   (store-memory vs quick_cache, in one process)",
+                     cache-bench --ab hit|entry|facade|gets|mix|puts|replace [SECONDS]   (store-memory vs quick_cache, in one process)\n\
+                     cache-bench --ab-l2 [SECONDS]   (facade get on an L2 hit vs raw GET, concurrency 64, one redis-server)\n\
+                     cache-bench --ours-traces   (store-memory alone on the real and synthetic hit-ratio traces)",
                     GROUPS.join("|")
                 );
                 return ExitCode::SUCCESS;
