@@ -5,7 +5,7 @@ use std::future::{Ready, ready};
 use std::hash::{BuildHasher, Hash};
 use std::mem::size_of;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_core::{
@@ -118,7 +118,8 @@ where
     pub(crate) fn from_plan(b: MemoryStoreBuilder<K, V>, plan: Plan) -> Self {
         let n = plan.shards;
         // Each shard owns a little less than its share of `max_entries`; the rest
-        // is a common pool that shards draw on as they fill, so hash imbalance
+        // is a common pool that shards draw on as they fill (and, when it is
+        // empty, shards borrow owned slots others do not fill), so hash imbalance
         // does not evict anything before the store as a whole is full. The owned
         // quotas plus the pool add up to `max_entries` exactly.
         let share = b.max_entries / n;
@@ -146,7 +147,8 @@ where
             .collect();
         MemoryStore {
             shards,
-            spare: Spare(AtomicUsize::new(spare)),
+            // Every shard starts empty: a lender if it owns more than the one slot it keeps.
+            spare: Spare::new(spare, if owned > 1 { n } else { 0 }),
             mask: n - 1,
             hasher,
             system_clock: b.clock.is_system(),
@@ -250,12 +252,40 @@ where
     /// released, tells the eviction listener what left.
     fn shrink<R>(&self, cell: &ShardCell<K, V>, f: impl FnOnce(&mut Shard<K, V>) -> R) -> R {
         let mut shard = cell.lock.write();
+        let lent = shard.lends();
         let out = f(&mut shard);
         shard.release(&self.spare);
+        self.spare.lender(lent, shard.lends());
         let removed = shard.removed.as_mut().map(std::mem::take);
         drop(shard);
         self.notify(removed);
         out
+    }
+
+    /// Moves one owned but unfilled entry slot from another shard to the
+    /// caller's (which holds its own shard's lock and found the pool empty).
+    /// Only shards free at once are asked: waiting for a lock while holding
+    /// one could deadlock, and a busy lender only means one eviction more.
+    fn borrow(&self, hash: u64) -> bool {
+        if !self.spare.has_lenders() {
+            return false;
+        }
+        let n = self.shards.len();
+        // Start at a shard picked by the key so borrowers spread over lenders.
+        let start = (hash >> 32) as usize;
+        for j in 0..n {
+            // Our own shard's lock is held: `try_write` skips it.
+            let Some(mut other) = self.shards[(start + j) % n].lock.try_write() else {
+                continue;
+            };
+            if other.lend() {
+                if !other.lends() {
+                    self.spare.lender(true, false);
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// Hands what left a shard to the listener, outside every lock.
@@ -456,7 +486,11 @@ where
         }
         let mut shard = cell.lock.write();
         shard.set_small_permille(self.climb.permille());
-        let new_key = shard.put(hash, key, entry, weight, now, &self.spare);
+        let lent = shard.lends();
+        let new_key = shard.put(hash, key, entry, (weight, now), &self.spare, || {
+            self.borrow(hash)
+        });
+        self.spare.lender(lent, shard.lends());
         let removed = shard.removed.as_mut().map(std::mem::take);
         drop(shard);
         if new_key {

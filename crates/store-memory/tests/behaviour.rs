@@ -584,21 +584,37 @@ fn idle_and_short_lived_entries_among_long_lived_ones_do_not_accumulate() {
 /// pool, even one that swept when it was full and has not swept since.
 #[test]
 fn a_cleared_store_refills_to_its_bound_however_keys_hash() {
-    let clock = MockClock::default();
-    let s: MemoryStore<u64, u64> = MemoryStore::builder()
-        .max_entries(2_000)
-        .clock(clock.clone())
-        .build()
-        .expect("valid");
-    let put = |k: u64| {
-        s.put_sync(k, Entry::new(k, clock.now(), TTL)).expect("put");
+    // Scattered keys, and shard counts up to 64 (what a many-core machine gets
+    // by default): with ~31 entries a shard, some shard always hashes below
+    // the quota it owns, and its unfilled slots must go to the shards that
+    // hash above theirs. (Sequential keys spread too evenly to show it.)
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut scattered = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
     };
-    for round in 0..20u64 {
-        // Full, and swept while full (every shard has seen enough puts).
-        (0..10_000).for_each(|i| put(round * 1_000_000 + i % 2_600));
-        s.clear();
-        (0..2_000).for_each(|i| put(round * 1_000_000 + 500_000 + i));
-        assert_eq!(s.len(), 2_000, "round {round}");
-        s.clear();
+    for shards in [None, Some(16), Some(32), Some(64)] {
+        let clock = MockClock::default();
+        let mut b = MemoryStore::builder()
+            .max_entries(2_000)
+            .clock(clock.clone());
+        if let Some(n) = shards {
+            b = b.shards(n);
+        }
+        let s: MemoryStore<u64, u64> = b.build().expect("valid");
+        let put = |k: u64| {
+            s.put_sync(k, Entry::new(k, clock.now(), TTL)).expect("put");
+        };
+        for round in 0..20u64 {
+            // Full, and swept while full (every shard has seen enough puts).
+            (0..10_000).for_each(|i| put(round * 1_000_000 + i % 2_600));
+            s.clear();
+            let fresh: std::collections::HashSet<u64> = (0..2_000).map(|_| scattered()).collect();
+            fresh.iter().for_each(|&k| put(k));
+            assert_eq!(s.len(), fresh.len(), "{shards:?} shards, round {round}");
+            s.clear();
+        }
     }
 }

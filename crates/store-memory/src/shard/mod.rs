@@ -511,9 +511,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         hash: u64,
         key: K,
         entry: Entry<V>,
-        weight: u64,
-        now: Timestamp,
+        (weight, now): (u64, Timestamp),
         spare: &Spare,
+        mut borrow: impl FnMut() -> bool,
     ) -> bool {
         let found = self.find(hash, &key);
         if let Some(i) = found
@@ -548,7 +548,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         };
         self.reclaim_heads(now);
         while self.len() >= self.quota {
-            if spare.take() {
+            if spare.take() || borrow() {
                 self.quota += 1;
             } else if !self.evict_one(EvictionReason::Capacity, now) {
                 break;
@@ -616,6 +616,27 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     /// Returns drawn entry slots this shard no longer fills to the pool.
+    /// Holds fewer keys than it owns: it can lend an owned slot. It keeps one
+    /// whatever it holds, so it can always store an entry (a put evicts
+    /// within its shard, and an empty shard has nothing to evict).
+    pub(crate) fn lends(&self) -> bool {
+        self.len() < self.owned && self.owned > 1
+    }
+
+    /// Gives up one owned slot it does not fill (its quota shrinks with it);
+    /// false if it fills every one.
+    pub(crate) fn lend(&mut self) -> bool {
+        // Below `owned`, `quota == owned`: drawn slots went back at the last
+        // shrink, and a shard draws only once it holds its quota.
+        if self.lends() && self.quota > self.len() {
+            self.owned -= 1;
+            self.quota -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
     pub(crate) fn release(&mut self, spare: &Spare) {
         let unused = self
             .quota
@@ -687,7 +708,7 @@ mod tests {
 
     use super::*;
 
-    static NO_SPARE: Spare = Spare(std::sync::atomic::AtomicUsize::new(0));
+    static NO_SPARE: Spare = Spare::new(0, 0);
 
     /// A shard of `share` entries, all its own, without a weight bound; and
     /// its hasher.
@@ -700,7 +721,7 @@ mod tests {
     /// Puts `k` (weight 1, a minute to live) and checks the shard's invariants.
     pub(super) fn put(s: &mut Shard<u32, u32>, h: &Hasher, k: u32, now: Timestamp) {
         let e = Entry::new(k, now, Duration::from_secs(60));
-        s.put(h.hash_one(k), k, e, 1, now, &NO_SPARE);
+        s.put(h.hash_one(k), k, e, (1, now), &NO_SPARE, || false);
         s.check();
     }
 
@@ -775,7 +796,14 @@ mod tests {
             } else {
                 1
             };
-            s.put(h.hash_one(k), k, e.clone(), weight, now, &NO_SPARE);
+            s.put(
+                h.hash_one(k),
+                k,
+                e.clone(),
+                (weight, now),
+                &NO_SPARE,
+                || false,
+            );
             s.check();
         }
         assert_eq!(s.weight(), 5 + 2 * heavy);
