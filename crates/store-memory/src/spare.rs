@@ -7,7 +7,7 @@
 //! slots back as it shrinks.
 //!
 //! The pool alone cannot hand out a slot that a shard *owns* but does not fill:
-//! with few entries per shard (2,000 entries in 64 shards: 31 each, 23 owned)
+//! with few entries per shard (2,000 entries in 64 shards: 31 each, 24 owned)
 //! some shard holds fewer keys than it owns, and those slots would be stranded
 //! while another shard evicts. So the pool also counts the shards that hold
 //! fewer keys than they own (*lenders*); a shard that finds the pool empty
