@@ -9,17 +9,29 @@ use cache_store_memory::MemoryStore;
 
 #[test]
 fn concurrent_mixed_workload_keeps_invariants() {
+    mixed_workload(None);
+}
+
+/// 64 shards of ~31 entries (the default on a machine with 16 or more cores):
+/// shards keep hashing below and above their owned quotas, so slots move
+/// between them (pool and lending) while four threads write and remove.
+#[test]
+fn concurrent_mixed_workload_keeps_invariants_with_many_small_shards() {
+    mixed_workload(Some(64));
+}
+
+fn mixed_workload(shards: Option<usize>) {
     let clock = MockClock::default();
-    let store: Arc<MemoryStore<u64, u64>> = Arc::new(
-        MemoryStore::builder()
-            .count_reads(true)
-            .max_entries(2_000)
-            .max_weight(20_000)
-            .weigher(|_, v: &u64| 1 + v % 16)
-            .clock(clock.clone())
-            .build()
-            .expect("valid"),
-    );
+    let mut builder = MemoryStore::builder()
+        .count_reads(true)
+        .max_entries(2_000)
+        .max_weight(20_000)
+        .weigher(|_, v: &u64| 1 + v % 16)
+        .clock(clock.clone());
+    if let Some(n) = shards {
+        builder = builder.shards(n);
+    }
+    let store: Arc<MemoryStore<u64, u64>> = Arc::new(builder.build().expect("valid"));
     let threads = 4;
     let ops_per_thread = 50_000u64;
     let handles: Vec<_> = (0..threads)
@@ -74,12 +86,21 @@ fn concurrent_mixed_workload_keeps_invariants() {
         st.inserts,
         st.entries + st.evicted_capacity + st.evicted_weight + st.expired + st.removed
     );
-    // The shards gave back every entry slot they drew from the common pool: an
-    // emptied store holds its full bound of fresh keys again.
+    // The shards gave back every entry slot they drew from the common pool,
+    // and lend what they own but do not fill: an emptied store holds its full
+    // bound of fresh, scattered keys again (each of weight 1).
     store.clear();
-    for k in 1_000_000..1_002_000u64 {
+    let mut x = 0x0123_4567_89AB_CDEFu64;
+    let mut fresh = std::collections::HashSet::new();
+    while fresh.len() < 2_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        fresh.insert(x - x % 16);
+    }
+    for &k in &fresh {
         store
-            .put_sync(k, Entry::new(k * 16, clock.now(), Duration::from_secs(60)))
+            .put_sync(k, Entry::new(k, clock.now(), Duration::from_secs(60)))
             .expect("put");
     }
     assert_eq!(store.len(), 2_000);
