@@ -13,7 +13,10 @@
 //! fewer keys than they own (*lenders*); a shard that finds the pool empty
 //! while there are lenders takes one owned slot from one of them
 //! (`MemoryStore::borrow`) before it evicts. The store as a whole thus holds
-//! `max_entries` keys however unevenly the hash spreads them. The count changes
+//! `max_entries` keys however unevenly the hash spreads them, short of two
+//! things: a lender whose lock is busy at that instant is skipped (one eviction
+//! more), and every shard keeps one owned slot so it can always take an entry
+//! (so only a shard that holds nothing strands a slot). The count changes
 //! only when a shard crosses its owned quota, so a full store (every shard at
 //! or over it) and a filling one (every shard under it) write it rarely.
 
