@@ -95,6 +95,11 @@ fn root() -> PathBuf {
         .map_or(manifest.clone(), Path::to_path_buf)
 }
 
+/// Where the loom models build (apart: they need `--cfg cache_loom`).
+fn loom_dir() -> PathBuf {
+    root().join("target/loom")
+}
+
 /// Set by `ci`: builds skip incremental data (a one-off build never reuses it, and
 /// it doubled the size of `target/`), and every step reports the disk left.
 static IN_CI: AtomicBool = AtomicBool::new(false);
@@ -356,7 +361,7 @@ fn test(args: &[String]) -> Result {
                 cmd.args(["--test", t]);
             }
             cmd.env("RUSTFLAGS", "--cfg cache_loom")
-                .env("CARGO_TARGET_DIR", root().join("target/loom"));
+                .env("CARGO_TARGET_DIR", loom_dir());
             if env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
                 cmd.env("LOOM_MAX_PREEMPTIONS", "3");
             }
@@ -448,7 +453,7 @@ fn ci(args: &[String]) -> Result {
     test(&[])?;
     // Build output no later step reads: trybuild's copy of the dependencies and
     // the loom build.
-    for dir in [target_dir().join("tests"), root().join("target/loom")] {
+    for dir in [target_dir().join("tests"), loom_dir()] {
         let _ = std::fs::remove_dir_all(dir);
     }
     package()?;

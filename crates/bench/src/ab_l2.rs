@@ -19,16 +19,8 @@ const CONCURRENCY: usize = 64;
 pub(crate) fn ab_l2(args: &[String]) -> ExitCode {
     let secs: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(4);
     let only = std::env::var("L2_ONLY").unwrap_or_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     let server = match RedisServer::start() {
         Ok(s) => s,

@@ -173,16 +173,8 @@ fn main() -> ExitCode {
     if plan.wants("overheads") {
         l2::overheads(&plan, &mut report, &progress);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async {
         if plan.wants("stampede") {
@@ -297,4 +289,15 @@ fn machine() -> String {
             format!(", {:.0} GiB", kb as f64 / 1_048_576.0)
         });
     format!("{model}, {cores} cores{mem}")
+}
+
+/// The runtime of the runs that need one (two workers, like the machine's
+/// cores); `None`, said on stderr, if it cannot start.
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("cannot start a tokio runtime: {e}"))
+        .ok()
 }

@@ -279,9 +279,7 @@ where
                 continue;
             };
             if other.lend() {
-                if !other.lends() {
-                    self.spare.lender(true, false);
-                }
+                self.spare.lender(true, other.lends());
                 return true;
             }
         }

@@ -615,7 +615,6 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.idle_end(i, stale).map_or(stale, |end| stale.min(end))
     }
 
-    /// Returns drawn entry slots this shard no longer fills to the pool.
     /// Holds fewer keys than it owns: it can lend an owned slot. It keeps one
     /// whatever it holds, so it can always store an entry (a put evicts
     /// within its shard, and an empty shard has nothing to evict).
@@ -637,6 +636,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
+    /// Returns drawn entry slots this shard no longer fills to the pool.
     pub(crate) fn release(&mut self, spare: &Spare) {
         let unused = self
             .quota
