@@ -77,7 +77,15 @@ fn main() -> ExitCode {
         return probe(kind);
     }
     if args.first().is_some_and(|a| a == "--ours-traces") {
-        real::ours_only();
+        // `--ours-traces [FILTER] [RUNS]`, either or both, in this order.
+        let mut rest = args[1..].iter();
+        let mut next = rest.next();
+        let filter = next.filter(|a| a.parse::<usize>().is_err());
+        if filter.is_some() {
+            next = rest.next();
+        }
+        let runs = next.and_then(|a| a.parse().ok()).unwrap_or(1);
+        real::ours_only(filter.map(String::as_str), runs);
         return ExitCode::SUCCESS;
     }
     if args.first().is_some_and(|a| a == "--ab-l2") {
@@ -114,7 +122,7 @@ fn main() -> ExitCode {
                     "cache-bench [--quick] [--filter {}] [--out DIR]\n\
                      cache-bench --ab hit|entry|facade|gets|mix|puts|replace [SECONDS]   (store-memory vs quick_cache, in one process)\n\
                      cache-bench --ab-l2 [SECONDS]   (facade get on an L2 hit vs raw GET, concurrency 64, one redis-server)\n\
-                     cache-bench --ours-traces   (store-memory alone on the real and synthetic hit-ratio traces)",
+                     cache-bench --ours-traces [TRACE] [RUNS]   (store-memory alone on the real and synthetic hit-ratio traces; RUNS new seeds per cell)",
                     GROUPS.join("|")
                 );
                 return ExitCode::SUCCESS;

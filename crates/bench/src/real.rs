@@ -375,27 +375,42 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
     );
 }
 
-/// `cache-bench --ours-traces`: store-memory alone on every real-trace cell
-/// (two at a time) and on the synthetic Zipf cells, one `trace @ capacity: ratio` line each, to compare a policy
-/// change with the anchors of a full run's `results.json` in a fraction of
-/// its time.
-pub(crate) fn ours_only() {
+/// `cache-bench --ours-traces [FILTER] [RUNS]`: store-memory alone on every
+/// real-trace cell (two at a time) and, without a filter, on the synthetic
+/// Zipf cells, to compare a policy change with the anchors of a full run's
+/// `results.json` in a fraction of its time. `FILTER` keeps the traces whose
+/// name contains it (case-insensitive). Each cell runs `RUNS` times (default
+/// 1), each with a new store and so a new hash seed; one line per cell:
+/// `trace @ capacity: median`, then the lowest and highest run when there
+/// were several (the policy's choices, hence its ratio, depend on the seed).
+pub(crate) fn ours_only(filter: Option<&str>, runs: usize) {
+    let filter = filter.map(str::to_lowercase);
     let mut cells = Vec::new();
-    for trace in &TRACES {
+    let wanted = |name: &str| {
+        filter
+            .as_deref()
+            .is_none_or(|f| name.to_lowercase().contains(f))
+    };
+    for trace in TRACES.iter().filter(|t| wanted(t.name)) {
         match trace.keys() {
             Ok(keys) => {
                 let keys = std::sync::Arc::new(keys);
                 for capacity in trace.capacities(distinct(&keys)) {
-                    cells.push((trace.name, capacity, std::sync::Arc::clone(&keys)));
+                    for _ in 0..runs.max(1) {
+                        cells.push((trace.name, capacity, std::sync::Arc::clone(&keys)));
+                    }
                 }
             }
             Err(e) => eprintln!("{}: {e}", trace.name),
         }
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let out = parking_lot::Mutex::new(Vec::new());
+    let ratios = parking_lot::Mutex::new(std::collections::BTreeMap::<_, Vec<f64>>::new());
+    let synthetic = parking_lot::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        s.spawn(|| out.lock().extend(crate::l1::ours_synthetic()));
+        if filter.is_none() {
+            s.spawn(|| synthetic.lock().extend(crate::l1::ours_synthetic()));
+        }
         for _ in 0..2 {
             s.spawn(|| {
                 while let Some((name, capacity, keys)) =
@@ -403,12 +418,29 @@ pub(crate) fn ours_only() {
                 {
                     let c = contender("store-memory", *capacity);
                     let (ratio, _) = replay(c.as_ref(), keys);
-                    out.lock().push(format!("{name} @ {capacity}: {ratio:.4}"));
+                    ratios
+                        .lock()
+                        .entry((*name, *capacity))
+                        .or_default()
+                        .push(ratio);
                 }
             });
         }
     });
-    let mut out = out.into_inner();
+    let mut out = synthetic.into_inner();
+    for ((name, capacity), mut r) in ratios.into_inner() {
+        r.sort_by(f64::total_cmp);
+        let (low, high) = (r[0], r[r.len() - 1]);
+        let mid = r[r.len() / 2];
+        out.push(if r.len() > 1 {
+            format!(
+                "{name} @ {capacity}: {mid:.4} ({low:.2} … {high:.2} over {} runs)",
+                r.len()
+            )
+        } else {
+            format!("{name} @ {capacity}: {mid:.4}")
+        });
+    }
     out.sort();
     out.iter().for_each(|l| println!("{l}"));
 }

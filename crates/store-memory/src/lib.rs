@@ -55,6 +55,7 @@ struct ReadmeDoctests;
 
 mod climb;
 mod config;
+mod shadow;
 mod shard;
 mod spare;
 mod stats;

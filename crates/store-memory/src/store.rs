@@ -16,6 +16,7 @@ use parking_lot::RwLock;
 
 use crate::climb::Climb;
 use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
+use crate::shadow::Shadow;
 use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
 use crate::stats::MemoryStats;
@@ -80,6 +81,8 @@ pub struct MemoryStore<K, V> {
     system_clock: bool,
     /// Sizes every shard's *small* queue by the hit rate.
     climb: Climb,
+    /// Chooses the admission rule, for stores large enough to sample.
+    shadow: Option<Shadow>,
     weigher: Option<Weigher<K, V>>,
     max_entry_weight: u64,
     max_key_len: Option<usize>,
@@ -153,6 +156,7 @@ where
             hasher,
             system_clock: b.clock.is_system(),
             climb: Climb::new(b.max_entries),
+            shadow: Shadow::for_capacity(b.max_entries),
             clock: b.clock,
             weigher: b.weigher,
             max_entry_weight: plan.max_entry_weight,
@@ -381,6 +385,11 @@ where
                     cell.sampled_hits.store(seen + 1, Ordering::Relaxed);
                 }
                 self.count_read(cell, true);
+                if let Some(s) = &self.shadow
+                    && s.sampled(hash)
+                {
+                    s.request(hash, now);
+                }
                 Some(found)
             }
             read => {
@@ -484,6 +493,7 @@ where
         }
         let mut shard = cell.lock.write();
         shard.set_small_permille(self.climb.permille());
+        shard.free_admission = self.shadow.as_ref().is_some_and(Shadow::free_admission);
         let lent = shard.lends();
         let new_key = shard.put(hash, key, entry, (weight, now), &self.spare, || {
             self.borrow(hash)
@@ -491,6 +501,11 @@ where
         self.spare.lender(lent, shard.lends());
         let removed = shard.removed.as_mut().map(std::mem::take);
         drop(shard);
+        if let Some(s) = &self.shadow
+            && s.sampled(hash)
+        {
+            s.request(hash, now);
+        }
         if new_key {
             // Outside the shard's lock: ending a period reads every shard's
             // sampled hits.

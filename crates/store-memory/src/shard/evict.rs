@@ -14,7 +14,9 @@
 //! again soon (it is in the `rejected` ghost) lowers it, a victim displaced by
 //! an admitted candidate that is wanted again (the `displaced` ghost) raises
 //! it. Recency-heavy workloads end up admitting freely, frequency-heavy ones
-//! guarding *main*.
+//! guarding *main*. A large store may also switch the contest off and admit
+//! every returning candidate (`free_admission`), when two miniature copies
+//! of the policy show that rule hitting more (`shadow.rs`).
 
 use std::hash::Hash;
 
@@ -128,7 +130,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             self.rejected.add(c_hash);
         } else if let Some(v) = self.main_victim(now) {
             let v_hash = self.hash_of(v);
-            if self.dead(v, now) || self.admits(c_wants, self.sketch.estimate(v_hash)) {
+            if self.dead(v, now)
+                || self.free_admission
+                || self.admits(c_wants, self.sketch.estimate(v_hash))
+            {
                 // Evicting `v` moves the last slot into `v`'s place.
                 let last = self.hot.slots.len() - 1;
                 self.evict(v, reason, now);

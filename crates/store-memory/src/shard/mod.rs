@@ -224,6 +224,9 @@ pub(crate) struct Shard<K, V> {
     /// How much more often than *main*'s victim a candidate must have been
     /// wanted to take its place; moved by regret (see `evict.rs`).
     bias: i8,
+    /// Admit every returning candidate, whatever the sketch says (the rule
+    /// a large store's miniature copies may choose: `shadow.rs`).
+    pub(crate) free_admission: bool,
     sketch: Sketch,
     weight: u64,
     /// The shard's fair share of the store's entries: slots are allocated up
@@ -283,6 +286,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             rejected: Ghost::new(share * 4),
             displaced: Ghost::new(share / 2),
             bias: 0,
+            free_admission: false,
             sketch: Sketch::new(share),
             weight: 0,
             share,

@@ -91,3 +91,37 @@ fn a_key_wanted_again_takes_a_cold_keys_place() {
     assert!(!(300..305).any(|k| in_main(&s, k)), "new keys were not");
     s.check();
 }
+
+#[test]
+fn free_admission_lets_a_returning_key_past_a_victim_the_sketch_favours() {
+    // The rule a large store's miniature copies may choose (`shadow.rs`).
+    let now = Timestamp::from_millis(1_000);
+    let admitted = |free: bool| {
+        let (mut s, h) = shard(20);
+        s.free_admission = free;
+        for k in 0..40 {
+            put(&mut s, &h, k, now);
+        }
+        // Every held key is read three times: by the time the clock finds
+        // a victim, the sketch has counted those reads.
+        for _ in 0..3 {
+            for k in 0..40 {
+                let _ = s.read(h.hash_one(k), &k, now);
+            }
+        }
+        // 100 loses once, comes back (wanted twice) and contests.
+        put(&mut s, &h, 100, now);
+        for k in 200..205 {
+            put(&mut s, &h, k, now);
+        }
+        put(&mut s, &h, 100, now);
+        for k in 300..305 {
+            put(&mut s, &h, k, now);
+        }
+        s.check();
+        s.find(h.hash_one(100), &100)
+            .is_some_and(|i| s.hot.slots[i].queue() == Queue::Main)
+    };
+    assert!(!admitted(false), "the gate let a less wanted key through");
+    assert!(admitted(true), "free admission kept a returning key out");
+}
