@@ -79,14 +79,16 @@ impl Shadow {
     }
 
     fn new(keys: usize, mask: u64) -> Self {
-        let extras = Extras::default();
         let hasher = Hasher::default();
-        let mut free = Shard::new(keys, keys, u64::MAX, extras, hasher.clone());
-        free.free_admission = true;
+        let copy = |free_admission| {
+            let mut c = Shard::new(keys, keys, u64::MAX, Extras::default(), hasher.clone());
+            c.free_admission = free_admission;
+            c
+        };
         Shadow {
             copies: Mutex::new(Copies {
-                gated: Shard::new(keys, keys, u64::MAX, extras, hasher.clone()),
-                free,
+                gated: copy(false),
+                free: copy(true),
                 hits: [0; 2],
                 requests: 0,
                 window: keys as u64 * WINDOW_CAPACITIES,
@@ -100,8 +102,17 @@ impl Shadow {
 
     /// Whether the key behind `hash` feeds the copies.
     #[inline]
-    pub(crate) fn sampled(&self, hash: u64) -> bool {
+    fn sampled(&self, hash: u64) -> bool {
         (hash >> 20) & self.mask == 0
+    }
+
+    /// A request the store served (a hit, or the insert after a miss): fed
+    /// to the copies if its key is sampled.
+    #[inline]
+    pub(crate) fn offer(&self, hash: u64, now: Timestamp) {
+        if self.sampled(hash) {
+            self.request(hash, now);
+        }
     }
 
     /// Whether the store should admit every returning key.
@@ -109,10 +120,9 @@ impl Shadow {
         self.free.load(Ordering::Relaxed)
     }
 
-    /// A request for a sampled key (a hit, or the insert after a miss): each
-    /// copy reads it and, on a miss, stores it. Skipped if another thread is
-    /// feeding the copies.
-    pub(crate) fn request(&self, hash: u64, now: Timestamp) {
+    /// A request for a sampled key: each copy reads it and, on a miss, stores
+    /// it. Skipped if another thread is feeding the copies.
+    fn request(&self, hash: u64, now: Timestamp) {
         let Some(mut copies) = self.copies.try_lock() else {
             return;
         };

@@ -385,10 +385,8 @@ where
                     cell.sampled_hits.store(seen + 1, Ordering::Relaxed);
                 }
                 self.count_read(cell, true);
-                if let Some(s) = &self.shadow
-                    && s.sampled(hash)
-                {
-                    s.request(hash, now);
+                if let Some(s) = &self.shadow {
+                    s.offer(hash, now);
                 }
                 Some(found)
             }
@@ -501,10 +499,8 @@ where
         self.spare.lender(lent, shard.lends());
         let removed = shard.removed.as_mut().map(std::mem::take);
         drop(shard);
-        if let Some(s) = &self.shadow
-            && s.sampled(hash)
-        {
-            s.request(hash, now);
+        if let Some(s) = &self.shadow {
+            s.offer(hash, now);
         }
         if new_key {
             // Outside the shard's lock: ending a period reads every shard's

@@ -6,6 +6,12 @@ use std::hash::BuildHasher;
 use super::tests::{put, shard};
 use super::*;
 
+/// Whether `k` is held, in *main*.
+fn in_main(s: &Shard<u32, u32>, h: &Hasher, k: u32) -> bool {
+    s.find(h.hash_one(k), &k)
+        .is_some_and(|i| s.hot.slots[i].queue() == Queue::Main)
+}
+
 #[test]
 fn a_scan_does_not_push_out_keys_that_are_read() {
     let now = Timestamp::from_millis(1_000);
@@ -68,10 +74,7 @@ fn a_loop_bigger_than_the_shard_still_hits() {
 fn a_key_wanted_again_takes_a_cold_keys_place() {
     let now = Timestamp::from_millis(1_000);
     let (mut s, h) = shard(20);
-    let in_main = |s: &Shard<u32, u32>, k: u32| {
-        s.find(h.hash_one(k), &k)
-            .is_some_and(|i| s.hot.slots[i].queue() == Queue::Main)
-    };
+    let in_main = |s: &Shard<u32, u32>, k: u32| in_main(s, &h, k);
     for k in 0..40 {
         put(&mut s, &h, k, now); // main fills with cold keys
     }
@@ -119,8 +122,7 @@ fn free_admission_lets_a_returning_key_past_a_victim_the_sketch_favours() {
             put(&mut s, &h, k, now);
         }
         s.check();
-        s.find(h.hash_one(100), &100)
-            .is_some_and(|i| s.hot.slots[i].queue() == Queue::Main)
+        in_main(&s, &h, 100)
     };
     assert!(!admitted(false), "the gate let a less wanted key through");
     assert!(admitted(true), "free admission kept a returning key out");
