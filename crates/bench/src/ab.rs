@@ -10,7 +10,8 @@
 //! `facade` with a memory-only facade's `get`); `gets` reads a Zipf trace over
 //! ten times the capacity; `mix` is 90 % of those reads and 10 % inserts;
 //! `puts` inserts only (mostly replacements: the trace's hot keys are held);
-//! `replace` puts only keys the store holds. `CAP` sets the capacity (default 100,000);
+//! `replace` puts only keys the store holds; `new` only keys it never saw
+//! (every put evicts). `CAP` sets the capacity (default 100,000);
 //! `AB_ONLY=ours` or `AB_ONLY=quick` runs one side only, for `perf record`.
 
 use std::process::ExitCode;
@@ -23,7 +24,9 @@ use futures_util::FutureExt;
 use crate::report::median;
 use crate::trace::{Zipf, zipf_keys};
 
-const MODES: [&str; 7] = ["hit", "entry", "facade", "gets", "mix", "puts", "replace"];
+const MODES: [&str; 8] = [
+    "hit", "entry", "facade", "gets", "mix", "puts", "replace", "new",
+];
 
 pub(crate) fn ab(args: &[String]) -> ExitCode {
     let mode = args.first().map_or("mix", String::as_str);
@@ -60,7 +63,7 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
     };
     let put_every = match mode {
         "mix" => 10,
-        "puts" | "replace" => 1,
+        "puts" | "replace" | "new" => 1,
         _ => 0,
     };
     let run = |ours: bool, at: &mut usize| -> f64 {
@@ -68,8 +71,15 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
         let (mut ops, mut found) = (0u64, 0u64);
         while start.elapsed() < Duration::from_millis(100) {
             for _ in 0..1024 {
-                let k = trace[*at];
-                *at = (*at + 1) % trace.len();
+                let k = if mode == "new" {
+                    // Keys never seen: every put evicts.
+                    *at += 1;
+                    (1 << 40) + *at as u64
+                } else {
+                    let k = trace[*at];
+                    *at = (*at + 1) % trace.len();
+                    k
+                };
                 let put = put_every > 0 && ops % put_every == put_every - 1;
                 match (ours, put) {
                     (true, true) => {

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo xtask bench [--quick] [--filter GROUP] [--out DIR]
 //! groups: l1, hit-ratio, traces (real traces), memory, l2, clear, stampede, outage, overheads
-//! cargo run --release -p cache-bench -- --ab hit|entry|facade|gets|mix|puts|replace [SECONDS]
+//! cargo run --release -p cache-bench -- --ab hit|entry|facade|gets|mix|puts|replace|new [SECONDS]
 //! ```
 //!
 //! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
             "-h" | "--help" => {
                 println!(
                     "cache-bench [--quick] [--filter {}] [--out DIR]\n\
-                     cache-bench --ab hit|entry|facade|gets|mix|puts|replace [SECONDS]   (store-memory vs quick_cache, in one process)\n\
+                     cache-bench --ab hit|entry|facade|gets|mix|puts|replace|new [SECONDS]   (store-memory vs quick_cache, in one process)\n\
                      cache-bench --ab-l2 [SECONDS]   (facade get on an L2 hit vs raw GET, concurrency 64, one redis-server)\n\
                      cache-bench --ours-traces [TRACE] [RUNS]   (store-memory alone on the real and synthetic hit-ratio traces; RUNS new seeds per cell)",
                     GROUPS.join("|")

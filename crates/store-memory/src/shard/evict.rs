@@ -124,26 +124,29 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         // Only a key that lost before and came back may contest: a key seen
         // for the first time (a scan) never displaces anything, whatever the
         // sketch's collisions say.
-        let c_wants = self.sketch.estimate(c_hash);
-        let returning = self.hot.slots[c].flags & RETURNING != 0;
-        if !returning {
+        // (Nor is the sketch read for a first-timer: its line is one fetch
+        // from memory the insert of a new key need not wait for.)
+        if self.hot.slots[c].flags & RETURNING == 0 {
             self.rejected.add(c_hash);
-        } else if let Some(v) = self.main_victim(now) {
-            let v_hash = self.hash_of(v);
-            if self.dead(v, now)
-                || self.free_admission
-                || self.admits(c_wants, self.sketch.estimate(v_hash))
-            {
-                // Evicting `v` moves the last slot into `v`'s place.
-                let last = self.hot.slots.len() - 1;
-                self.evict(v, reason, now);
-                self.displaced.add(v_hash);
-                let c = if c == last { v } else { c };
-                self.unlink(c);
-                self.push_back(c, Queue::Main);
-                return true;
+        } else {
+            let c_wants = self.sketch.estimate(c_hash);
+            if let Some(v) = self.main_victim(now) {
+                let v_hash = self.hash_of(v);
+                if self.dead(v, now)
+                    || self.free_admission
+                    || self.admits(c_wants, self.sketch.estimate(v_hash))
+                {
+                    // Evicting `v` moves the last slot into `v`'s place.
+                    let last = self.hot.slots.len() - 1;
+                    self.evict(v, reason, now);
+                    self.displaced.add(v_hash);
+                    let c = if c == last { v } else { c };
+                    self.unlink(c);
+                    self.push_back(c, Queue::Main);
+                    return true;
+                }
+                self.rejected.add(c_hash);
             }
-            self.rejected.add(c_hash);
         }
         self.evict(c, reason, now);
         true
