@@ -5,6 +5,7 @@
 //! cargo xtask bench [--quick] [--filter GROUP] [--out DIR]
 //! groups: l1, hit-ratio, traces (real traces), memory, l2, clear, stampede, outage, overheads
 //! cargo run --release -p cache-bench -- --ab hit|entry|facade|gets|mix|puts|replace|new [SECONDS]
+//! cargo run --release -p cache-bench -- --ours-traces [TRACE] [RUNS] [--against results.json]
 //! ```
 //!
 //! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
@@ -20,6 +21,7 @@ mod l2;
 mod real;
 mod report;
 mod resilience;
+mod score;
 mod trace;
 
 use std::path::PathBuf;
@@ -69,6 +71,49 @@ const GROUPS: [&str; 9] = [
     "overheads",
 ];
 
+/// `--ours-traces [FILTER] [RUNS] [--against FILE]`: the filter and the
+/// run count, either or both, in this order; `--against` anywhere.
+fn ours_traces(args: &[String]) -> ExitCode {
+    let mut args = args.to_vec();
+    let against = match args.iter().position(|a| a == "--against") {
+        Some(at) if at + 1 < args.len() => {
+            let file = args.remove(at + 1);
+            args.remove(at);
+            let read = std::fs::read_to_string(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+                .and_then(|json| score::anchors(&json));
+            match read {
+                Ok(anchors) => Some(anchors),
+                Err(e) => {
+                    eprintln!("--against {file}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        Some(_) => {
+            eprintln!("--against takes the results.json of a full run");
+            return ExitCode::FAILURE;
+        }
+        None => None,
+    };
+    let mut rest = args.iter();
+    let mut next = rest.next();
+    let filter = next.filter(|a| a.parse::<usize>().is_err());
+    if filter.is_some() {
+        next = rest.next();
+    }
+    let runs = next.and_then(|a| a.parse().ok()).unwrap_or(1);
+    let ours = real::ours_only(filter.map(String::as_str), runs);
+    if let Some(anchors) = against {
+        println!();
+        score::score(&ours, &anchors)
+            .iter()
+            .for_each(|l| println!("{l}"));
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, kind] = args.as_slice()
@@ -77,16 +122,7 @@ fn main() -> ExitCode {
         return probe(kind);
     }
     if args.first().is_some_and(|a| a == "--ours-traces") {
-        // `--ours-traces [FILTER] [RUNS]`, either or both, in this order.
-        let mut rest = args[1..].iter();
-        let mut next = rest.next();
-        let filter = next.filter(|a| a.parse::<usize>().is_err());
-        if filter.is_some() {
-            next = rest.next();
-        }
-        let runs = next.and_then(|a| a.parse().ok()).unwrap_or(1);
-        real::ours_only(filter.map(String::as_str), runs);
-        return ExitCode::SUCCESS;
+        return ours_traces(&args[1..]);
     }
     if args.first().is_some_and(|a| a == "--ab-l2") {
         return ab_l2::ab_l2(&args[1..]);
@@ -122,7 +158,7 @@ fn main() -> ExitCode {
                     "cache-bench [--quick] [--filter {}] [--out DIR]\n\
                      cache-bench --ab hit|entry|facade|gets|mix|puts|replace|new [SECONDS]   (store-memory vs quick_cache, in one process)\n\
                      cache-bench --ab-l2 [SECONDS]   (facade get on an L2 hit vs raw GET, concurrency 64, one redis-server)\n\
-                     cache-bench --ours-traces [TRACE] [RUNS]   (store-memory alone on the real and synthetic hit-ratio traces; RUNS new seeds per cell)",
+                     cache-bench --ours-traces [TRACE] [RUNS] [--against FILE]   (store-memory alone on the real and synthetic hit-ratio traces; RUNS new seeds per cell; scored against a full run's results.json)",
                     GROUPS.join("|")
                 );
                 return ExitCode::SUCCESS;

@@ -375,7 +375,7 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
     );
 }
 
-/// `cache-bench --ours-traces [FILTER] [RUNS]`: store-memory alone on every
+/// `cache-bench --ours-traces [FILTER] [RUNS] [--against FILE]`: store-memory alone on every
 /// real-trace cell (two at a time) and, without a filter, on the synthetic
 /// Zipf cells, to compare a policy change with the anchors of a full run's
 /// `results.json` in a fraction of its time. `FILTER` keeps the traces whose
@@ -383,7 +383,11 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
 /// 1), each with a new store and so a new hash seed; one line per cell:
 /// `trace @ capacity: median`, then the lowest and highest run when there
 /// were several (the policy's choices, hence its ratio, depend on the seed).
-pub(crate) fn ours_only(filter: Option<&str>, runs: usize) {
+/// Returns the real-trace medians by cell (for `--against`: `score.rs`).
+pub(crate) fn ours_only(
+    filter: Option<&str>,
+    runs: usize,
+) -> std::collections::BTreeMap<(String, usize), f64> {
     let filter = filter.map(str::to_lowercase);
     let mut cells = Vec::new();
     let wanted = |name: &str| {
@@ -428,10 +432,12 @@ pub(crate) fn ours_only(filter: Option<&str>, runs: usize) {
         }
     });
     let mut out = synthetic.into_inner();
+    let mut medians = std::collections::BTreeMap::new();
     for ((name, capacity), mut r) in ratios.into_inner() {
         r.sort_by(f64::total_cmp);
         let (low, high) = (r[0], r[r.len() - 1]);
         let mid = r[r.len() / 2];
+        medians.insert((name.to_owned(), capacity), mid);
         out.push(if r.len() > 1 {
             format!(
                 "{name} @ {capacity}: {mid:.4} ({low:.2} … {high:.2} over {} runs)",
@@ -443,6 +449,7 @@ pub(crate) fn ours_only(filter: Option<&str>, runs: usize) {
     }
     out.sort();
     out.iter().for_each(|l| println!("{l}"));
+    medians
 }
 
 #[cfg(test)]
