@@ -66,12 +66,13 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
         "puts" | "replace" | "new" => 1,
         _ => 0,
     };
+    let unseen = mode == "new";
     let run = |ours: bool, at: &mut usize| -> f64 {
         let start = Instant::now();
         let (mut ops, mut found) = (0u64, 0u64);
         while start.elapsed() < Duration::from_millis(100) {
             for _ in 0..1024 {
-                let k = if mode == "new" {
+                let k = if unseen {
                     // Keys never seen: every put evicts.
                     *at += 1;
                     (1 << 40) + *at as u64

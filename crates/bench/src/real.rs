@@ -362,11 +362,11 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
                     "{ours:.2} % vs {} {:.2} %, LRU {lru:.2} %, OPT {opt:.2} %",
                     best.1, best.0
                 ),
-                ours >= best.0 - 0.5 && ours >= lru - 0.5,
+                crate::score::cell_met(ours, best.0, Some(lru)),
             );
         }
     }
-    let mean = gaps.iter().sum::<f64>() / gaps.len().max(1) as f64;
+    let mean = crate::score::mean_gap(&gaps);
     report.target(
         "hit ratio, real traces on average",
         "ahead of the best anchor",

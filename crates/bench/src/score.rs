@@ -9,6 +9,18 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+/// The rule for one cell: within half a point of the best anchor and
+/// of plain LRU (when the run had one).
+pub(crate) fn cell_met(ours: f64, best: f64, lru: Option<f64>) -> bool {
+    ours >= best - 0.5 && lru.is_none_or(|l| ours >= l - 0.5)
+}
+
+/// The mean of the cells' gaps to their best anchors (0 without cells); the
+/// goal is that it be positive.
+pub(crate) fn mean_gap(gaps: &[f64]) -> f64 {
+    gaps.iter().sum::<f64>() / gaps.len().max(1) as f64
+}
+
 /// The anchors of one cell (trace, capacity) in an earlier run.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Anchors {
@@ -83,7 +95,7 @@ pub(crate) fn score(
             continue;
         };
         let gap = ratio - best;
-        let ok = gap >= -0.5 && lru.is_none_or(|l| ratio >= l - 0.5);
+        let ok = cell_met(ratio, *best, *lru);
         gaps.push(gap);
         met += usize::from(ok);
         lines.push(format!(
@@ -94,7 +106,7 @@ pub(crate) fn score(
         ));
     }
     if !gaps.is_empty() {
-        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let mean = mean_gap(&gaps);
         lines.push(format!(
             "mean gap {mean:+.3} pt over {} cells ({}), {met} of {} cells met",
             gaps.len(),
