@@ -114,6 +114,10 @@ pub(crate) struct Slot {
     /// Read by every operation (shared), written only on connect and disconnect.
     state: RwLock<SlotState>,
     notify: Notify,
+    /// Rung by a request that finds the slot connecting: the race starts a
+    /// fresh attempt, since those already under way may have been sent into a
+    /// network that has healed since.
+    hurry: Arc<Notify>,
 }
 
 /// Counters about connections, shared with the store's stats.
@@ -189,6 +193,7 @@ impl Connections {
                 Arc::new(Slot {
                     state: RwLock::new(SlotState::Idle { failed: None }),
                     notify: Notify::new(),
+                    hurry: Arc::new(Notify::new()),
                 })
             })
             .collect();
@@ -284,7 +289,7 @@ impl Connections {
                         *state = SlotState::Connecting;
                         self.spawn_connect(slot.clone());
                     }
-                    SlotState::Connecting => {}
+                    SlotState::Connecting => slot.hurry.notify_one(),
                 }
                 // Register for the wake-up before the lock is released.
                 notified.as_mut().enable();
@@ -299,8 +304,9 @@ impl Connections {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let counters = self.counters.clone();
         let name = self.name.clone();
+        let hurry = slot.hurry.clone();
         tokio::spawn(async move {
-            let outcome = race_connect(timeout, move || {
+            let outcome = race_connect(timeout, Some(&hurry), move || {
                 let target = target.clone();
                 async move { target.open().await }
             })
@@ -365,6 +371,10 @@ pub(crate) fn is_denial(e: &RedisError) -> bool {
 
 /// Attempts in flight at most while connecting.
 const MAX_RACERS: usize = 4;
+/// Attempts in flight at most counting those a waiting request asked for.
+const MAX_HURRIED: usize = 8;
+/// The least time between two attempts a waiting request asks for.
+const HURRY_GAP: Duration = Duration::from_millis(25);
 /// How long one race lasts at most, in connect timeouts.
 const RACE_SPAN: u32 = 2;
 
@@ -377,13 +387,24 @@ const RACE_SPAN: u32 = 2;
 /// starts no other: that is an answer, not a hang, and the race ends once
 /// nothing else is in flight.
 ///
+/// A request waiting for the connection may ring `hurry`: the race then starts
+/// a fresh attempt at once (at most one per 25 ms, eight in flight in all), so
+/// the first request after a heal is answered within a round trip rather than
+/// after the next scheduled attempt, which could be later than the request's
+/// own timeout (the breaker's probe would fail and keep L2 off for another
+/// open period).
+///
 /// The race itself lasts at most two connect timeouts: then it gives up at once,
 /// dropping what still hangs, and the caller backs off and starts another. It
 /// used to stop *launching* after eight attempts and then wait for those in
 /// flight to time out, so a network that healed just after the eighth launch
 /// was noticed only a full timeout (plus the caller's backoff) later: the chaos
 /// run's black hole once served stale reads past its one-second grace that way.
-pub(crate) async fn race_connect<T, F, Fut>(timeout: Duration, open: F) -> Result<T, ConnectError>
+pub(crate) async fn race_connect<T, F, Fut>(
+    timeout: Duration,
+    hurry: Option<&Notify>,
+    open: F,
+) -> Result<T, ConnectError>
 where
     T: Send + 'static,
     F: Fn() -> Fut,
@@ -395,6 +416,8 @@ where
     let deadline = start + timeout * RACE_SPAN;
     let mut next = start;
     let mut launched = false;
+    let mut last_launch = start;
+    let mut hurried = false;
     let mut last = ConnectError {
         why: String::from("no connect attempt made"),
         denied: false,
@@ -408,22 +431,29 @@ where
             });
         }
         // More attempts only while one hangs: a failure is an answer.
-        if !launched || (!racers.is_empty() && now >= next && racers.len() < MAX_RACERS) {
+        let scheduled = now >= next && racers.len() < MAX_RACERS;
+        let asked = hurried && now >= last_launch + HURRY_GAP && racers.len() < MAX_HURRIED;
+        if !launched || (!racers.is_empty() && (scheduled || asked)) {
             let attempt = open();
             racers.spawn(async move { tokio::time::timeout(timeout, attempt).await });
             launched = true;
+            last_launch = now;
             next = now + stagger;
+            hurried = false;
         }
         if racers.is_empty() {
             return Err(last);
         }
         // With every racer in flight, only a finished one or the deadline can
         // change anything.
-        let wake = if racers.len() < MAX_RACERS {
+        let mut wake = if racers.len() < MAX_RACERS {
             next.min(deadline)
         } else {
             deadline
         };
+        if hurried && racers.len() < MAX_HURRIED {
+            wake = wake.min(last_launch + HURRY_GAP);
+        }
         tokio::select! {
             joined = racers.join_next() => match joined {
                 Some(Ok(Ok(Ok(conn)))) => return Ok(conn),
@@ -444,6 +474,12 @@ where
                 Some(Err(_)) | None => {}
             },
             () = tokio::time::sleep_until(wake) => {}
+            () = async {
+                match hurry {
+                    Some(h) => h.notified().await,
+                    None => std::future::pending().await,
+                }
+            }, if !hurried => hurried = true,
         }
     }
 }
@@ -511,9 +547,10 @@ mod race_tests {
     use std::time::Duration;
 
     use redis::{ErrorKind, RedisError, RedisResult};
+    use tokio::sync::Notify;
     use tokio::time::Instant;
 
-    use super::{MAX_RACERS, race_connect};
+    use super::{HURRY_GAP, MAX_HURRIED, MAX_RACERS, race_connect};
 
     const TIMEOUT: Duration = Duration::from_secs(1);
     /// What the bus reader sleeps at most between two races.
@@ -550,7 +587,16 @@ mod race_tests {
         heal: Instant,
         tally: Arc<Tally>,
     ) -> Result<Instant, super::ConnectError> {
-        race_connect(TIMEOUT, move || {
+        black_hole_hurried(heal, tally, None).await
+    }
+
+    /// The same, with a request able to ring `hurry`.
+    async fn black_hole_hurried(
+        heal: Instant,
+        tally: Arc<Tally>,
+        hurry: Option<&Notify>,
+    ) -> Result<Instant, super::ConnectError> {
+        race_connect(TIMEOUT, hurry, move || {
             let live = Live::new(&tally);
             async move {
                 let _live = live;
@@ -631,7 +677,7 @@ mod race_tests {
         let tally = Arc::new(Tally::default());
         let start = Instant::now();
         let counted = tally.clone();
-        let outcome: Result<(), _> = race_connect(TIMEOUT, move || {
+        let outcome: Result<(), _> = race_connect(TIMEOUT, None, move || {
             let live = Live::new(&counted);
             async move {
                 let _live = live;
@@ -657,7 +703,7 @@ mod race_tests {
     async fn a_refusal_does_not_drop_an_attempt_still_in_flight() {
         let made = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
-        let outcome = race_connect(TIMEOUT, move || {
+        let outcome = race_connect(TIMEOUT, None, move || {
             let n = made.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n == 0 {
@@ -671,5 +717,59 @@ mod race_tests {
         .await;
         assert_eq!(outcome.ok(), Some(0));
         assert_eq!(Instant::now() - start, Duration::from_millis(400));
+    }
+
+    /// A request waiting after the heal rings `hurry`: it need not wait for the
+    /// next scheduled attempt (up to a stagger away, longer than a probe's
+    /// operation timeout).
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_request_gets_a_fresh_attempt_at_once() {
+        for heal_ms in [300u64, 1_100, 1_880, 1_990] {
+            let tally = Arc::new(Tally::default());
+            let hurry = Arc::new(Notify::new());
+            let start = Instant::now();
+            let heal = start + Duration::from_millis(heal_ms);
+            let ring = hurry.clone();
+            let request = tokio::spawn(async move {
+                tokio::time::sleep_until(heal + Duration::from_millis(1)).await;
+                ring.notify_one();
+            });
+            let Ok(at) = black_hole_hurried(heal, tally, Some(&hurry)).await else {
+                panic!("healed {heal_ms} ms in and a request waited: still no connection");
+            };
+            assert!(
+                at - heal <= Duration::from_millis(1),
+                "healed {heal_ms} ms in, connected {:?} later",
+                at - heal
+            );
+            request.await.expect("the ringing task");
+        }
+    }
+
+    /// However often requests ring, attempts stay spaced and bounded.
+    #[tokio::test(start_paused = true)]
+    async fn hurried_attempts_are_spaced_and_bounded() {
+        let tally = Arc::new(Tally::default());
+        let hurry = Arc::new(Notify::new());
+        let ring = hurry.clone();
+        let requests = tokio::spawn(async move {
+            for _ in 0..3_000 {
+                ring.notify_one();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let start = Instant::now();
+        let never = start + Duration::from_secs(3600);
+        let outcome = black_hole_hurried(never, tally.clone(), Some(&hurry)).await;
+        assert!(outcome.is_err());
+        assert_eq!(Instant::now() - start, TIMEOUT * 2);
+        let started = tally.started.load(Ordering::SeqCst);
+        let spaced = (TIMEOUT * 2).as_millis() / HURRY_GAP.as_millis() + 1;
+        assert!(
+            started >= MAX_HURRIED && started as u128 <= spaced,
+            "{started} attempts"
+        );
+        assert!(tally.most_live.load(Ordering::SeqCst) <= MAX_HURRIED);
+        requests.abort();
     }
 }
