@@ -387,8 +387,11 @@ const RACE_SPAN: u32 = 2;
 /// starts no other: that is an answer, not a hang, and the race ends once
 /// nothing else is in flight.
 ///
-/// A request waiting for the connection may ring `hurry`: the race then starts
-/// a fresh attempt at once (at most one per 25 ms, eight in flight in all), so
+/// A request waiting for the connection may ring `hurry`: once the race is half
+/// a stagger old (a connect that has not answered by then is presumed hung;
+/// one that is merely slow is not multiplied by the requests waiting for it),
+/// the race starts a fresh attempt at once (at most one per 25 ms, eight in
+/// flight in all), so
 /// the first request after a heal is answered within a round trip rather than
 /// after the next scheduled attempt, which could be later than the request's
 /// own timeout (the breaker's probe would fail and keep L2 off for another
@@ -432,7 +435,10 @@ where
         }
         // More attempts only while one hangs: a failure is an answer.
         let scheduled = now >= next && racers.len() < MAX_RACERS;
-        let asked = hurried && now >= last_launch + HURRY_GAP && racers.len() < MAX_HURRIED;
+        let asked = hurried
+            && now >= start + stagger / 2
+            && now >= last_launch + HURRY_GAP
+            && racers.len() < MAX_HURRIED;
         if !launched || (!racers.is_empty() && (scheduled || asked)) {
             let attempt = open();
             racers.spawn(async move { tokio::time::timeout(timeout, attempt).await });
@@ -452,7 +458,7 @@ where
             deadline
         };
         if hurried && racers.len() < MAX_HURRIED {
-            wake = wake.min(last_launch + HURRY_GAP);
+            wake = wake.min((last_launch + HURRY_GAP).max(start + stagger / 2));
         }
         tokio::select! {
             joined = racers.join_next() => match joined {
@@ -771,5 +777,35 @@ mod race_tests {
         );
         assert!(tally.most_live.load(Ordering::SeqCst) <= MAX_HURRIED);
         requests.abort();
+    }
+
+    /// A connect that is slow but answers (a distant server) is not multiplied
+    /// by the requests waiting for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_connect_is_not_multiplied_by_waiting_requests() {
+        let tally = Arc::new(Tally::default());
+        let hurry = Arc::new(Notify::new());
+        let ring = hurry.clone();
+        let requests = tokio::spawn(async move {
+            loop {
+                ring.notify_one();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let counted = tally.clone();
+        let start = Instant::now();
+        let outcome = race_connect(TIMEOUT, Some(&hurry), move || {
+            let live = Live::new(&counted);
+            async move {
+                let _live = live;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                RedisResult::Ok(())
+            }
+        })
+        .await;
+        requests.abort();
+        assert!(outcome.is_ok());
+        assert_eq!(Instant::now() - start, Duration::from_millis(100));
+        assert_eq!(tally.started.load(Ordering::SeqCst), 1);
     }
 }
