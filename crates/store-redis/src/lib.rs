@@ -109,6 +109,7 @@ pub mod envelope;
 mod health;
 mod lease;
 mod log;
+mod race;
 mod read;
 mod redact;
 mod scan;

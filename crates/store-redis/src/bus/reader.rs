@@ -246,7 +246,7 @@ impl Reader {
         if let Some(pinned) = &self.pinned {
             config = config.set_dns_resolver(pinned.clone());
         }
-        let connecting = crate::conn::race_connect(self.connect_timeout, None, move || {
+        let connecting = crate::race::race_connect(self.connect_timeout, None, move || {
             let (client, config) = (client.clone(), config.clone());
             async move {
                 client
