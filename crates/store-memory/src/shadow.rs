@@ -22,8 +22,8 @@
 //! where the gate is wrong it is very wrong (P3's last stretch: the free copy
 //! ahead by 30 % of the requests), and deciding a window late missed that
 //! stretch in about one seed in eight (P3 at 20 % at 48–49 % instead of
-//! 53.6 %; with the early rule, 51.4–55.2 % over sixty seeds). The copies hold at least
-//! [`MIN_KEYS`] keys, so only stores of 128 Ki entries and more keep them;
+//! 53.6 %; with the early rule, 51.4–55.2 % over sixty seeds). The copies
+//! hold at least [`MIN_KEYS`] keys, so only stores of 128 Ki entries and more keep them;
 //! smaller ones keep the gate. A sampled request takes the copies' lock only
 //! if it is free (`try_lock`), so no reader ever waits on it. The copies keep
 //! *small* at its starting share rather than following the store's climber:
@@ -149,13 +149,14 @@ impl Shadow {
         }
         copies.requests += 1;
         let [gated, free] = copies.hits;
-        if free > gated + (copies.window as f64 * EARLY_MARGIN) as u64 {
+        if free > gated + (copies.window as f64 * EARLY_MARGIN) as u64
+            && !self.free.load(Ordering::Relaxed)
+        {
             // The gate is failing badly right now: do not wait for the window's end.
             self.free.store(true, Ordering::Relaxed);
         }
         if copies.requests >= copies.window {
             let margin = (copies.requests as f64 * MARGIN) as u64;
-            let [gated, free] = copies.hits;
             if free > gated + margin {
                 self.free.store(true, Ordering::Relaxed);
             } else if gated > free + margin {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::race::race_connect;
 use cache_core::CacheError;
 use parking_lot::RwLock;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -25,6 +24,7 @@ use tokio::sync::Notify;
 pub(crate) const BACKEND: &str = "redis";
 
 use crate::log::{log_error, log_info, log_warn};
+use crate::race::race_connect;
 
 /// One open connection: standalone (multiplexed) or cluster.
 #[derive(Clone)]

@@ -31,11 +31,10 @@ const RACE_SPAN: u32 = 2;
 /// a stagger old (a connect that has not answered by then is presumed hung;
 /// one that is merely slow is not multiplied by the requests waiting for it),
 /// the race starts a fresh attempt at once (at most one per 25 ms, eight in
-/// flight in all), so
-/// the first request after a heal is answered within a round trip rather than
-/// after the next scheduled attempt, which could be later than the request's
-/// own timeout (the breaker's probe would fail and keep L2 off for another
-/// open period).
+/// flight in all), so the first request after a heal is answered within a
+/// round trip rather than after the next scheduled attempt, which could be
+/// later than the request's own timeout (the breaker's probe would fail and
+/// keep L2 off for another open period).
 ///
 /// The race itself lasts at most two connect timeouts: then it gives up at once,
 /// dropping what still hangs, and the caller backs off and starts another. It
@@ -55,10 +54,13 @@ where
 {
     let stagger = (timeout / 4).clamp(Duration::from_millis(25), Duration::from_millis(250));
     let mut racers = tokio::task::JoinSet::new();
+    let launch = |racers: &mut tokio::task::JoinSet<_>| {
+        let attempt = open();
+        racers.spawn(async move { tokio::time::timeout(timeout, attempt).await });
+    };
     let start = tokio::time::Instant::now();
     let deadline = start + timeout * RACE_SPAN;
-    let mut next = start;
-    let mut launched = false;
+    launch(&mut racers);
     let mut last_launch = start;
     let mut hurried = false;
     let mut last = ConnectError {
@@ -67,38 +69,34 @@ where
     };
     loop {
         let now = tokio::time::Instant::now();
-        if launched && now >= deadline {
+        if now >= deadline {
             return Err(ConnectError {
                 why: format!("no connection within {:?}", timeout * RACE_SPAN),
                 denied: last.denied,
             });
         }
         // More attempts only while one hangs: a failure is an answer.
-        let scheduled = now >= next && racers.len() < MAX_RACERS;
-        let asked = hurried
-            && now >= start + stagger / 2
-            && now >= last_launch + HURRY_GAP
-            && racers.len() < MAX_HURRIED;
-        if !launched || (!racers.is_empty() && (scheduled || asked)) {
-            let attempt = open();
-            racers.spawn(async move { tokio::time::timeout(timeout, attempt).await });
-            launched = true;
-            last_launch = now;
-            next = now + stagger;
-            hurried = false;
-        }
         if racers.is_empty() {
             return Err(last);
+        }
+        let scheduled_at = last_launch + stagger;
+        let asked_at = (last_launch + HURRY_GAP).max(start + stagger / 2);
+        let scheduled = now >= scheduled_at && racers.len() < MAX_RACERS;
+        let asked = hurried && now >= asked_at && racers.len() < MAX_HURRIED;
+        if scheduled || asked {
+            launch(&mut racers);
+            last_launch = now;
+            hurried = false;
         }
         // With every racer in flight, only a finished one or the deadline can
         // change anything.
         let mut wake = if racers.len() < MAX_RACERS {
-            next.min(deadline)
+            (last_launch + stagger).min(deadline)
         } else {
             deadline
         };
         if hurried && racers.len() < MAX_HURRIED {
-            wake = wake.min((last_launch + HURRY_GAP).max(start + stagger / 2));
+            wake = wake.min(asked_at);
         }
         tokio::select! {
             joined = racers.join_next() => match joined {
@@ -337,18 +335,24 @@ mod tests {
         }
     }
 
+    /// Requests waiting for the connection: one rings `hurry` every
+    /// millisecond (of the paused clock) until aborted.
+    fn ringing(hurry: &Arc<Notify>) -> tokio::task::JoinHandle<()> {
+        let ring = hurry.clone();
+        tokio::spawn(async move {
+            loop {
+                ring.notify_one();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    }
+
     /// However often requests ring, attempts stay spaced and bounded.
     #[tokio::test(start_paused = true)]
     async fn hurried_attempts_are_spaced_and_bounded() {
         let tally = Arc::new(Tally::default());
         let hurry = Arc::new(Notify::new());
-        let ring = hurry.clone();
-        let requests = tokio::spawn(async move {
-            for _ in 0..3_000 {
-                ring.notify_one();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        });
+        let requests = ringing(&hurry);
         let start = Instant::now();
         let never = start + Duration::from_secs(3600);
         let outcome = black_hole_hurried(never, tally.clone(), Some(&hurry)).await;
@@ -370,13 +374,7 @@ mod tests {
     async fn a_slow_connect_is_not_multiplied_by_waiting_requests() {
         let tally = Arc::new(Tally::default());
         let hurry = Arc::new(Notify::new());
-        let ring = hurry.clone();
-        let requests = tokio::spawn(async move {
-            loop {
-                ring.notify_one();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        });
+        let requests = ringing(&hurry);
         let counted = tally.clone();
         let start = Instant::now();
         let outcome = race_connect(TIMEOUT, Some(&hurry), move || {
