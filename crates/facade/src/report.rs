@@ -220,29 +220,36 @@ impl Striped {
     }
 }
 
+std::thread_local! {
+    /// This thread's stripe, `usize::MAX` until it first bumps a counter.
+    static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
 /// This thread's stripe: its own for the first [`OWNED`] threads to ask, then
-/// one of the shared ones, round-robin.
+/// one of the shared ones, round-robin. The lookup inlines into the hit path;
+/// only a thread's first bump takes the call that picks its stripe.
 #[inline]
 fn stripe() -> usize {
-    use std::cell::Cell;
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        let mine = s.get();
-        if mine != usize::MAX {
-            return mine;
-        }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed) as usize;
-        let mine = if n < OWNED {
-            n
-        } else {
-            OWNED + (n - OWNED) % (STRIPES - OWNED)
-        };
-        s.set(mine);
+    let mine = STRIPE.get();
+    if mine != usize::MAX {
         mine
-    })
+    } else {
+        claim_stripe()
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn claim_stripe() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) as usize;
+    let mine = if n < OWNED {
+        n
+    } else {
+        OWNED + (n - OWNED) % (STRIPES - OWNED)
+    };
+    STRIPE.set(mine);
+    mine
 }
 
 /// Metric handles registered once at build time (a hit costs an atomic add when a
