@@ -171,6 +171,7 @@ fn main() -> ExitCode {
     }
     let mut report = Report {
         machine: machine(),
+        versions: versions(),
         mode: if plan.quick {
             "quick (smoke run; figures are not meaningful)"
         } else {
@@ -335,6 +336,29 @@ fn machine() -> String {
     format!("{model}, {cores} cores{mem}")
 }
 
+/// The versions the figures were measured against: the anchors and the raw
+/// Redis client as this build links them (`build.rs` reads `Cargo.lock`),
+/// and the `redis-server` the L2 groups start.
+fn versions() -> String {
+    let server = cache_testkit::redis_server_binary()
+        .ok()
+        .and_then(|bin| {
+            std::process::Command::new(bin)
+                .arg("--version")
+                .output()
+                .ok()
+        })
+        .and_then(|out| {
+            // "Redis server v=7.0.15 sha=... malloc=... bits=64 build=..."
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("v="))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "not found".to_owned());
+    format!("{}; redis-server {server}", env!("ANCHOR_VERSIONS"))
+}
+
 /// The runtime of the runs that need one (two workers, like the machine's
 /// cores); `None`, said on stderr, if it cannot start.
 pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
@@ -344,4 +368,23 @@ pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
         .build()
         .inspect_err(|e| eprintln!("cannot start a tokio runtime: {e}"))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_report_names_the_locked_version_of_every_anchor() {
+        let versions = super::versions();
+        for anchor in ["quick_cache", "moka", "lru", "redis"] {
+            let version = versions
+                .split([',', ';'])
+                .map(str::trim)
+                .find_map(|part| part.strip_prefix(anchor)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{anchor} missing from `{versions}`"));
+            assert!(
+                version.starts_with(|c: char| c.is_ascii_digit()) && version.contains('.'),
+                "{anchor}: `{version}` is not a version"
+            );
+        }
+    }
 }

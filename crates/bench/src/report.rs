@@ -33,6 +33,9 @@ pub(crate) struct Target {
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Report {
     pub(crate) machine: String,
+    /// What the figures were measured against: the anchors' and the raw
+    /// client's versions, and the redis-server's.
+    pub(crate) versions: String,
     pub(crate) mode: &'static str,
     pub(crate) figures: Vec<Figure>,
     pub(crate) targets: Vec<Target>,
@@ -143,6 +146,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(out, "# cargo xtask bench ({})\n", self.mode);
         let _ = writeln!(out, "Machine: {}\n", self.machine);
+        let _ = writeln!(out, "Against: {}\n", self.versions);
         if !self.targets.is_empty() {
             let _ = writeln!(
                 out,
