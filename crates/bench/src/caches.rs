@@ -162,8 +162,14 @@ impl<V: Clone + Send + Sync + 'static> Contender<V> for MokaSync<V> {
         self.0.run_pending_tasks();
         self.0.entry_count() as usize
     }
+    /// What the cache holds and answers `get` from: its map's entries, counted
+    /// one by one. Not `entry_count()`, which moka updates only when it applies
+    /// its pending writes, so it never shows the up to ~64 inserted entries
+    /// that are already served but not yet admitted or evicted: a cache of 70
+    /// entries holds 134 for most of a replay while `entry_count()` says 70.
+    /// O(entries): sample it, do not call it per request.
     fn len_now(&self) -> usize {
-        self.0.entry_count() as usize
+        self.0.iter().count()
     }
 }
 
