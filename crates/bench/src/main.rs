@@ -8,6 +8,11 @@
 //! cargo run --release -p cache-bench -- --ours-traces [TRACE] [RUNS] [--against results.json]
 //! ```
 //!
+//! `--ours-traces` without a filter replays every real trace `RUNS` times and
+//! the synthetic Zipf cells once; a filter naming synthetic cells (`zipf`,
+//! `"capacity 10k"`, `"scan every 1m"`) replays those `RUNS` times, each with a
+//! new hash seed, and prints the median and the range.
+//!
 //! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
 //! `target/bench/` (or `--out`).
 #![forbid(unsafe_code)]
@@ -158,7 +163,7 @@ fn main() -> ExitCode {
                     "cache-bench [--quick] [--filter {}] [--out DIR]\n\
                      cache-bench --ab hit|entry|facade|gets|mix|puts|replace|new [SECONDS]   (store-memory vs quick_cache, in one process)\n\
                      cache-bench --ab-l2 [SECONDS]   (facade get on an L2 hit vs raw GET, concurrency 64, one redis-server)\n\
-                     cache-bench --ours-traces [TRACE] [RUNS] [--against FILE]   (store-memory alone on the real and synthetic hit-ratio traces; RUNS new seeds per cell; scored against a full run's results.json)",
+                     cache-bench --ours-traces [TRACE] [RUNS] [--against FILE]   (store-memory alone on the real and synthetic hit-ratio traces whose name contains TRACE; RUNS new seeds per cell; scored against a full run's results.json)",
                     GROUPS.join("|")
                 );
                 return ExitCode::SUCCESS;

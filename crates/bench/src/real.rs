@@ -422,9 +422,15 @@ pub(crate) fn ours_only(
     let ratios = parking_lot::Mutex::new(std::collections::BTreeMap::<_, Vec<f64>>::new());
     let synthetic = parking_lot::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        if filter.is_none() {
-            s.spawn(|| synthetic.lock().extend(crate::l1::ours_synthetic()));
-        }
+        // The synthetic cells: once beside every real trace, or `runs` times
+        // when the filter names them ("zipf", "scan every 1m", …).
+        s.spawn(|| {
+            let lines = match filter.as_deref() {
+                None => crate::l1::ours_synthetic(None, 1),
+                Some(f) => crate::l1::ours_synthetic(Some(f), runs),
+            };
+            synthetic.lock().extend(lines);
+        });
         for _ in 0..2 {
             s.spawn(|| {
                 while let Some((name, capacity, keys)) =
