@@ -5,6 +5,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use crate::caches::{Contender, Kind, make};
+use crate::real::{on_two_threads, spread};
 use crate::report::{Report, median};
 use crate::trace::{SCAN_BASE, Zipf, with_scans, zipf_keys};
 use crate::{Plan, Progress};
@@ -166,6 +167,11 @@ fn replay_scanned(c: &dyn Contender<u64>, keys: &[u64]) -> f64 {
     100.0 * hits as f64 / lookups.max(1) as f64
 }
 
+/// A synthetic cell's name: the trace's and the capacity's.
+fn series(name: &str, capacity: usize) -> String {
+    format!("{name}, capacity {}k", capacity / 1000)
+}
+
 pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
     let zipf = Zipf::new(UNIVERSE, 1.0);
     let accesses = plan.scale(10_000_000, 1_000_000);
@@ -174,7 +180,7 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
         for (name, every) in SYNTHETIC {
             let every = if plan.quick { every / 10 } else { every };
             let keys = with_scans(&zipf_part, every, plan.scale(200_000, 20_000));
-            let series = format!("{name}, capacity {}k", capacity / 1000);
+            let series = series(name, capacity);
             let mut best_anchor: f64 = 0.0;
             let mut ours = 0.0;
             for kind in POLICIES {
@@ -206,19 +212,15 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
 
 /// store-memory alone on the synthetic cells of [`hit_ratio`] (full size)
 /// whose series name contains `filter` (all of them for `None`), `runs` times
-/// each with a new hash seed: one `series: median` line per cell, with the
-/// range when there were several runs (for `cache-bench --ours-traces`).
+/// each with a new hash seed: one line per cell (`real::spread`), for
+/// `cache-bench --ours-traces`.
 pub(crate) fn ours_synthetic(filter: Option<&str>, runs: usize) -> Vec<String> {
     let wanted: Vec<(String, usize, usize)> = [10_000usize, 100_000]
         .into_iter()
         .flat_map(|capacity| {
-            SYNTHETIC.into_iter().map(move |(name, every)| {
-                (
-                    format!("{name}, capacity {}k", capacity / 1000),
-                    capacity,
-                    every,
-                )
-            })
+            SYNTHETIC
+                .into_iter()
+                .map(move |(name, every)| (series(name, capacity), capacity, every))
         })
         .filter(|(series, _, _)| filter.is_none_or(|f| series.to_lowercase().contains(f)))
         .collect();
@@ -233,39 +235,18 @@ pub(crate) fn ours_synthetic(filter: Option<&str>, runs: usize) -> Vec<String> {
     let jobs: Vec<usize> = (0..cells.len())
         .flat_map(|cell| std::iter::repeat_n(cell, runs.max(1)))
         .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let ratios = parking_lot::Mutex::new(vec![Vec::new(); cells.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                while let Some(&cell) =
-                    jobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                {
-                    let (_, capacity, keys) = &cells[cell];
-                    let ratio =
-                        replay_scanned(make::<u64>(Kind::StoreMemory, *capacity).as_ref(), keys);
-                    ratios.lock()[cell].push(ratio);
-                }
-            });
-        }
+    let ratios = on_two_threads(&jobs, |&cell| {
+        let (_, capacity, keys) = &cells[cell];
+        replay_scanned(make::<u64>(Kind::StoreMemory, *capacity).as_ref(), keys)
     });
+    let mut by_cell = vec![Vec::new(); cells.len()];
+    for (&cell, ratio) in jobs.iter().zip(ratios) {
+        by_cell[cell].push(ratio);
+    }
     cells
         .iter()
-        .zip(ratios.into_inner())
-        .map(|((series, _, _), mut r)| {
-            r.sort_by(f64::total_cmp);
-            let mid = r[r.len() / 2];
-            if r.len() > 1 {
-                format!(
-                    "{series}: {mid:.4} ({:.2} … {:.2} over {} runs)",
-                    r[0],
-                    r[r.len() - 1],
-                    r.len()
-                )
-            } else {
-                format!("{series}: {mid:.4}")
-            }
-        })
+        .zip(by_cell)
+        .map(|((series, _, _), r)| spread(series, r).1)
         .collect()
 }
 

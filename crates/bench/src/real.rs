@@ -385,14 +385,54 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
     );
 }
 
+/// Runs `run` on every job, two at a time (the machine's cores); the results
+/// in the jobs' order.
+pub(crate) fn on_two_threads<J: Sync, R: Send>(jobs: &[J], run: impl Fn(&J) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = parking_lot::Mutex::new(Vec::with_capacity(jobs.len()));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(job) = jobs.get(at) else { break };
+                    let result = run(job);
+                    done.lock().push((at, result));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner();
+    done.sort_by_key(|(at, _)| *at);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The median of `runs` (one run or more) and its line for `--ours-traces`:
+/// `label: median`, then the lowest and highest run when there were several.
+pub(crate) fn spread(label: &str, mut runs: Vec<f64>) -> (f64, String) {
+    runs.sort_by(f64::total_cmp);
+    let mid = runs[runs.len() / 2];
+    let line = if runs.len() > 1 {
+        format!(
+            "{label}: {mid:.4} ({:.2} … {:.2} over {} runs)",
+            runs[0],
+            runs[runs.len() - 1],
+            runs.len()
+        )
+    } else {
+        format!("{label}: {mid:.4}")
+    };
+    (mid, line)
+}
+
 /// `cache-bench --ours-traces [FILTER] [RUNS] [--against FILE]`: store-memory alone on every
-/// real-trace cell (two at a time) and, without a filter, on the synthetic
-/// Zipf cells, to compare a policy change with the anchors of a full run's
-/// `results.json` in a fraction of its time. `FILTER` keeps the traces whose
-/// name contains it (case-insensitive). Each cell runs `RUNS` times (default
-/// 1), each with a new store and so a new hash seed; one line per cell:
-/// `trace @ capacity: median`, then the lowest and highest run when there
-/// were several (the policy's choices, hence its ratio, depend on the seed).
+/// real-trace cell (two at a time) and on the synthetic Zipf cells, to compare
+/// a policy change with the anchors of a full run's `results.json` in a
+/// fraction of its time. `FILTER` keeps the cells whose name contains it
+/// (case-insensitive); without one, the synthetic cells run once. Each cell
+/// runs `RUNS` times (default 1), each with a new store and so a new hash
+/// seed; one line per cell (see [`spread`]: the policy's choices, hence its
+/// ratio, depend on the seed).
 /// Returns the real-trace medians by cell (for `--against`: `score.rs`).
 pub(crate) fn ours_only(
     filter: Option<&str>,
@@ -418,50 +458,32 @@ pub(crate) fn ours_only(
             Err(e) => eprintln!("{}: {e}", trace.name),
         }
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let ratios = parking_lot::Mutex::new(std::collections::BTreeMap::<_, Vec<f64>>::new());
-    let synthetic = parking_lot::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
+    let (mut out, ratios) = std::thread::scope(|s| {
         // The synthetic cells: once beside every real trace, or `runs` times
         // when the filter names them ("zipf", "scan every 1m", …).
-        s.spawn(|| {
-            let lines = match filter.as_deref() {
-                None => crate::l1::ours_synthetic(None, 1),
-                Some(f) => crate::l1::ours_synthetic(Some(f), runs),
-            };
-            synthetic.lock().extend(lines);
+        let synthetic = s.spawn(|| match filter.as_deref() {
+            None => crate::l1::ours_synthetic(None, 1),
+            Some(f) => crate::l1::ours_synthetic(Some(f), runs),
         });
-        for _ in 0..2 {
-            s.spawn(|| {
-                while let Some((name, capacity, keys)) =
-                    cells.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                {
-                    let c = contender("store-memory", *capacity);
-                    let (ratio, _) = replay(c.as_ref(), keys, sample_every(*capacity));
-                    ratios
-                        .lock()
-                        .entry((*name, *capacity))
-                        .or_default()
-                        .push(ratio);
-                }
-            });
-        }
+        let ratios = on_two_threads(&cells, |(_, capacity, keys)| {
+            let c = contender("store-memory", *capacity);
+            replay(c.as_ref(), keys, sample_every(*capacity)).0
+        });
+        // A panic in the synthetic cells is the bench's, as before.
+        let synthetic = synthetic
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (synthetic, ratios)
     });
-    let mut out = synthetic.into_inner();
+    let mut by_cell = std::collections::BTreeMap::<_, Vec<f64>>::new();
+    for ((name, capacity, _), ratio) in cells.iter().zip(ratios) {
+        by_cell.entry((*name, *capacity)).or_default().push(ratio);
+    }
     let mut medians = std::collections::BTreeMap::new();
-    for ((name, capacity), mut r) in ratios.into_inner() {
-        r.sort_by(f64::total_cmp);
-        let (low, high) = (r[0], r[r.len() - 1]);
-        let mid = r[r.len() / 2];
+    for ((name, capacity), r) in by_cell {
+        let (mid, line) = spread(&format!("{name} @ {capacity}"), r);
         medians.insert((name.to_owned(), capacity), mid);
-        out.push(if r.len() > 1 {
-            format!(
-                "{name} @ {capacity}: {mid:.4} ({low:.2} … {high:.2} over {} runs)",
-                r.len()
-            )
-        } else {
-            format!("{name} @ {capacity}: {mid:.4}")
-        });
+        out.push(line);
     }
     out.sort();
     out.iter().for_each(|l| println!("{l}"));
@@ -471,6 +493,24 @@ pub(crate) fn ours_only(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_threads_answer_in_the_jobs_order() {
+        let jobs: Vec<u64> = (0..1_000).collect();
+        assert_eq!(
+            on_two_threads(&jobs, |&j| j * 3),
+            jobs.iter().map(|j| j * 3).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn spread_gives_the_median_and_the_range_of_several_runs() {
+        assert_eq!(
+            spread("a", vec![3.0, 1.0, 2.0]),
+            (2.0, "a: 2.0000 (1.00 … 3.00 over 3 runs)".to_owned())
+        );
+        assert_eq!(spread("b", vec![5.5]), (5.5, "b: 5.5000".to_owned()));
+    }
 
     #[test]
     fn opt_on_a_loop_keeps_a_fixed_set() {
