@@ -67,6 +67,8 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
         _ => 0,
     };
     let unseen = mode == "new";
+    // Which read our side makes, decided once (not by comparing strings per op).
+    let (by_facade, by_entry) = (mode == "facade", mode == "entry");
     let run = |ours: bool, at: &mut usize| -> f64 {
         let start = Instant::now();
         let (mut ops, mut found) = (0u64, 0u64);
@@ -86,11 +88,11 @@ pub(crate) fn ab(args: &[String]) -> ExitCode {
                     (true, true) => {
                         let _ = store.put_sync(k, Entry::new(k, clock.recent(), ttl));
                     }
-                    (true, false) if mode == "facade" => {
+                    (true, false) if by_facade => {
                         found +=
                             u64::from(matches!(facade.get(&k).now_or_never(), Some(Ok(Some(_)))));
                     }
-                    (true, false) if mode == "entry" => {
+                    (true, false) if by_entry => {
                         found += u64::from(store.get_sync(&k).is_some());
                     }
                     (true, false) => found += u64::from(store.get_fresh_sync(&k).is_some()),

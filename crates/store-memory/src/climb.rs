@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::shadow::SAMPLE_BITS_AT;
+
 /// *small*'s share of a shard at the start, in per mille.
 pub(crate) const START_PERMILLE: u32 = 50;
 /// The smallest share *small* climbs down to, in per mille.
@@ -59,8 +61,8 @@ pub(crate) struct Climb {
     /// *small*'s share, read by every shard before it evicts.
     permille: AtomicU32,
     misses: AtomicU64,
-    /// A key counts when `(hash >> 40) & mask == 0`.
-    mask: u64,
+    /// A key counts when `(hash >> SAMPLE_BITS_AT) & mask == 0`.
+    pub(crate) mask: u64,
     /// Sampled requests per period.
     period: u64,
     state: Mutex<State>,
@@ -93,7 +95,7 @@ impl Climb {
     /// Whether `hash`'s key is one of the sampled ones.
     #[inline]
     pub(crate) fn sampled(&self, hash: u64) -> bool {
-        (hash >> 40) & self.mask == 0
+        (hash >> SAMPLE_BITS_AT) & self.mask == 0
     }
 
     /// *small*'s share now, in per mille.

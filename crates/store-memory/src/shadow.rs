@@ -40,6 +40,9 @@ use parking_lot::Mutex;
 use crate::shard::{Extras, Hasher, Read, Shard};
 use crate::spare::Spare;
 
+/// Where the bits that choose sampled keys start: the climber's too (see
+/// `climb.rs`), so a hit can test both with one mask.
+pub(crate) const SAMPLE_BITS_AT: u32 = 40;
 /// One key in `2^SAMPLE_SHIFT` feeds the copies.
 const SAMPLE_SHIFT: u32 = 10;
 /// The smallest copy worth keeping: a smaller one mispredicts.
@@ -73,8 +76,8 @@ struct Copies {
 pub(crate) struct Shadow {
     copies: Mutex<Copies>,
     hasher: Hasher,
-    /// A key is sampled when `(hash >> 20) & mask == 0`.
-    mask: u64,
+    /// A key is sampled when `(hash >> SAMPLE_BITS_AT) & mask == 0`.
+    pub(crate) mask: u64,
     free: AtomicBool,
 }
 
@@ -111,7 +114,7 @@ impl Shadow {
     /// Whether the key behind `hash` feeds the copies.
     #[inline]
     fn sampled(&self, hash: u64) -> bool {
-        (hash >> 20) & self.mask == 0
+        (hash >> SAMPLE_BITS_AT) & self.mask == 0
     }
 
     /// A request the store served (a hit, or the insert after a miss): fed

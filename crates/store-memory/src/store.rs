@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 
 use crate::climb::Climb;
 use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
-use crate::shadow::Shadow;
+use crate::shadow::{SAMPLE_BITS_AT, Shadow};
 use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
 use crate::stats::MemoryStats;
@@ -83,6 +83,11 @@ pub struct MemoryStore<K, V> {
     climb: Climb,
     /// Chooses the admission rule, for stores large enough to sample.
     shadow: Option<Shadow>,
+    /// A hit whose `(hash >> SAMPLE_BITS_AT) & rare_mask` is not zero is
+    /// sampled by neither the climber nor the shadow and needs no counting:
+    /// the two masks' common bits (zero when every read is counted), so one
+    /// test on the hit path rules all three out.
+    rare_mask: u64,
     weigher: Option<Weigher<K, V>>,
     max_entry_weight: u64,
     max_key_len: Option<usize>,
@@ -148,6 +153,15 @@ where
                 }
             })
             .collect();
+        let (climb, shadow) = (
+            Climb::new(b.max_entries),
+            Shadow::for_capacity(b.max_entries),
+        );
+        let rare_mask = if b.count_reads {
+            0
+        } else {
+            climb.mask & shadow.as_ref().map_or(u64::MAX, |s| s.mask)
+        };
         MemoryStore {
             shards,
             // Every shard starts empty: a lender if it owns more than the one slot it keeps.
@@ -155,8 +169,9 @@ where
             mask: n - 1,
             hasher,
             system_clock: b.clock.is_system(),
-            climb: Climb::new(b.max_entries),
-            shadow: Shadow::for_capacity(b.max_entries),
+            climb,
+            shadow,
+            rare_mask,
             clock: b.clock,
             weigher: b.weigher,
             max_entry_weight: plan.max_entry_weight,
@@ -355,14 +370,14 @@ where
     /// assert_eq!(store.get_fresh_sync(&"b"), None);
     /// # Ok::<(), cache_core::CacheError>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn get_fresh_sync(&self, key: &K) -> Option<Option<V>> {
         self.lookup(key, Shard::read_fresh)?
     }
 
     /// One read under the shard's shared lock, then the counting (and, for an
     /// expired entry, its removal under the write lock) after the lock is gone.
-    #[inline]
+    #[inline(always)]
     fn lookup<T>(
         &self,
         key: &K,
@@ -376,34 +391,48 @@ where
         match read(&shard, hash, key, now) {
             Read::Hit(found) => {
                 drop(shard);
-                if self.climb.sampled(hash) {
-                    // A plain load and store, not a read-modify-write: two
-                    // threads racing lose a count, which the climber's
-                    // sampled rate tolerates, and a hit stays free of a third
-                    // locked instruction.
-                    let seen = cell.sampled_hits.load(Ordering::Relaxed);
-                    cell.sampled_hits.store(seen + 1, Ordering::Relaxed);
-                }
-                self.count_read(cell, true);
-                if let Some(s) = &self.shadow {
-                    s.offer(hash, now);
+                if (hash >> SAMPLE_BITS_AT) & self.rare_mask == 0 {
+                    self.sampled_hit(cell, hash, now);
                 }
                 Some(found)
             }
             read => {
                 drop(shard);
-                if matches!(read, Read::Expired) {
-                    self.shrink(cell, |s| s.remove_if_expired(hash, key, now));
-                }
-                self.count_read(cell, false);
+                self.missed(cell, hash, key, now, matches!(read, Read::Expired));
                 None
             }
         }
     }
 
-    /// The clock's [`recent`](Clock::recent) time, without a dynamic call for
-    /// the system clock.
-    #[inline]
+    /// A hit whose key the climber or the shadow may sample (one in 64 or
+    /// fewer), or every hit when hits are counted: out of line, so the common
+    /// hit carries none of it.
+    #[cold]
+    #[inline(never)]
+    fn sampled_hit(&self, cell: &ShardCell<K, V>, hash: u64, now: Timestamp) {
+        self.count_read(cell, true);
+        if self.climb.sampled(hash) {
+            // A plain load and store, not a read-modify-write: two threads
+            // racing lose a count, which the climber's sampled rate
+            // tolerates, and a hit stays free of a third locked instruction.
+            let seen = cell.sampled_hits.load(Ordering::Relaxed);
+            cell.sampled_hits.store(seen + 1, Ordering::Relaxed);
+        }
+        if let Some(s) = &self.shadow {
+            s.offer(hash, now);
+        }
+    }
+
+    /// A read that found nothing live: an expired entry found is removed
+    /// under the write lock. Out of line, like [`sampled_hit`](Self::sampled_hit).
+    #[inline(never)]
+    fn missed(&self, cell: &ShardCell<K, V>, hash: u64, key: &K, now: Timestamp, expired: bool) {
+        if expired {
+            self.shrink(cell, |s| s.remove_if_expired(hash, key, now));
+        }
+        self.count_read(cell, false);
+    }
+
     fn recent(&self) -> Timestamp {
         if self.system_clock {
             SystemClock.recent()
@@ -492,11 +521,16 @@ where
         let mut shard = cell.lock.write();
         shard.set_small_permille(self.climb.permille());
         shard.free_admission = self.shadow.as_ref().is_some_and(Shadow::free_admission);
-        let lent = shard.lends();
+        let held = shard.len();
         let new_key = shard.put(hash, key, entry, (weight, now), &self.spare, || {
             self.borrow(hash)
         });
-        self.spare.lender(lent, shard.lends());
+        // Whether the shard can lend changes only with what it holds (a put
+        // leaves what it owns alone): a replacement, or a new key that
+        // evicted one, has nothing to tell the pool.
+        if shard.len() != held {
+            self.spare.lender(shard.lends_holding(held), shard.lends());
+        }
         let removed = shard.removed.as_mut().map(std::mem::take);
         drop(shard);
         if let Some(s) = &self.shadow {

@@ -52,16 +52,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let mut n = 0;
         for i in (0..self.hot.slots.len()).rev() {
             let (fresh, stale) = self.times(i);
+            let created_at = self.slot_created_at(i, &self.hot.slots[i]);
             let tags = self.tags(i);
             let slot = &mut self.hot.slots[i];
             let lent = Lent {
-                entry: Entry::from_parts(
-                    slot.value.take(),
-                    slot.created_at,
-                    fresh,
-                    Some(stale),
-                    tags,
-                ),
+                entry: Entry::from_parts(slot.value.take(), created_at, fresh, Some(stale), tags),
                 home: &mut slot.value,
             };
             let matched = pred(&slot.key, &lent.entry);

@@ -194,6 +194,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Drops expired entries found at the heads of the lists.
     pub(super) fn reclaim_heads(&mut self, now: Timestamp) {
+        if now < self.first_death {
+            // Nothing can have expired yet: no head to look at.
+            return;
+        }
         for _ in 0..HEAD_RECLAIM {
             // One list at a time: dropping a node moves another one's slot.
             let small = self.drop_expired_head(Queue::Small, now);

@@ -36,8 +36,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.hot.slots.push(Slot {
             key,
             value: entry.into_value(),
-            created_at: packed.created_at,
-            fresh_ms: packed.fresh_ms,
+            fresh_until: packed.fresh_until,
+            age_ms: packed.age_ms,
             stale_ms: packed.stale_ms,
             prev: NIL,
             next: NIL,
@@ -52,17 +52,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.push_back(i, queue);
     }
 
-    /// Replaces slot `i`'s entry where it stands (same place in its queue, a
-    /// read counted); the old key and value go to the listener. The caller has
-    /// checked that the new weight fits.
+    /// Replaces slot `i`'s entry (of `old_weight`) where it stands (same
+    /// place in its queue, a read counted); the old key and value go to the
+    /// listener. The caller has checked that the new weight fits.
     pub(super) fn replace(
         &mut self,
         i: usize,
         key: K,
         entry: Entry<V>,
-        (weight, now): (u64, Timestamp),
+        (old_weight, weight, now): (u64, u64, Timestamp),
     ) {
-        let old_weight = self.weight_of(i);
         let queue = self.hot.slots[i].queue();
         let keep = self.hot.slots[i].flags & (RETURNING | IN_MAIN);
         if self.hot.slots[i].flags & HAS_EXTRA != 0 {
@@ -86,8 +85,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let slot = &mut self.hot.slots[i];
         let old_key = std::mem::replace(&mut slot.key, key);
         let old_value = std::mem::replace(&mut slot.value, entry.into_value());
-        slot.created_at = packed.created_at;
-        slot.fresh_ms = packed.fresh_ms;
+        slot.fresh_until = packed.fresh_until;
+        slot.age_ms = packed.age_ms;
         slot.stale_ms = packed.stale_ms;
         slot.weight = packed.weight;
         slot.flags = packed.flags;
@@ -100,12 +99,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// How slot `i` keeps `entry`'s times and `weight`: packed when they fit,
     /// otherwise in an [`Extra`] stored for `i` here.
+    #[inline]
     fn pack(&mut self, i: usize, entry: &Entry<V>, weight: u64, policy_flags: u8) -> Packed {
         let created_at = entry.created_at();
         let (fresh_until, stale_until) = (entry.fresh_until(), entry.stale_until());
         let mut flags = policy_flags;
-        let (fresh_ms, stale_ms) = packed_times(created_at, fresh_until, stale_until)
-            .unwrap_or_else(|| {
+        let (age_ms, stale_ms) =
+            packed_times(created_at, fresh_until, stale_until).unwrap_or_else(|| {
                 flags |= WIDE;
                 (0, 0)
             });
@@ -118,6 +118,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         });
         if flags & HAS_EXTRA != 0 {
             let extra = Extra {
+                created_at,
                 fresh_until,
                 stale_until,
                 tags: entry.tags().clone(),
@@ -126,8 +127,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             self.extras.insert(i as u32, extra);
         }
         Packed {
-            created_at,
-            fresh_ms,
+            fresh_until,
+            age_ms,
             stale_ms,
             weight: light,
             flags,

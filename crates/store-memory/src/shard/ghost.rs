@@ -14,6 +14,27 @@ const PROBES: usize = 5;
 /// Words per block: every probe of a key falls in one cache line.
 const BLOCK_WORDS: usize = 8;
 
+/// Probe `i` of a key whose probe bits are `h2`: nine bits of `h2`, a bit of
+/// the block's 512, as a word of the block and a mask.
+#[inline]
+fn probe(h2: u64, i: usize) -> (usize, u64) {
+    let bit = (h2 >> (i * 9)) & 511;
+    ((bit / 64) as usize & (BLOCK_WORDS - 1), 1u64 << (bit % 64))
+}
+
+/// The block of [`BLOCK_WORDS`] words at `start`, if the bitmap has it (one
+/// bounds check for the block).
+#[inline]
+fn block(bitmap: &[u64], start: usize) -> Option<&[u64; BLOCK_WORDS]> {
+    bitmap.get(start..start + BLOCK_WORDS)?.try_into().ok()
+}
+
+/// [`block`], to set bits in.
+#[inline]
+fn block_mut(bitmap: &mut [u64], start: usize) -> Option<&mut [u64; BLOCK_WORDS]> {
+    bitmap.get_mut(start..start + BLOCK_WORDS)?.try_into().ok()
+}
+
 pub(super) struct Ghost {
     /// Empty until the first key is added: a shard that never evicts pays
     /// nothing.
@@ -38,20 +59,18 @@ impl Ghost {
         }
     }
 
-    /// The word and bit of each of `hash`'s probes, all in one 64-byte block
-    /// chosen by the key (a blocked bloom filter: one cache line per lookup).
-    fn bits(&self, hash: u64) -> [(usize, u64); PROBES] {
+    /// The first word of `hash`'s block, and the bits that choose its probes
+    /// in it: all in one 64-byte block chosen by the key (a blocked bloom
+    /// filter: one cache line per lookup).
+    #[inline]
+    fn place(&self, hash: u64) -> (usize, u64) {
         // A remix of the key's hash: the table and the shard choice use its
         // low bits already.
         let h1 = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
         let h2 = (hash ^ (hash >> 31)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
         // Multiply-shift maps the block choice onto 0..blocks without a division.
         let block = ((u128::from(h1) * u128::from(self.blocks)) >> 64) as usize * BLOCK_WORDS;
-        std::array::from_fn(|i| {
-            // Nine bits of `h2` per probe: a bit of the block's 512.
-            let bit = (h2 >> (i * 9)) & 511;
-            (block + (bit / 64) as usize, 1u64 << (bit % 64))
-        })
+        (block, h2)
     }
 
     pub(super) fn add(&mut self, hash: u64) {
@@ -65,8 +84,12 @@ impl Ghost {
             self.current.iter_mut().for_each(|w| *w = 0);
             self.added = 0;
         }
-        for (w, m) in self.bits(hash) {
-            self.current[w] |= m;
+        let (start, h2) = self.place(hash);
+        if let Some(block) = block_mut(&mut self.current, start) {
+            for i in 0..PROBES {
+                let (w, m) = probe(h2, i);
+                block[w] |= m;
+            }
         }
         self.added += 1;
     }
@@ -76,8 +99,17 @@ impl Ghost {
         if self.current.is_empty() {
             return false;
         }
-        let bits = self.bits(hash);
-        let all = |bitmap: &[u64]| bits.iter().all(|&(w, m)| bitmap[w] & m != 0);
+        let (start, h2) = self.place(hash);
+        // Probes are worked out one at a time: most keys not remembered are
+        // told apart by the first one or two.
+        let all = |bitmap: &[u64]| {
+            block(bitmap, start).is_some_and(|b| {
+                (0..PROBES).all(|i| {
+                    let (w, m) = probe(h2, i);
+                    b[w] & m != 0
+                })
+            })
+        };
         all(&self.current) || all(&self.previous)
     }
 

@@ -113,12 +113,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Rewrites slot `i`'s freshness end (its stale end stays).
     pub(super) fn set_fresh_until(&mut self, i: usize, until: Timestamp) {
         let stale_until = self.times(i).1;
-        let packed = packed_times(self.hot.slots[i].created_at, until, stale_until);
+        let created_at = self.slot_created_at(i, &self.hot.slots[i]);
+        let packed = packed_times(created_at, until, stale_until);
         let (weight, tags) = (self.weight_of(i), self.tags(i));
         let slot = &mut self.hot.slots[i];
+        slot.fresh_until = until;
         match packed {
-            Some((f, s)) => {
-                slot.fresh_ms = f;
+            Some((a, s)) => {
+                slot.age_ms = a;
                 slot.stale_ms = s;
                 slot.flags &= !WIDE;
             }
@@ -128,6 +130,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             self.extras.remove(&(i as u32));
         } else {
             let extra = self.extras.entry(i as u32).or_insert(Extra {
+                created_at,
                 fresh_until: until,
                 stale_until,
                 tags,

@@ -85,16 +85,18 @@ const RETURNING: u8 = 4;
 /// Slot flag: the entry is in *main* (otherwise in *small*).
 const IN_MAIN: u8 = 16;
 
-/// One entry. The times are packed as millisecond deltas (exact whenever they
-/// fit in `u32`, about 49 days) and the key's hash is not kept (the shard
-/// hashes the key again when eviction needs it), so a slot for `u64` keys and
-/// values is 56 bytes.
+/// One entry. The end of freshness is kept whole (a fresh hit compares it with
+/// the time and reads nothing else), the creation and stale times as
+/// millisecond deltas from it (exact whenever they fit in `u32`, about 49
+/// days), and the key's hash is not kept (the shard hashes the key again when
+/// eviction needs it), so a slot for `u64` keys and values is 56 bytes.
 struct Slot<K, V> {
     key: K,
     value: Option<V>,
-    created_at: Timestamp,
+    /// Always exact, [`WIDE`] or not.
+    fresh_until: Timestamp,
     /// `fresh_until - created_at`, in milliseconds (unless [`WIDE`]).
-    fresh_ms: u32,
+    age_ms: u32,
     /// `stale_until - fresh_until`, in milliseconds (unless [`WIDE`]).
     stale_ms: u32,
     prev: u32,
@@ -109,15 +111,17 @@ struct Slot<K, V> {
 }
 
 impl<K, V> Slot<K, V> {
-    /// `(fresh_until, stale_until)` from the packed deltas (not [`WIDE`]).
+    /// `(fresh_until, stale_until)` from the packed delta (not [`WIDE`]).
     #[inline]
     fn packed_times(&self) -> (Timestamp, Timestamp) {
         // Checked to fit when the slot was filled: no overflow.
-        let fresh = self.created_at.as_millis() + u64::from(self.fresh_ms);
-        (
-            Timestamp::from_millis(fresh),
-            Timestamp::from_millis(fresh + u64::from(self.stale_ms)),
-        )
+        let stale = self.fresh_until.as_millis() + u64::from(self.stale_ms);
+        (self.fresh_until, Timestamp::from_millis(stale))
+    }
+
+    /// `created_at` from the packed delta (not [`WIDE`]).
+    fn packed_created_at(&self) -> Timestamp {
+        Timestamp::from_millis(self.fresh_until.as_millis() - u64::from(self.age_ms))
     }
 
     fn queue(&self) -> Queue {
@@ -133,6 +137,7 @@ impl<K, V> Slot<K, V> {
 /// apart to pack, tags, or a weight above `u32::MAX`. Always complete.
 #[derive(Debug, Clone)]
 struct Extra {
+    created_at: Timestamp,
     fresh_until: Timestamp,
     stale_until: Timestamp,
     tags: Tags,
@@ -146,10 +151,20 @@ fn idle_offset(stale_until: Timestamp, now: Timestamp) -> u32 {
     u32::try_from(stale_until.as_millis().saturating_sub(now.as_millis())).unwrap_or(u32::MAX)
 }
 
+/// Counts a read of `slot` for eviction. A lost update between two readers
+/// only loses one count; a key already at the top costs no write at all.
+#[inline]
+fn count_read<K, V>(slot: &Slot<K, V>) {
+    let seen = slot.freq.load(Ordering::Relaxed);
+    if seen < MAX_FREQ {
+        slot.freq.store(seen + 1, Ordering::Relaxed);
+    }
+}
+
 /// An entry's times, weight and flags as a slot keeps them (see `Shard::pack`).
 struct Packed {
-    created_at: Timestamp,
-    fresh_ms: u32,
+    fresh_until: Timestamp,
+    age_ms: u32,
     stale_ms: u32,
     weight: u32,
     flags: u8,
@@ -308,7 +323,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Whether slot `i` may no longer be served: past its stale end, or idle
     /// for longer than the time to idle.
+    #[inline]
     fn dead(&self, i: usize, now: Timestamp) -> bool {
+        if now < self.first_death {
+            // Nothing in the shard can have expired or gone idle yet.
+            return false;
+        }
         let stale_until = self.times(i).1;
         now >= stale_until || self.idle(i, stale_until, now)
     }
@@ -390,6 +410,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
+    /// When the entry in `slot` (slot `i`) was created.
+    #[inline]
+    fn slot_created_at(&self, i: usize, slot: &Slot<K, V>) -> Timestamp {
+        if slot.flags & WIDE == 0 {
+            slot.packed_created_at()
+        } else {
+            self.extra(i).map_or(Timestamp::ZERO, |e| e.created_at)
+        }
+    }
+
     /// Slot `i`'s tags.
     #[inline]
     fn tags(&self, i: usize) -> Tags {
@@ -407,6 +437,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     /// Slot `i`'s weight.
+    #[inline]
     fn weight_of(&self, i: usize) -> u64 {
         let slot = &self.hot.slots[i];
         if slot.flags & HEAVY == 0 {
@@ -424,7 +455,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     {
         Entry::from_parts(
             slot.value.clone(),
-            slot.created_at,
+            self.slot_created_at(i, slot),
             fresh,
             Some(stale),
             self.slot_tags(i, slot),
@@ -451,7 +482,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     where
         V: Clone,
     {
-        self.read_with(hash, key, now, |_, slot, fresh, _| {
+        let Some((i, slot)) = self.find_slot(hash, key) else {
+            return Read::Miss;
+        };
+        // The common hit: fresh (so not stale either) with no time to idle
+        // to check or refresh; the slot's whole fresh end is all it reads.
+        if now < slot.fresh_until && self.hot.idle_ms.is_none() {
+            count_read(slot);
+            return Read::Hit(Some(slot.value.clone()));
+        }
+        self.read_slot(i, slot, now, |_, slot, fresh, _| {
             (now < fresh).then(|| slot.value.clone())
         })
     }
@@ -469,6 +509,18 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let Some((i, slot)) = self.find_slot(hash, key) else {
             return Read::Miss;
         };
+        self.read_slot(i, slot, now, take)
+    }
+
+    /// [`read_with`](Self::read_with) once the slot is found.
+    #[inline]
+    fn read_slot<T>(
+        &self,
+        i: usize,
+        slot: &Slot<K, V>,
+        now: Timestamp,
+        take: impl FnOnce(usize, &Slot<K, V>, Timestamp, Timestamp) -> T,
+    ) -> Read<T> {
         let (fresh, stale) = self.slot_times(i, slot);
         if now >= stale {
             return Read::Expired;
@@ -479,12 +531,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             }
             self.untouched[i].fetch_min(idle_offset(stale, now), Ordering::Relaxed);
         }
-        // A lost update between two readers only loses one count; a key already
-        // at the top costs no write at all.
-        let seen = slot.freq.load(Ordering::Relaxed);
-        if seen < MAX_FREQ {
-            slot.freq.store(seen + 1, Ordering::Relaxed);
-        }
+        count_read(slot);
         Read::Hit(take(i, slot, fresh, stale))
     }
 
@@ -521,11 +568,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     ) -> bool {
         let found = self.find(hash, &key);
         if let Some(i) = found
-            && (self.weight - self.weight_of(i)).saturating_add(weight) <= self.max_weight
+            && let old_weight = self.weight_of(i)
+            && (self.weight - old_weight).saturating_add(weight) <= self.max_weight
         {
             // Room for the new weight: replaced where it stands.
             self.counters.updates += 1;
-            self.replace(i, key, entry, (weight, now));
+            self.replace(i, key, entry, (old_weight, weight, now));
             self.count_put(now, spare);
             return false;
         }
@@ -623,7 +671,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// whatever it holds, so it can always store an entry (a put evicts
     /// within its shard, and an empty shard has nothing to evict).
     pub(crate) fn lends(&self) -> bool {
-        self.len() < self.owned && self.owned > 1
+        self.lends_holding(self.len())
+    }
+
+    /// Whether the shard would lend if it held `len` keys.
+    #[inline]
+    pub(crate) fn lends_holding(&self, len: usize) -> bool {
+        len < self.owned && self.owned > 1
     }
 
     /// Gives up one owned slot it does not fill (its quota shrinks with it);

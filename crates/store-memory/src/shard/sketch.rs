@@ -59,17 +59,24 @@ impl Sketch {
         }
     }
 
-    /// Word index and bit shift of each of `hash`'s counters: one block
-    /// chosen by the key, in it one word of each pair for each row, and in
-    /// each word a counter chosen by a different mix of the key.
+    /// The first word of `hash`'s block, and in it the word offset and bit
+    /// shift of each of its counters: one block chosen by the key, in it one
+    /// word of each pair for each row, and in each word a counter chosen by a
+    /// different mix of the key.
     #[inline]
-    fn slots(&self, hash: u64) -> [(usize, u32); ROWS] {
+    fn slots(&self, hash: u64) -> (usize, [(usize, u32); ROWS]) {
         let block = (row_hash(hash, 0) as usize & self.block_mask) * BLOCK;
-        std::array::from_fn(|row| {
+        let slots = std::array::from_fn(|row| {
             let h = row_hash(hash, row);
-            let word = block + row * 2 + ((h >> 59) & 1) as usize;
-            (word, ((h >> 60) as u32) * 4)
-        })
+            (row * 2 + ((h >> 59) & 1) as usize, ((h >> 60) as u32) * 4)
+        });
+        (block, slots)
+    }
+
+    /// The block of eight words at `start` (one bounds check for the eight).
+    #[inline]
+    fn block(&self, start: usize) -> Option<&[u64; BLOCK]> {
+        self.table.get(start..start + BLOCK)?.try_into().ok()
     }
 
     /// Allocates the table: from now on wants are counted.
@@ -83,21 +90,23 @@ impl Sketch {
     /// current minimum grow (a conservative update): keys sharing a counter
     /// inflate each other's estimates far less.
     pub(super) fn increment(&mut self, hash: u64) {
-        if self.table.is_empty() {
+        let (start, slots) = self.slots(hash);
+        // Empty before `start`: nothing counted.
+        let Some(block) = self
+            .table
+            .get_mut(start..start + BLOCK)
+            .and_then(|b| <&mut [u64; BLOCK]>::try_from(b).ok())
+        else {
             return;
-        }
-        let slots = self.slots(hash);
-        let min = slots
-            .iter()
-            .map(|&(i, shift)| (self.table[i] >> shift) & MAX)
-            .min()
-            .unwrap_or(MAX);
+        };
+        let count = |block: &[u64; BLOCK], (w, shift): (usize, u32)| (block[w & 7] >> shift) & MAX;
+        let min = slots.iter().map(|&s| count(block, s)).min().unwrap_or(MAX);
         if min == MAX {
             return;
         }
-        for (i, shift) in slots {
-            if (self.table[i] >> shift) & MAX == min {
-                self.table[i] += 1 << shift;
+        for (w, shift) in slots {
+            if count(block, (w, shift)) == min {
+                block[w & 7] += 1 << shift;
             }
         }
         self.additions += 1;
@@ -108,12 +117,13 @@ impl Sketch {
 
     /// The estimated wants of `hash` (never below the truth, up to 15).
     pub(super) fn estimate(&self, hash: u64) -> u64 {
-        if self.table.is_empty() {
+        let (start, slots) = self.slots(hash);
+        let Some(block) = self.block(start) else {
             return 0;
-        }
-        self.slots(hash)
+        };
+        slots
             .iter()
-            .map(|&(i, shift)| (self.table[i] >> shift) & MAX)
+            .map(|&(w, shift)| (block[w & 7] >> shift) & MAX)
             .min()
             .unwrap_or(0)
     }
