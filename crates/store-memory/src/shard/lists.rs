@@ -177,5 +177,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
         let total: u64 = (0..self.hot.slots.len()).map(|i| self.weight_of(i)).sum();
         assert_eq!(self.weight, total);
+        // `dead` and the head reclaim trust this bound to skip their checks.
+        for i in 0..self.hot.slots.len() {
+            assert!(
+                self.first_death <= self.death(i),
+                "slot {i} dies before first_death"
+            );
+        }
     }
 }
