@@ -433,6 +433,9 @@ where
         self.count_read(cell, false);
     }
 
+    /// The clock's [`recent`](Clock::recent) time, without a dynamic call for
+    /// the system clock.
+    #[inline]
     fn recent(&self) -> Timestamp {
         if self.system_clock {
             SystemClock.recent()

@@ -7,12 +7,14 @@
 //! passes for a returning key, and the whole ghost costs about 6 bytes per
 //! remembered key (an exact ring and table of hashes cost about 40).
 
+use super::{LINE_WORDS, line, line_mut};
+
 /// Bits per remembered key in each generation.
 const BITS_PER_KEY: usize = 24;
 /// Bits set per key.
 const PROBES: usize = 5;
 /// Words per block: every probe of a key falls in one cache line.
-const BLOCK_WORDS: usize = 8;
+const BLOCK_WORDS: usize = LINE_WORDS;
 
 /// Probe `i` of a key whose probe bits are `h2`: nine bits of `h2`, a bit of
 /// the block's 512, as a word of the block and a mask.
@@ -20,19 +22,6 @@ const BLOCK_WORDS: usize = 8;
 fn probe(h2: u64, i: usize) -> (usize, u64) {
     let bit = (h2 >> (i * 9)) & 511;
     ((bit / 64) as usize & (BLOCK_WORDS - 1), 1u64 << (bit % 64))
-}
-
-/// The block of [`BLOCK_WORDS`] words at `start`, if the bitmap has it (one
-/// bounds check for the block).
-#[inline]
-fn block(bitmap: &[u64], start: usize) -> Option<&[u64; BLOCK_WORDS]> {
-    bitmap.get(start..start + BLOCK_WORDS)?.try_into().ok()
-}
-
-/// [`block`], to set bits in.
-#[inline]
-fn block_mut(bitmap: &mut [u64], start: usize) -> Option<&mut [u64; BLOCK_WORDS]> {
-    bitmap.get_mut(start..start + BLOCK_WORDS)?.try_into().ok()
 }
 
 pub(super) struct Ghost {
@@ -85,7 +74,7 @@ impl Ghost {
             self.added = 0;
         }
         let (start, h2) = self.place(hash);
-        if let Some(block) = block_mut(&mut self.current, start) {
+        if let Some(block) = line_mut(&mut self.current, start) {
             for i in 0..PROBES {
                 let (w, m) = probe(h2, i);
                 block[w] |= m;
@@ -103,7 +92,7 @@ impl Ghost {
         // Probes are worked out one at a time: most keys not remembered are
         // told apart by the first one or two.
         let all = |bitmap: &[u64]| {
-            block(bitmap, start).is_some_and(|b| {
+            line(bitmap, start).is_some_and(|b| {
                 (0..PROBES).all(|i| {
                     let (w, m) = probe(h2, i);
                     b[w] & m != 0

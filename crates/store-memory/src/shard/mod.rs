@@ -638,6 +638,23 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 }
 
+/// Words in a 64-byte block: the sketch's and the ghosts' unit, one cache
+/// line per key.
+const LINE_WORDS: usize = 8;
+
+/// The block of [`LINE_WORDS`] words at `start`, if `words` has it (one
+/// bounds check for the whole block, so indexing it with `w & 7` needs none).
+#[inline]
+fn line(words: &[u64], start: usize) -> Option<&[u64; LINE_WORDS]> {
+    words.get(start..start + LINE_WORDS)?.try_into().ok()
+}
+
+/// [`line`], to write in.
+#[inline]
+fn line_mut(words: &mut [u64], start: usize) -> Option<&mut [u64; LINE_WORDS]> {
+    words.get_mut(start..start + LINE_WORDS)?.try_into().ok()
+}
+
 /// Picks a shard from a hash: the high bits, since the tables use the low ones
 /// (and the top seven for their control bytes).
 pub(crate) fn shard_index(hash: u64, mask: usize) -> usize {

@@ -9,11 +9,13 @@
 //! writes-free while the sketch still learns what is popular, including keys
 //! that are no longer held.
 
+use super::{LINE_WORDS, line, line_mut};
+
 /// Four counters per key, each in its own 64-bit word of sixteen 4-bit counters,
 /// all four words in one 64-byte block: a count touches one cache line.
 const ROWS: usize = 4;
 /// Words per block (one cache line).
-const BLOCK: usize = 8;
+const BLOCK: usize = LINE_WORDS;
 /// Largest counter value.
 const MAX: u64 = 15;
 /// Words in the smallest table (a multiple of [`BLOCK`]): a small shard still tells apart the keys of a
@@ -73,12 +75,6 @@ impl Sketch {
         (block, slots)
     }
 
-    /// The block of eight words at `start` (one bounds check for the eight).
-    #[inline]
-    fn block(&self, start: usize) -> Option<&[u64; BLOCK]> {
-        self.table.get(start..start + BLOCK)?.try_into().ok()
-    }
-
     /// Allocates the table: from now on wants are counted.
     pub(super) fn start(&mut self) {
         if self.table.is_empty() {
@@ -92,21 +88,19 @@ impl Sketch {
     pub(super) fn increment(&mut self, hash: u64) {
         let (start, slots) = self.slots(hash);
         // Empty before `start`: nothing counted.
-        let Some(block) = self
-            .table
-            .get_mut(start..start + BLOCK)
-            .and_then(|b| <&mut [u64; BLOCK]>::try_from(b).ok())
-        else {
+        let Some(block) = line_mut(&mut self.table, start) else {
             return;
         };
-        let count = |block: &[u64; BLOCK], (w, shift): (usize, u32)| (block[w & 7] >> shift) & MAX;
+        let count = |block: &[u64; BLOCK], (w, shift): (usize, u32)| {
+            (block[w & (BLOCK - 1)] >> shift) & MAX
+        };
         let min = slots.iter().map(|&s| count(block, s)).min().unwrap_or(MAX);
         if min == MAX {
             return;
         }
         for (w, shift) in slots {
             if count(block, (w, shift)) == min {
-                block[w & 7] += 1 << shift;
+                block[w & (BLOCK - 1)] += 1 << shift;
             }
         }
         self.additions += 1;
@@ -118,12 +112,12 @@ impl Sketch {
     /// The estimated wants of `hash` (never below the truth, up to 15).
     pub(super) fn estimate(&self, hash: u64) -> u64 {
         let (start, slots) = self.slots(hash);
-        let Some(block) = self.block(start) else {
+        let Some(block) = line(&self.table, start) else {
             return 0;
         };
         slots
             .iter()
-            .map(|&(w, shift)| (block[w & 7] >> shift) & MAX)
+            .map(|&(w, shift)| (block[w & (BLOCK - 1)] >> shift) & MAX)
             .min()
             .unwrap_or(0)
     }
