@@ -6,6 +6,7 @@
 //! groups: l1, hit-ratio, traces (real traces), memory, l2, clear, stampede, outage, overheads
 //! cargo run --release -p cache-bench -- --ab hit|entry|facade|gets|mix|puts|replace|new [SECONDS]
 //! cargo run --release -p cache-bench -- --ours-traces [TRACE] [RUNS] [--against results.json]
+//! cargo run --release -p cache-bench -- --drop-probe [PARTS]
 //! ```
 //!
 //! `--ours-traces` without a filter replays every real trace `RUNS` times and
@@ -21,6 +22,7 @@ mod ab;
 mod ab_l2;
 mod caches;
 mod clear;
+mod drops;
 mod l1;
 mod l2;
 mod real;
@@ -135,6 +137,9 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "--ab") {
         return ab::ab(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "--drop-probe") {
+        return drops::drop_probe(&args[1..]);
+    }
     let mut plan = Plan {
         quick: false,
         filter: None,
@@ -163,6 +168,7 @@ fn main() -> ExitCode {
                     "cache-bench [--quick] [--filter {}] [--out DIR]\n\
                      cache-bench --ab hit|entry|facade|gets|mix|puts|replace|new [SECONDS]   (store-memory vs quick_cache, in one process)\n\
                      cache-bench --ab-l2 [SECONDS]   (facade get on an L2 hit vs raw GET, concurrency 64, one redis-server)\n\
+                     cache-bench --drop-probe [PARTS]   (a shard's reads while a writer evicts values of PARTS buffers each)\n\
                      cache-bench --ours-traces [TRACE] [RUNS] [--against FILE]   (store-memory alone on the real and synthetic hit-ratio traces whose name contains TRACE; RUNS new seeds per cell; scored against a full run's results.json)",
                     GROUPS.join("|")
                 );

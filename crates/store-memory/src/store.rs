@@ -276,7 +276,9 @@ where
         shard.release(&self.spare);
         self.spare.lender(lent, shard.lends());
         let removed = shard.removed.as_mut().map(std::mem::take);
+        let spilled = shard.take_spilled();
         drop(shard);
+        drop(spilled);
         self.notify(removed);
         out
     }
@@ -535,7 +537,9 @@ where
             self.spare.lender(shard.lends_holding(held), shard.lends());
         }
         let removed = shard.removed.as_mut().map(std::mem::take);
+        let spilled = shard.take_spilled();
         drop(shard);
+        drop(spilled);
         if let Some(s) = &self.shadow {
             s.offer(hash, now);
         }

@@ -82,11 +82,14 @@ fn a_scan_of_one_time_keys_does_not_flush_the_working_set() {
     }
     // A key seen for the first time never displaces one in main, but the
     // ghost that tells returning keys apart is a bloom filter: one of its rare
-    // false positives (about 1 in 2,000 here) lets a scanned key contest, and
-    // over a scan a hundred times the cache that costs a key or two at most.
+    // false positives lets a scanned key contest, and over a scan a hundred
+    // times the cache that costs a few keys. Over 3,000 hash seeds: 80 kept
+    // in 50 %, 79 in 33 %, 78 in 13 %, 77 in 2.8 %, 76 in 0.6 %, 75 in 0.1 %,
+    // never fewer (the bound here was 78, which failed one run in thirty).
+    // Without the gate the scan keeps none.
     let kept = (0..80).filter(|k| s.peek_sync(k).is_some()).count();
     assert!(
-        kept >= 78,
+        kept >= 72,
         "the scan pushed out keys in use: {kept} of 80 kept"
     );
     assert_eq!(s.len(), 100);

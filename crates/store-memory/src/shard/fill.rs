@@ -92,8 +92,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         slot.flags = packed.flags;
         let freq = slot.freq.get_mut();
         *freq = (*freq + 1).min(MAX_FREQ);
-        if let Some(removed) = &mut self.removed {
-            removed.push((old_key, old_value, RemovalCause::Replaced));
+        match &mut self.removed {
+            Some(removed) => removed.push((old_key, old_value, RemovalCause::Replaced)),
+            None => self.spill(old_key, old_value),
         }
     }
 

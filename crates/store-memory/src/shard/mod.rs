@@ -256,7 +256,14 @@ pub(crate) struct Shard<K, V> {
     pub(crate) counters: Counters,
     /// What left the shard since the listener last heard (with a listener only).
     pub(crate) removed: Option<Vec<Removed<K, V>>>,
+    /// Without a listener, the key and value a write evicted, replaced or removed,
+    /// which the store drops after it releases the lock (two; any more are
+    /// dropped in place). See [`Shard::spill`].
+    spilled: Spilled<K, V>,
 }
+
+/// Entries a write took out, to be dropped outside the lock.
+pub(crate) type Spilled<K, V> = [Option<(K, Option<V>)>; 2];
 
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// A shard whose fair share of the store is `share` entries, `owned` of them
@@ -299,6 +306,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             first_death: Timestamp::MAX,
             counters: Counters::default(),
             removed: extras.notify.then(Vec::new),
+            spilled: [None, None],
         };
         shard.set_small_permille(crate::climb::START_PERMILLE);
         shard
@@ -442,6 +450,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Inserts or replaces, evicting first so the new entry fits. The caller has
     /// checked `weight` against the per-entry limit (at most the shard's bound).
     /// Returns whether the key was new (for the store's climber, a miss).
+    // Always inlined into the store's put (its only hot caller): left to
+    // itself the compiler stopped inlining it once `discard` grew the spill,
+    // and the call cost a replacement ~35 instructions (callgrind, `--ab
+    // replace`).
+    #[inline(always)]
     pub(crate) fn put(
         &mut self,
         hash: u64,
@@ -469,8 +482,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 self.counters.updates += 1;
                 let queue = old.queue();
                 let freq = old.freq.into_inner();
-                if let Some(removed) = &mut self.removed {
-                    removed.push((old.key, old.value, RemovalCause::Replaced));
+                match &mut self.removed {
+                    Some(removed) => removed.push((old.key, old.value, RemovalCause::Replaced)),
+                    None => self.spill(old.key, old.value),
                 }
                 (queue, (freq + 1).min(MAX_FREQ), false)
             }
@@ -518,6 +532,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Counts a put towards the next full sweep for expired entries, and runs
     /// it when due.
+    // Always inlined, for the same reason as `put` (a call per put otherwise).
+    #[inline(always)]
     fn count_put(&mut self, now: Timestamp, spare: &Spare) {
         self.puts_since_sweep += 1;
         // After as many puts as the last sweep left entries, or as the shard
@@ -632,8 +648,34 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     fn discard(&mut self, i: usize, reason: EvictionReason) {
         let slot = self.detach(i);
         self.counters.count(reason);
-        if let Some(removed) = &mut self.removed {
-            removed.push((slot.key, slot.value, reason.into()));
+        match &mut self.removed {
+            Some(removed) => removed.push((slot.key, slot.value, reason.into())),
+            None => self.spill(slot.key, slot.value),
+        }
+    }
+
+    /// Keeps a key and value that left the shard for the store to drop after
+    /// it releases the lock, so their destructors (a large buffer, the last
+    /// reference to a shared tree) do not hold up the shard's readers. Types
+    /// with nothing to drop skip this at compile time.
+    #[inline]
+    pub(super) fn spill(&mut self, key: K, value: Option<V>) {
+        if !(std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>()) {
+            return;
+        }
+        if let Some(free) = self.spilled.iter_mut().find(|s| s.is_none()) {
+            *free = Some((key, value));
+        }
+    }
+
+    /// What [`spill`](Self::spill) kept, for the store to drop once the lock
+    /// is released.
+    #[inline]
+    pub(crate) fn take_spilled(&mut self) -> Spilled<K, V> {
+        if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+            std::mem::take(&mut self.spilled)
+        } else {
+            [None, None]
         }
     }
 }
