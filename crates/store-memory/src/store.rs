@@ -262,7 +262,8 @@ where
     /// Removes everything.
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            self.shrink(s, Shard::clear);
+            // Dropped here, after the shard's lock is released.
+            drop(self.shrink(s, Shard::clear));
         }
     }
 

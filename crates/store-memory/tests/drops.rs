@@ -1,5 +1,6 @@
 //! Without an eviction listener, the key and value a put evicts or replaces,
-//! or a removal takes out, are dropped after the shard's lock is released: a
+//! or a removal or `clear` takes out, are dropped after the shard's lock is
+//! released: a
 //! destructor that reads the store (or merely takes long) does not run while
 //! the shard's readers wait. Each scenario runs on its own thread and fails
 //! if it has not finished in time, which is what a destructor run under the
@@ -100,4 +101,18 @@ fn a_removed_value_is_dropped_outside_the_lock() {
         dropped.load(Ordering::SeqCst)
     });
     assert_eq!(dropped, 1);
+}
+
+#[test]
+fn cleared_values_are_dropped_outside_the_lock() {
+    let dropped = finishes("clear", || {
+        let (store, dropped) = (store(8), Arc::new(AtomicUsize::new(0)));
+        for key in 0..5 {
+            put(&store, key, &dropped);
+        }
+        store.clear();
+        assert!(store.is_empty());
+        dropped.load(Ordering::SeqCst)
+    });
+    assert_eq!(dropped, 5);
 }

@@ -92,7 +92,7 @@ const IN_MAIN: u8 = 16;
 /// millisecond deltas from it (exact whenever they fit in `u32`, about 49
 /// days), and the key's hash is not kept (the shard hashes the key again when
 /// eviction needs it), so a slot for `u64` keys and values is 56 bytes.
-struct Slot<K, V> {
+pub(crate) struct Slot<K, V> {
     key: K,
     value: Option<V>,
     /// Always exact, [`WIDE`] or not.
@@ -617,26 +617,34 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// Removes every entry. Without a listener, returns the slots for the
+    /// store to drop once the lock is released (their destructors can take
+    /// long, and readers wait for the lock); the shard grows its slots again
+    /// as it refills.
+    pub(crate) fn clear(&mut self) -> Vec<Slot<K, V>> {
         self.counters.removed += self.hot.slots.len() as u64;
         self.hot.table.clear();
         self.extras.clear();
         self.untouched.clear();
-        match &mut self.removed {
-            Some(removed) => removed.extend(
-                self.hot
-                    .slots
-                    .drain(..)
-                    .map(|s| (s.key, s.value, RemovalCause::Explicit)),
-            ),
-            None => self.hot.slots.clear(),
-        }
+        let cleared = match &mut self.removed {
+            Some(removed) => {
+                removed.extend(
+                    self.hot
+                        .slots
+                        .drain(..)
+                        .map(|s| (s.key, s.value, RemovalCause::Explicit)),
+                );
+                Vec::new()
+            }
+            None => std::mem::take(&mut self.hot.slots),
+        };
         self.small = Fifo::EMPTY;
         self.main = Fifo::EMPTY;
         self.rejected.clear();
         self.displaced.clear();
         self.sketch.clear();
         self.weight = 0;
+        cleared
     }
 
     /// Every key held.
