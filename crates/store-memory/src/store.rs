@@ -586,7 +586,12 @@ where
     pub fn remove_where(&self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
         self.shards
             .iter()
-            .map(|s| self.shrink(s, |s| s.remove_where(&mut pred)))
+            .map(|s| {
+                let (n, taken) = self.shrink(s, |s| s.remove_where(&mut pred));
+                // Dropped here, after the shard's lock is released.
+                drop(taken);
+                n
+            })
             .sum()
     }
 

@@ -1,6 +1,6 @@
 //! Without an eviction listener, the key and value a put evicts or replaces,
-//! or a removal or `clear` takes out, are dropped after the shard's lock is
-//! released: a
+//! or a removal, a `remove_where` or a `clear` takes out, are dropped after
+//! the shard's lock is released: a
 //! destructor that reads the store (or merely takes long) does not run while
 //! the shard's readers wait. Each scenario runs on its own thread and fails
 //! if it has not finished in time, which is what a destructor run under the
@@ -112,6 +112,20 @@ fn cleared_values_are_dropped_outside_the_lock() {
         }
         store.clear();
         assert!(store.is_empty());
+        dropped.load(Ordering::SeqCst)
+    });
+    assert_eq!(dropped, 5);
+}
+
+#[test]
+fn values_removed_by_a_predicate_are_dropped_outside_the_lock() {
+    let dropped = finishes("remove_where", || {
+        let (store, dropped) = (store(16), Arc::new(AtomicUsize::new(0)));
+        for key in 0..10 {
+            put(&store, key, &dropped);
+        }
+        assert_eq!(store.remove_where(|k, _| k % 2 == 0), 5);
+        assert_eq!(store.len(), 5);
         dropped.load(Ordering::SeqCst)
     });
     assert_eq!(dropped, 5);

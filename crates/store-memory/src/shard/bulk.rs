@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cache_core::{Entry, Timestamp};
 
-use super::Shard;
+use super::{Shard, Taken};
 use crate::stats::EvictionReason;
 
 /// Lends a slot's value to an [`Entry`] for a predicate, and puts it back even
@@ -47,9 +47,15 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         n
     }
 
-    /// Removes every entry matching `pred`; returns how many.
-    pub(crate) fn remove_where(&mut self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
+    /// Removes every entry matching `pred`; returns how many, and (without a
+    /// listener) the keys and values taken out, for the store to drop once
+    /// the lock is released.
+    pub(crate) fn remove_where(
+        &mut self,
+        mut pred: impl FnMut(&K, &Entry<V>) -> bool,
+    ) -> (u64, Vec<Taken<K, V>>) {
         let mut n = 0;
+        let mut taken = Vec::new();
         for i in (0..self.hot.slots.len()).rev() {
             let (fresh, stale) = self.times(i);
             let created_at = self.slot_created_at(i, &self.hot.slots[i]);
@@ -62,11 +68,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             let matched = pred(&slot.key, &lent.entry);
             drop(lent);
             if matched {
-                self.discard(i, EvictionReason::Removed);
+                taken.extend(self.take_out(i, EvictionReason::Removed));
                 n += 1;
             }
         }
-        n
+        (n, taken)
     }
 
     /// Ends every entry's freshness at `cap(hash)` at the latest; entries already

@@ -262,8 +262,11 @@ pub(crate) struct Shard<K, V> {
     spilled: Spilled<K, V>,
 }
 
+/// A key and value taken out of a shard, to be dropped outside the lock.
+pub(crate) type Taken<K, V> = (K, Option<V>);
+
 /// Entries a write took out, to be dropped outside the lock.
-pub(crate) type Spilled<K, V> = [Option<(K, Option<V>)>; 2];
+pub(crate) type Spilled<K, V> = [Option<Taken<K, V>>; 2];
 
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// A shard whose fair share of the store is `share` entries, `owned` of them
@@ -654,11 +657,23 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Drops slot `i` and counts why.
     fn discard(&mut self, i: usize, reason: EvictionReason) {
+        if let Some((key, value)) = self.take_out(i, reason) {
+            self.spill(key, value);
+        }
+    }
+
+    /// Removes slot `i` and counts why; its key and value go to the
+    /// listener's buffer, or (without a listener) back to the caller.
+    #[inline(always)]
+    pub(super) fn take_out(&mut self, i: usize, reason: EvictionReason) -> Option<Taken<K, V>> {
         let slot = self.detach(i);
         self.counters.count(reason);
         match &mut self.removed {
-            Some(removed) => removed.push((slot.key, slot.value, reason.into())),
-            None => self.spill(slot.key, slot.value),
+            Some(removed) => {
+                removed.push((slot.key, slot.value, reason.into()));
+                None
+            }
+            None => Some((slot.key, slot.value)),
         }
     }
 
@@ -829,8 +844,8 @@ mod tests {
         assert!(matches!(s.read(h.hash_one(0), &0, later), Read::Expired));
         assert!(matches!(s.read(h.hash_one(2), &2, later), Read::Hit(_)));
         // A predicate sees the whole entry, and the value is put back after it.
-        assert_eq!(s.remove_where(|_, e| !e.tags().is_empty()), 1);
-        assert_eq!(s.remove_where(|_, e| e.value() == Some(&99)), 0);
+        assert_eq!(s.remove_where(|_, e| !e.tags().is_empty()).0, 1);
+        assert_eq!(s.remove_where(|_, e| e.value() == Some(&99)).0, 0);
         s.check();
         match s.read(h.hash_one(1), &1, now) {
             Read::Hit(got) => assert_eq!(got.value(), Some(&2)),
