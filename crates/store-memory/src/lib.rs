@@ -8,8 +8,9 @@
 //! leaves and why ([`RemovalCause`]), and a time to idle drops entries nobody
 //! reads. What a put evicts or replaces, or a removal takes out, is handed to
 //! the listener, or dropped, after the shard's lock is released, so a costly
-//! destructor does not hold up the shard's readers. Reads hand out the whole entry ([`MemoryStore::get_sync`]) or just
-//! a fresh value ([`MemoryStore::get_fresh_sync`]). It implements
+//! destructor does not hold up the shard's readers. Reads hand out the whole
+//! entry ([`MemoryStore::get_sync`]) or just a fresh value
+//! ([`MemoryStore::get_fresh_sync`]). It implements
 //! [`cache_core::Store`], so it can be used alone or as the L1 of a tiered
 //! cache.
 //!

@@ -12,7 +12,7 @@ use cache_core::{
     CacheError, CacheKey, Clock, Entry, HealthStatus, InvalidInput, Store, StoreHealth,
     SystemClock, Timestamp,
 };
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 
 use crate::climb::Climb;
 use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
@@ -276,10 +276,7 @@ where
         let out = f(&mut shard);
         shard.release(&self.spare);
         self.spare.lender(lent, shard.lends());
-        let removed = shard.removed.as_mut().map(std::mem::take);
-        let spilled = shard.take_spilled();
-        drop(shard);
-        drop(spilled);
+        let removed = unlock(shard);
         self.notify(removed);
         out
     }
@@ -537,10 +534,7 @@ where
         if shard.len() != held {
             self.spare.lender(shard.lends_holding(held), shard.lends());
         }
-        let removed = shard.removed.as_mut().map(std::mem::take);
-        let spilled = shard.take_spilled();
-        drop(shard);
-        drop(spilled);
+        let removed = unlock(shard);
         if let Some(s) = &self.shadow {
             s.offer(hash, now);
         }
@@ -701,4 +695,17 @@ where
     fn health(&self) -> Ready<StoreHealth> {
         ready(StoreHealth::new("memory", HealthStatus::Healthy).with_entries(self.len() as u64))
     }
+}
+/// Releases a shard's write lock, then drops what the write took out (keys
+/// and values evicted, replaced or removed, with no listener to hear of them);
+/// returns what the listener is to hear, for the caller to hand over.
+#[inline]
+fn unlock<K: Hash + Eq + Clone, V>(
+    mut shard: RwLockWriteGuard<'_, Shard<K, V>>,
+) -> Option<Vec<Removed<K, V>>> {
+    let removed = shard.removed.as_mut().map(std::mem::take);
+    let spilled = shard.take_spilled();
+    drop(shard);
+    drop(spilled);
+    removed
 }

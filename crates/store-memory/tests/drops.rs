@@ -1,8 +1,7 @@
 //! Without an eviction listener, the key and value a put evicts or replaces,
 //! or a removal, a `remove_where` or a `clear` takes out, are dropped after
-//! the shard's lock is released: a
-//! destructor that reads the store (or merely takes long) does not run while
-//! the shard's readers wait. Each scenario runs on its own thread and fails
+//! the shard's lock is released: a destructor that reads the store (or merely
+//! takes long) does not run while the shard's readers wait. Each scenario runs on its own thread and fails
 //! if it has not finished in time, which is what a destructor run under the
 //! lock does (it waits for the lock its own thread holds).
 
@@ -53,6 +52,16 @@ fn put(store: &Arc<Store>, key: u32, dropped: &Arc<AtomicUsize>) {
     store.put_sync(key, entry).expect("put");
 }
 
+/// A one-shard store of `cap` entries after puts of keys `0..keys`, and the
+/// count of its values dropped so far.
+fn filled(cap: usize, keys: u32) -> (Arc<Store>, Arc<AtomicUsize>) {
+    let (store, dropped) = (store(cap), Arc::new(AtomicUsize::new(0)));
+    for key in 0..keys {
+        put(&store, key, &dropped);
+    }
+    (store, dropped)
+}
+
 /// Runs `scenario` on a thread of its own; fails if it does not finish
 /// within ten seconds (it would hang on the shard's lock otherwise).
 fn finishes(name: &str, scenario: impl FnOnce() -> usize + Send + 'static) -> usize {
@@ -68,10 +77,7 @@ fn finishes(name: &str, scenario: impl FnOnce() -> usize + Send + 'static) -> us
 #[test]
 fn an_evicted_value_is_dropped_outside_the_lock() {
     let dropped = finishes("eviction", || {
-        let (store, dropped) = (store(2), Arc::new(AtomicUsize::new(0)));
-        for key in 0..10 {
-            put(&store, key, &dropped);
-        }
+        let (store, dropped) = filled(2, 10);
         // Eight puts evicted one entry each; two entries are held.
         assert_eq!(store.len(), 2);
         dropped.load(Ordering::SeqCst)
@@ -94,9 +100,7 @@ fn a_replaced_value_is_dropped_outside_the_lock() {
 #[test]
 fn a_removed_value_is_dropped_outside_the_lock() {
     let dropped = finishes("removal", || {
-        let (store, dropped) = (store(4), Arc::new(AtomicUsize::new(0)));
-        put(&store, 1, &dropped);
-        put(&store, 2, &dropped);
+        let (store, dropped) = filled(4, 2);
         assert!(store.remove_sync(&1));
         dropped.load(Ordering::SeqCst)
     });
@@ -106,10 +110,7 @@ fn a_removed_value_is_dropped_outside_the_lock() {
 #[test]
 fn cleared_values_are_dropped_outside_the_lock() {
     let dropped = finishes("clear", || {
-        let (store, dropped) = (store(8), Arc::new(AtomicUsize::new(0)));
-        for key in 0..5 {
-            put(&store, key, &dropped);
-        }
+        let (store, dropped) = filled(8, 5);
         store.clear();
         assert!(store.is_empty());
         dropped.load(Ordering::SeqCst)
@@ -120,10 +121,7 @@ fn cleared_values_are_dropped_outside_the_lock() {
 #[test]
 fn values_removed_by_a_predicate_are_dropped_outside_the_lock() {
     let dropped = finishes("remove_where", || {
-        let (store, dropped) = (store(16), Arc::new(AtomicUsize::new(0)));
-        for key in 0..10 {
-            put(&store, key, &dropped);
-        }
+        let (store, dropped) = filled(16, 10);
         assert_eq!(store.remove_where(|k, _| k % 2 == 0), 5);
         assert_eq!(store.len(), 5);
         dropped.load(Ordering::SeqCst)

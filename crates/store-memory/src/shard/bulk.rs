@@ -48,8 +48,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     /// Removes every entry matching `pred`; returns how many, and (without a
-    /// listener) the keys and values taken out, for the store to drop once
-    /// the lock is released.
+    /// listener, and only for types with destructors) the keys and values
+    /// taken out, for the store to drop once the lock is released.
     pub(crate) fn remove_where(
         &mut self,
         mut pred: impl FnMut(&K, &Entry<V>) -> bool,
@@ -68,7 +68,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             let matched = pred(&slot.key, &lent.entry);
             drop(lent);
             if matched {
-                taken.extend(self.take_out(i, EvictionReason::Removed));
+                let out = self.take_out(i, EvictionReason::Removed);
+                if Self::HOLDS_DROPS {
+                    taken.extend(out);
+                }
                 n += 1;
             }
         }

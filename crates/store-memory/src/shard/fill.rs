@@ -98,10 +98,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         slot.flags = packed.flags;
         let freq = slot.freq.get_mut();
         *freq = (*freq + 1).min(MAX_FREQ);
-        match &mut self.removed {
-            Some(removed) => removed.push((old_key, old_value, RemovalCause::Replaced)),
-            None => self.spill(old_key, old_value),
-        }
+        self.hand_over(old_key, old_value, RemovalCause::Replaced);
     }
 
     /// How slot `i` keeps `entry`'s times and `weight`: packed when they fit,

@@ -485,10 +485,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 self.counters.updates += 1;
                 let queue = old.queue();
                 let freq = old.freq.into_inner();
-                match &mut self.removed {
-                    Some(removed) => removed.push((old.key, old.value, RemovalCause::Replaced)),
-                    None => self.spill(old.key, old.value),
-                }
+                self.hand_over(old.key, old.value, RemovalCause::Replaced);
                 (queue, (freq + 1).min(MAX_FREQ), false)
             }
             None => {
@@ -677,13 +674,27 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
+    /// A key and value that left the shard: to the listener's buffer, or
+    /// (without a listener) to the [`spill`](Self::spill).
+    #[inline]
+    pub(super) fn hand_over(&mut self, key: K, value: Option<V>, cause: RemovalCause) {
+        match &mut self.removed {
+            Some(removed) => removed.push((key, value, cause)),
+            None => self.spill(key, value),
+        }
+    }
+
+    /// Whether a key or value has a destructor to run; when neither does,
+    /// nothing is kept to be dropped outside the lock (decided at compile
+    /// time).
+    const HOLDS_DROPS: bool = std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>();
+
     /// Keeps a key and value that left the shard for the store to drop after
     /// it releases the lock, so their destructors (a large buffer, the last
-    /// reference to a shared tree) do not hold up the shard's readers. Types
-    /// with nothing to drop skip this at compile time.
+    /// reference to a shared tree) do not hold up the shard's readers.
     #[inline]
-    pub(super) fn spill(&mut self, key: K, value: Option<V>) {
-        if !(std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>()) {
+    fn spill(&mut self, key: K, value: Option<V>) {
+        if !Self::HOLDS_DROPS {
             return;
         }
         if let Some(free) = self.spilled.iter_mut().find(|s| s.is_none()) {
@@ -695,7 +706,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// is released.
     #[inline]
     pub(crate) fn take_spilled(&mut self) -> Spilled<K, V> {
-        if std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>() {
+        if Self::HOLDS_DROPS {
             std::mem::take(&mut self.spilled)
         } else {
             [None, None]
