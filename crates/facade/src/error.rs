@@ -23,8 +23,10 @@ pub enum Error {
     /// The loader panicked (and no stale value could stand in).
     LoaderPanicked,
     /// An invalidation rule could not be applied (unknown event or cache, a
-    /// field the event lacks).
-    Rule(crate::rules::error::RuleError),
+    /// field the event lacks). Behind an `Arc` like the other payloads, so an
+    /// `Error` stays three words and a `Result` carrying one stays small on the
+    /// hit path.
+    Rule(Arc<crate::rules::error::RuleError>),
 }
 
 impl Error {
@@ -70,8 +72,21 @@ impl StdError for Error {
         match self {
             Error::Cache(e) => Some(&**e),
             Error::Load(e) => Some(&**e),
-            Error::Rule(e) => Some(e),
+            Error::Rule(e) => Some(&**e),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// Every `get` answers a `Result<Option<V>, Error>`, so the error's size is
+    /// paid on every hit: keep each payload behind a pointer or a few words.
+    #[test]
+    fn an_error_stays_three_words() {
+        assert!(size_of::<Error>() <= 24, "{}", size_of::<Error>());
+        assert!(size_of::<Result<Option<u64>, Error>>() <= 24);
     }
 }

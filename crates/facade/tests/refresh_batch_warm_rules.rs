@@ -655,8 +655,8 @@ async fn an_order_change_invalidates_the_customers_views_on_every_instance() {
         .await
         .expect_err("missing field");
     assert!(matches!(
-        err,
-        Error::Rule(RuleError::UnresolvedField { .. })
+        &err,
+        Error::Rule(e) if matches!(**e, RuleError::UnresolvedField { .. })
     ));
     assert!(orders_a.get(&(43, 1)).await.expect("get").is_some());
 
