@@ -160,6 +160,11 @@ where
     /// L2 reported (0 when queued). Fail-closed, an L2 fault is returned, and an
     /// invalidation is queued all the same (this instance's L1 already changed).
     pub(crate) async fn write_l2(&self, op: Pending<K, V>) -> Result<u64, CacheError> {
+        // Memory only: what follows (the copy to send, the bus message with
+        // its encoded key, the time, the batch) would all be thrown away.
+        if self.inner.l2.is_none() {
+            return Ok(0);
+        }
         let (l2_op, action) = (op.l2_op(), (!op.publishes_itself()).then(|| op.action()));
         let send = op.clone();
         let now = self.inner.l1.clock().now();
