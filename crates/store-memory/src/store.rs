@@ -510,11 +510,10 @@ where
     }
 
     /// Stores an entry that passed [`check`](Self::check), as of `now`.
-    fn insert_at(&self, key: K, entry: Entry<V>, weight: u64, now: Timestamp) {
-        let entry = match self.max_ttl {
-            Some(ttl) => entry.capped_at(now.saturating_add(ttl)),
-            None => entry,
-        };
+    fn insert_at(&self, key: K, mut entry: Entry<V>, weight: u64, now: Timestamp) {
+        if let Some(ttl) = self.max_ttl {
+            entry = entry.capped_at(now.saturating_add(ttl));
+        }
         let (hash, cell) = self.locate(&key);
         if entry.is_expired(now) {
             // Storing it would only hide an older value; drop both.
