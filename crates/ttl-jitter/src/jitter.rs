@@ -82,11 +82,13 @@ impl Jitter {
         let max = Duration::MAX.as_nanos();
         match *self {
             Jitter::None => (b, b),
+            // `saturating_sub`: the variants' fields are public, so a ratio
+            // above one (`ppb` over 10⁹) can be built; it clamps at zero.
             Jitter::Symmetric { ppb } => {
                 let d = b * u128::from(ppb) / PPB;
-                (b - d, b.saturating_add(d).min(max))
+                (b.saturating_sub(d), b.saturating_add(d).min(max))
             }
-            Jitter::Below { ppb } => (b - b * u128::from(ppb) / PPB, b),
+            Jitter::Below { ppb } => (b.saturating_sub(b * u128::from(ppb) / PPB), b),
             Jitter::Absolute(j) => {
                 let d = j.as_nanos();
                 (b.saturating_sub(d), b.saturating_add(d).min(max))
@@ -94,8 +96,35 @@ impl Jitter {
         }
     }
 
+    /// [`bounds_nanos`](Self::bounds_nanos) in `u64` nanoseconds, where it
+    /// fits (any base and spread under ~584 years); `None` otherwise.
+    fn bounds_u64(&self, b: u64) -> Option<(u64, u64)> {
+        match *self {
+            Jitter::None => Some((b, b)),
+            Jitter::Symmetric { ppb } => {
+                let d = scale(b, ppb)?;
+                Some((b.saturating_sub(d), b.checked_add(d)?))
+            }
+            Jitter::Below { ppb } => Some((b.saturating_sub(scale(b, ppb)?), b)),
+            Jitter::Absolute(j) => {
+                let d = u64::try_from(j.as_nanos()).ok()?;
+                Some((b.saturating_sub(d), b.checked_add(d)?))
+            }
+        }
+    }
+
     /// A jittered `base`, drawn uniformly from [`bounds`](Self::bounds) with `rng`.
     pub fn apply_with<R: Rng + ?Sized>(&self, base: Duration, rng: &mut R) -> Duration {
+        // The common case in `u64`: the `u128` path's divisions and its
+        // 128-bit uniform draw are library calls, about half of a jittered
+        // write's cost.
+        let small = u64::try_from(base.as_nanos()).ok();
+        if let Some((lo, hi)) = small.and_then(|b| self.bounds_u64(b)) {
+            if lo == hi {
+                return Duration::from_nanos(lo);
+            }
+            return Duration::from_nanos(rng.random_range(lo..=hi));
+        }
         let (lo, hi) = self.bounds_nanos(base.as_nanos());
         if lo == hi {
             return from_nanos(lo);
@@ -116,6 +145,15 @@ impl Default for Jitter {
     }
 }
 
+/// `b × ppb / 10⁹`, rounded down like the `u128` path, without a 128-bit
+/// product (`b` split at 10⁹: the remainder's product stays under 2⁶³);
+/// `None` if it overflows.
+fn scale(b: u64, ppb: u32) -> Option<u64> {
+    const P: u64 = 1_000_000_000;
+    let ppb = u64::from(ppb);
+    (b / P).checked_mul(ppb)?.checked_add((b % P) * ppb / P)
+}
+
 fn from_nanos(n: u128) -> Duration {
     let secs = u64::try_from(n / NANOS_PER_SEC).unwrap_or(u64::MAX);
     // n % 1e9 < 1e9 fits u32.
@@ -134,6 +172,60 @@ mod tests {
         }
         assert!(Jitter::symmetric(0.0).is_ok());
         assert!(Jitter::symmetric(1.0).is_ok());
+    }
+
+    proptest::proptest! {
+        /// The `u64` fast path draws from exactly the `u128` path's bounds.
+        #[test]
+        fn the_u64_bounds_are_the_u128_bounds(
+            b in proptest::prelude::any::<u64>(),
+            ppb in proptest::prelude::any::<u32>(),
+            abs in proptest::prelude::any::<u64>(),
+            small in 0u64..10_000_000_000_000,
+        ) {
+            for base in [b, small] {
+                for j in [
+                    Jitter::None,
+                    Jitter::Symmetric { ppb },
+                    Jitter::Below { ppb },
+                    Jitter::Symmetric { ppb: ppb % 1_000_000_001 },
+                    Jitter::Absolute(Duration::from_nanos(abs)),
+                    Jitter::Absolute(Duration::from_nanos(abs % 1_000_000_000_000)),
+                ] {
+                    if let Some((lo, hi)) = j.bounds_u64(base) {
+                        let (lo2, hi2) = j.bounds_nanos(u128::from(base));
+                        proptest::prop_assert_eq!((u128::from(lo), u128::from(hi)), (lo2, hi2));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_u64_path_covers_every_ordinary_ttl() {
+        // A day's TTL with the default spread, and a year with a minute's.
+        let day = 86_400 * 1_000_000_000;
+        assert!(Jitter::DEFAULT.bounds_u64(day).is_some());
+        let year = 365 * day;
+        let minute = Duration::from_secs(60);
+        assert!(Jitter::absolute(minute).bounds_u64(year).is_some());
+    }
+
+    /// The variants' fields are public, so a ratio above one can be built:
+    /// its lower bound clamps at zero instead of underflowing.
+    #[test]
+    fn a_ratio_above_one_clamps_at_zero() {
+        let base = Duration::from_secs(10);
+        for j in [
+            Jitter::Symmetric { ppb: u32::MAX },
+            Jitter::Below { ppb: u32::MAX },
+        ] {
+            let (lo, hi) = j.bounds(base);
+            assert_eq!(lo, Duration::ZERO, "{j:?}");
+            let t = j.apply(base);
+            assert!(t <= hi, "{j:?}: {t:?} > {hi:?}");
+            assert_eq!(j.bounds(Duration::MAX).0, Duration::ZERO, "{j:?}");
+        }
     }
 
     #[test]
