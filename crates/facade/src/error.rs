@@ -55,6 +55,12 @@ impl From<CacheError> for Error {
     }
 }
 
+impl From<crate::rules::error::RuleError> for Error {
+    fn from(e: crate::rules::error::RuleError) -> Self {
+        Error::Rule(Arc::new(e))
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -695,6 +695,7 @@ where
         ready(StoreHealth::new("memory", HealthStatus::Healthy).with_entries(self.len() as u64))
     }
 }
+
 /// Releases a shard's write lock, then drops what the write took out (keys
 /// and values evicted, replaced or removed, with no listener to hear of them);
 /// returns what the listener is to hear, for the caller to hand over.

@@ -78,19 +78,22 @@ where
 
     async fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
         self.inner.meters.add(Count::Write, entries.len() as u64);
-        let ops = entries
-            .iter()
-            .map(|(k, e)| Pending::Put(k.clone(), e.clone()))
-            .collect();
-        let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
-        let l2_entries = entries.clone();
-        self.write_batch(
-            L2Op::PutMany,
-            ops,
-            Some(Self::keys_action(&keys)),
-            |l2| async move { l2.put_many(l2_entries).await.map(|()| 0) },
-        )
-        .await?;
+        // Memory only: no copies, keys or bus message to build (as in `put`).
+        if self.inner.l2.is_some() {
+            let ops = entries
+                .iter()
+                .map(|(k, e)| Pending::Put(k.clone(), e.clone()))
+                .collect();
+            let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+            let l2_entries = entries.clone();
+            self.write_batch(
+                L2Op::PutMany,
+                ops,
+                Some(Self::keys_action(&keys)),
+                |l2| async move { l2.put_many(l2_entries).await.map(|()| 0) },
+            )
+            .await?;
+        }
         let mut refused = Ok(());
         for (k, e) in entries {
             if let Err(e) = self.fill_l1(k, e) {
@@ -107,6 +110,9 @@ where
         let mut removed = 0;
         for k in keys {
             removed += u64::from(self.inner.l1.remove_sync(k));
+        }
+        if self.inner.l2.is_none() {
+            return Ok(removed);
         }
         let ops = keys.iter().map(|k| Pending::Remove(k.clone())).collect();
         let in_l2 = self

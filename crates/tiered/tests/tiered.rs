@@ -190,6 +190,29 @@ async fn without_l2_the_store_is_a_complete_l1_cache() {
             .expect("prefix"),
         1
     );
+    // The batch paths too: L1 alone holds and drops them.
+    store
+        .put_many(vec![("b".into(), entry(2)), ("c".into(), entry(3))])
+        .await
+        .expect("put_many");
+    let got = store
+        .get_many(&["b".to_owned(), "c".to_owned()])
+        .await
+        .expect("get_many");
+    assert_eq!(
+        got.into_iter()
+            .map(|e| e.and_then(Entry::into_value))
+            .collect::<Vec<_>>(),
+        vec![Some(2), Some(3)]
+    );
+    assert_eq!(
+        store
+            .remove_many(&["b".to_owned(), "x".to_owned()])
+            .await
+            .expect("remove_many"),
+        1
+    );
+    assert!(store.get(&"b".to_owned()).await.expect("get").is_none());
     assert_eq!(
         Store::<String, u32>::health(&store).await.status,
         cache_core::HealthStatus::Healthy

@@ -397,16 +397,13 @@ impl Invalidator {
     /// [`Error::Rule`] if the event cannot be resolved (nothing is applied then);
     /// a cache error from an invalidation (fail-closed caches only).
     pub async fn fire(&self, event: &ChangeEvent) -> Result<FireReport, Error> {
-        let plan = self
-            .rules
-            .plan(event)
-            .map_err(|e| Error::Rule(Arc::new(e)))?;
+        let plan = self.rules.plan(event).map_err(Error::from)?;
         let mut removed = 0;
         for inv in &plan {
             let cache = self
                 .caches
                 .get(&inv.cache)
-                .ok_or_else(|| Error::Rule(Arc::new(RuleError::UnknownCache(inv.cache.clone()))))?;
+                .ok_or_else(|| Error::from(RuleError::UnknownCache(inv.cache.clone())))?;
             removed += match inv.kind {
                 TargetKind::Tag => cache.invalidate_tag(&inv.value).await?,
                 TargetKind::Prefix => cache.invalidate_prefix(&inv.value).await?,
