@@ -272,6 +272,9 @@ where
         let inner = &self.inner;
         inner.counters.record(&inner.meters, Event::LoadStarted);
         let started = Instant::now();
+        // Before the loader reads anything: keys invalidated while it runs
+        // are not cached with what it returns.
+        let since = inner.tiered.l1().fence();
         let fut = loader(keys.clone());
         let result = match hard_timeout {
             Some(limit) => match tokio::time::timeout(limit, fut).await {
@@ -304,7 +307,7 @@ where
         // Fail-open: L1 holds the batch, L2 follows (faults counted, absorbed).
         if let Err(e) = inner
             .tiered
-            .write_back_many_routed(entries, shape.route)
+            .write_back_many_routed(entries, shape.route, since)
             .await
             && e.is_backend_fault()
         {

@@ -8,7 +8,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use cache_core::{CacheKey, Codec, ConfigError, DecodeKey};
-use cache_tiered::{FleetLease, LeaseOrValue, LoadLease};
+use cache_tiered::{Fence, FleetLease, LeaseOrValue, LoadLease};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -121,7 +121,9 @@ where
     /// Decides who loads `key` across the fleet: this instance (with a lease, or
     /// locally when no lease is possible), or another one whose value arrives
     /// in L2 while this one waits.
-    pub(crate) async fn fleet_turn(&self, key: &K, write_l1: bool) -> Turn<V> {
+    /// Values read from L2 are kept in L1 only if `key` was not invalidated
+    /// after `since`.
+    pub(crate) async fn fleet_turn(&self, key: &K, write_l1: bool, since: Fence) -> Turn<V> {
         let Some((ttl, wait)) = self.fleet() else {
             return Turn::Load(None);
         };
@@ -134,7 +136,7 @@ where
             // elsewhere since our miss (or since our last poll) is used as is.
             match tiered.lease_or_value(key, ttl).await {
                 LeaseOrValue::Value(entry) => {
-                    self.keep_in_l1(key, &entry, write_l1);
+                    self.keep_in_l1(key, &entry, write_l1, since);
                     self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
                     self.fleet_waited(started);
                     return Turn::Loaded(entry.into_value());
@@ -162,7 +164,7 @@ where
             pause = (pause * 2).min(MAX_POLL);
             match tiered.peek_l2(key).await {
                 Some(Some(entry)) => {
-                    self.keep_in_l1(key, &entry, write_l1);
+                    self.keep_in_l1(key, &entry, write_l1, since);
                     self.fleet_count("waited", cache_tiered::Count::LeaseWaited);
                     self.fleet_waited(started);
                     return Turn::Loaded(entry.into_value());
@@ -180,10 +182,14 @@ where
     }
 
     /// A value another instance loaded, kept in L1 unless the call skips L1's write.
-    fn keep_in_l1(&self, key: &K, entry: &cache_core::Entry<V>, write_l1: bool) {
+    fn keep_in_l1(&self, key: &K, entry: &cache_core::Entry<V>, write_l1: bool, since: Fence) {
         if write_l1 {
-            // A refused backfill (too heavy for L1) costs a later L2 read.
-            let _ = self.inner.tiered.l1().put_sync(key.clone(), entry.clone());
+            // A refused backfill (too heavy for L1, or fenced) costs a later
+            // L2 read.
+            let _ = self
+                .inner
+                .tiered
+                .fill_l1_since(key.clone(), entry.clone(), since);
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::{CacheKey, Codec, DecodeKey, Entry};
 use cache_singleflight::{FlightError, Role};
-use cache_tiered::{LoadLease, Route, Tier, TierRead};
+use cache_tiered::{Fence, LoadLease, Route, Tier, TierRead};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -294,15 +294,20 @@ where
             .work_detached(
                 key.clone(),
                 move || async move {
+                    // Before anything is read for this load: a value read
+                    // while its key is invalidated is not kept (`Fence`).
+                    let since = this.inner.tiered.l1().fence();
                     // A call that skips L2 leaves nothing there to wait for.
                     let turn = if how.1.route.uses_l2() {
-                        this.fleet_turn(&key, how.1.route.write_l1).await
+                        this.fleet_turn(&key, how.1.route.write_l1, since).await
                     } else {
                         Turn::Load(None)
                     };
                     match turn {
                         Turn::Loaded(value) => Ok(value),
-                        Turn::Load(lease) => this.load(key, stale, loader, lease, how).await,
+                        Turn::Load(lease) => {
+                            this.load(key, stale, loader, (lease, since), how).await
+                        }
                     }
                 },
                 spawn_load,
@@ -372,7 +377,7 @@ where
         key: K,
         stale: Option<Entry<V>>,
         loader: F,
-        lease: Option<LoadLease>,
+        (lease, since): (Option<LoadLease>, Fence),
         how: (LoadOptions, Shape),
     ) -> Result<Option<V>, Error>
     where
@@ -389,7 +394,7 @@ where
                 outcome = tracing::field::Empty
             );
             let result = self
-                .load_untraced(key, stale, loader, lease, how)
+                .load_untraced(key, stale, loader, (lease, since), how)
                 .instrument(span.clone())
                 .await;
             span.record("outcome", crate::log::outcome(&result));
@@ -397,7 +402,8 @@ where
         }
         #[cfg(not(feature = "tracing"))]
         {
-            self.load_untraced(key, stale, loader, lease, how).await
+            self.load_untraced(key, stale, loader, (lease, since), how)
+                .await
         }
     }
 
@@ -410,7 +416,7 @@ where
         key: K,
         stale: Option<Entry<V>>,
         loader: F,
-        lease: Option<LoadLease>,
+        (lease, since): (Option<LoadLease>, Fence),
         how: (LoadOptions, Shape),
     ) -> Result<Option<V>, Error>
     where
@@ -437,7 +443,7 @@ where
                 Err(e) => {
                     let _ = tx.send(Err(e));
                     let _ = tiered
-                        .write_back_routed(key, None, lease, shape.route)
+                        .write_back_routed(key, None, lease, shape.route, since)
                         .await;
                     return;
                 }
@@ -446,7 +452,7 @@ where
             let entry = writer.loaded_entry(&key, value.clone(), &shape);
             // Fail-open answers once L1 holds it (L2 follows in the background).
             let written = tiered
-                .write_back_routed(key, entry, lease, shape.route)
+                .write_back_routed(key, entry, lease, shape.route, since)
                 .await;
             let _ = tx.send(Ok((value, written)));
         });

@@ -414,6 +414,9 @@ where
         };
         inner.counters.record(&inner.meters, Event::LoadStarted);
         let started = Instant::now();
+        // Before the computation: an invalidation while it runs keeps its
+        // result out of the tiers.
+        let since = inner.tiered.l1().fence();
         let result = compute.await;
         let took = started.elapsed();
         inner.meters.load_duration.record(took.as_secs_f64());
@@ -427,7 +430,7 @@ where
                 *run = Run::Done(Ok(out));
                 self.count_loaded(shared.is_some());
                 if keep {
-                    self.store_computed(key.clone(), shared.clone(), options)
+                    self.store_computed(key.clone(), shared.clone(), options, since)
                         .await;
                 }
                 Ok(shared)
@@ -442,7 +445,13 @@ where
 
     /// Stores a computed value: L1 now, L2 in the background (fail-open; in
     /// fail-closed mode both before returning, faults ignored).
-    async fn store_computed(&self, key: K, value: Option<V>, options: &MemoOptions) {
+    async fn store_computed(
+        &self,
+        key: K,
+        value: Option<V>,
+        options: &MemoOptions,
+        since: cache_tiered::Fence,
+    ) {
         let shape = match options.load.shape(&self.inner.settings) {
             Ok(shape) => shape,
             Err(e) => {
@@ -457,7 +466,7 @@ where
         let _ = self
             .inner
             .tiered
-            .write_back_routed(key, Some(entry), None, shape.route)
+            .write_back_routed(key, Some(entry), None, shape.route, since)
             .await;
     }
 }

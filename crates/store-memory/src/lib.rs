@@ -58,6 +58,8 @@ struct ReadmeDoctests;
 
 mod climb;
 mod config;
+mod contract;
+mod fence;
 mod shadow;
 mod shard;
 mod spare;
@@ -65,5 +67,6 @@ mod stats;
 mod store;
 
 pub use config::{EvictionListener, MemoryStoreBuilder, Weigher};
+pub use fence::Fence;
 pub use stats::{EvictionReason, MemoryStats, RemovalCause};
 pub use store::MemoryStore;

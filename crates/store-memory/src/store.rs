@@ -1,21 +1,18 @@
 //! [`MemoryStore`]: the sharded, bounded L1.
 
 use std::fmt;
-use std::future::{Ready, ready};
 use std::hash::{BuildHasher, Hash};
 use std::mem::size_of;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cache_core::{
-    CacheError, CacheKey, Clock, Entry, HealthStatus, InvalidInput, Store, StoreHealth,
-    SystemClock, Timestamp,
-};
+use cache_core::{CacheError, CacheKey, Clock, Entry, InvalidInput, SystemClock, Timestamp};
 use parking_lot::{RwLock, RwLockWriteGuard};
 
 use crate::climb::Climb;
 use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
+use crate::fence::{Fences, Fill, ShardFences};
 use crate::shadow::{SAMPLE_BITS_AT, Shadow};
 use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
@@ -27,13 +24,16 @@ use crate::stats::MemoryStats;
 /// fields are 64-byte aligned (`Hot` in `shard/mod.rs`), which puts the lock
 /// word on the line after them.
 #[repr(C, align(128))]
-struct ShardCell<K, V> {
+pub(crate) struct ShardCell<K, V> {
     hits: AtomicU64,
     misses: AtomicU64,
     /// Hits on the keys the climber samples (see `climb.rs`); counted without
     /// a locked instruction, so racing readers may lose a count.
     sampled_hits: AtomicU64,
-    lock: RwLock<Shard<K, V>>,
+    pub(crate) lock: RwLock<Shard<K, V>>,
+    /// Which of the shard's keys were invalidated when (see `fence.rs`); read
+    /// and written under `lock`, after the shard's hot lines.
+    pub(crate) fences: ShardFences,
 }
 
 impl<K, V> ShardCell<K, V> {
@@ -69,14 +69,14 @@ impl<K, V> ShardCell<K, V> {
 ///   memory does not fill up with dead entries.
 ///
 /// The synchronous methods (`get_sync`, `put_sync`, …) are the real work; the
-/// [`Store`] implementation wraps them in ready futures.
+/// [`Store`](cache_core::Store) implementation wraps them in ready futures.
 pub struct MemoryStore<K, V> {
     shards: Box<[ShardCell<K, V>]>,
     /// Entry slots no shard holds yet (see `from_plan`).
     spare: Spare,
     mask: usize,
     hasher: Hasher,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// `clock` is the system clock: hits read it without a dynamic call.
     system_clock: bool,
     /// Sizes every shard's *small* queue by the hit rate.
@@ -98,6 +98,8 @@ pub struct MemoryStore<K, V> {
     listener: Option<EvictionListener<K, V>>,
     time_to_idle: Option<Duration>,
     name: Arc<str>,
+    /// The invalidation sequence and bulk mark for fenced fills.
+    pub(crate) fences: Fences,
 }
 
 impl<K, V> fmt::Debug for MemoryStore<K, V> {
@@ -150,6 +152,7 @@ where
                     hits: AtomicU64::new(0),
                     misses: AtomicU64::new(0),
                     sampled_hits: AtomicU64::new(0),
+                    fences: ShardFences::default(),
                 }
             })
             .collect();
@@ -183,6 +186,7 @@ where
             listener: b.listener,
             time_to_idle: b.time_to_idle,
             name: b.name,
+            fences: Fences::default(),
         }
     }
 
@@ -261,6 +265,7 @@ where
 
     /// Removes everything.
     pub fn clear(&self) {
+        self.fences.bulk();
         for s in self.shards.iter() {
             // Dropped here, after the shard's lock is released.
             drop(self.shrink(s, Shard::clear));
@@ -321,7 +326,7 @@ where
     }
 
     /// The key's hash and its shard.
-    fn locate(&self, key: &K) -> (u64, &ShardCell<K, V>) {
+    pub(crate) fn locate(&self, key: &K) -> (u64, &ShardCell<K, V>) {
         let hash = self.hasher.hash_one(key);
         (hash, &self.shards[shard_index(hash, self.mask)])
     }
@@ -436,7 +441,7 @@ where
     /// The clock's [`recent`](Clock::recent) time, without a dynamic call for
     /// the system clock.
     #[inline]
-    fn recent(&self) -> Timestamp {
+    pub(crate) fn recent(&self) -> Timestamp {
         if self.system_clock {
             SystemClock.recent()
         } else {
@@ -465,13 +470,13 @@ where
         K: CacheKey,
     {
         let weight = self.check(&key, &entry)?;
-        self.insert_at(key, entry, weight, self.recent());
+        self.insert_at(key, entry, weight, self.recent(), Fill::Plain);
         Ok(())
     }
 
     /// Validates a put before anything changes: the key length (when limited)
     /// and the entry's weight. Returns the weight.
-    fn check(&self, key: &K, entry: &Entry<V>) -> Result<u64, CacheError>
+    pub(crate) fn check(&self, key: &K, entry: &Entry<V>) -> Result<u64, CacheError>
     where
         K: CacheKey,
     {
@@ -502,25 +507,50 @@ where
         let mut stored = 0;
         for (key, entry) in entries {
             if let Ok(weight) = self.check(&key, &entry) {
-                self.insert_at(key, entry, weight, now);
+                self.insert_at(key, entry, weight, now, Fill::Plain);
                 stored += 1;
             }
         }
         stored
     }
 
-    /// Stores an entry that passed [`check`](Self::check), as of `now`.
-    fn insert_at(&self, key: K, mut entry: Entry<V>, weight: u64, now: Timestamp) {
+    /// Stores an entry that passed [`check`](Self::check), as of `now`,
+    /// unless `fill` is fenced (then `false`, nothing changed).
+    pub(crate) fn insert_at(
+        &self,
+        key: K,
+        mut entry: Entry<V>,
+        weight: u64,
+        now: Timestamp,
+        fill: Fill,
+    ) -> bool {
         if let Some(ttl) = self.max_ttl {
             entry = entry.capped_at(now.saturating_add(ttl));
         }
         let (hash, cell) = self.locate(&key);
+        // Asked with the shard's write lock held: see `fence.rs`.
+        let fenced = || match fill {
+            Fill::Plain => false,
+            Fill::Since(f) => self.fences.bulk_since(f) || cell.fences.since(hash, f),
+            Fill::Fencing => {
+                cell.fences.record(hash, self.fences.next());
+                false
+            }
+        };
         if entry.is_expired(now) {
             // Storing it would only hide an older value; drop both.
-            self.shrink(cell, |shard| shard.remove(hash, &key));
-            return;
+            return self.shrink(cell, |shard| {
+                let fenced = fenced();
+                if !fenced {
+                    shard.remove(hash, &key);
+                }
+                !fenced
+            });
         }
         let mut shard = cell.lock.write();
+        if fenced() {
+            return false;
+        }
         shard.set_small_permille(self.climb.permille());
         shard.free_admission = self.shadow.as_ref().is_some_and(Shadow::free_admission);
         let held = shard.len();
@@ -549,12 +579,16 @@ where
             });
         }
         self.notify(removed);
+        true
     }
 
     /// Removes `key`; `true` if it was there.
     pub fn remove_sync(&self, key: &K) -> bool {
         let (hash, cell) = self.locate(key);
-        self.shrink(cell, |s| s.remove(hash, key))
+        self.shrink(cell, |s| {
+            cell.fences.record(hash, self.fences.next());
+            s.remove(hash, key)
+        })
     }
 
     /// Removes every entry tagged `tag`; returns how many.
@@ -577,6 +611,7 @@ where
 
     /// Removes every entry for which `pred(key, entry)` is true; returns how many.
     pub fn remove_where(&self, mut pred: impl FnMut(&K, &Entry<V>) -> bool) -> u64 {
+        self.fences.bulk();
         self.shards
             .iter()
             .map(|s| {
@@ -602,6 +637,7 @@ where
         let now = self.clock.now().as_millis();
         let window = within.as_millis() as u64;
         let half = window / 2;
+        self.fences.bulk();
         self.shards
             .iter()
             .map(|cell| {
@@ -632,67 +668,6 @@ where
             out.extend(s.lock.read().keys().cloned());
         }
         out
-    }
-}
-
-// The futures are `Ready` on purpose, and say so in the signatures: code that knows
-// it holds a `MemoryStore` can rely on every call completing on the first poll.
-#[allow(refining_impl_trait)]
-impl<K, V> Store<K, V> for MemoryStore<K, V>
-where
-    K: CacheKey + Hash + Eq + Clone + Send + Sync,
-    V: Clone + Send + Sync,
-{
-    fn get(&self, key: &K) -> Ready<Result<Option<Entry<V>>, CacheError>> {
-        ready(Ok(self.get_sync(key)))
-    }
-
-    fn put(&self, key: K, entry: Entry<V>) -> Ready<Result<(), CacheError>> {
-        ready(self.put_sync(key, entry))
-    }
-
-    fn remove(&self, key: &K) -> Ready<Result<bool, CacheError>> {
-        ready(Ok(self.remove_sync(key)))
-    }
-
-    fn get_many(&self, keys: &[K]) -> Ready<Result<Vec<Option<Entry<V>>>, CacheError>> {
-        ready(Ok(keys.iter().map(|k| self.get_sync(k)).collect()))
-    }
-
-    fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> Ready<Result<(), CacheError>> {
-        // Validate all first, so a refused entry leaves the store untouched.
-        let weights = match entries
-            .iter()
-            .map(|(key, entry)| self.check(key, entry))
-            .collect::<Result<Vec<u64>, _>>()
-        {
-            Ok(w) => w,
-            Err(e) => return ready(Err(e)),
-        };
-        let now = self.clock.now();
-        for ((key, entry), weight) in entries.into_iter().zip(weights) {
-            self.insert_at(key, entry, weight, now);
-        }
-        ready(Ok(()))
-    }
-
-    fn remove_many(&self, keys: &[K]) -> Ready<Result<u64, CacheError>> {
-        ready(Ok(keys
-            .iter()
-            .map(|k| u64::from(self.remove_sync(k)))
-            .sum()))
-    }
-
-    fn invalidate_tag(&self, tag: &str) -> Ready<Result<u64, CacheError>> {
-        ready(Ok(self.invalidate_tag_sync(tag)))
-    }
-
-    fn invalidate_prefix(&self, prefix: &str) -> Ready<Result<u64, CacheError>> {
-        ready(Ok(self.invalidate_prefix_sync(prefix)))
-    }
-
-    fn health(&self) -> Ready<StoreHealth> {
-        ready(StoreHealth::new("memory", HealthStatus::Healthy).with_entries(self.len() as u64))
     }
 }
 

@@ -89,6 +89,7 @@ mod store;
 mod tiered;
 
 pub use builder::TieredStoreBuilder;
+pub use cache_store_memory::Fence;
 pub use cache_store_redis::LoadLease;
 pub use config::{
     DEFAULT_GAP_POLICY, DEFAULT_RECOVERY_CAPACITY, FailMode, GapPolicy, Route, default_breaker,

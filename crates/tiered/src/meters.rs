@@ -71,10 +71,13 @@ pub enum Count {
     /// Fleet single flight: no lease possible (Redis unreachable, breaker open):
     /// loaded locally.
     LeaseLocal,
+    /// A value read from L2 or loaded that was kept out of L1 (or taken back
+    /// from L2) because its key was invalidated while it was being read.
+    Fenced,
 }
 
 impl Count {
-    const N: usize = 30;
+    const N: usize = 31;
 }
 
 /// One cache's counters: one [`record`](Meters::record) per event, read as
@@ -151,6 +154,7 @@ mod tests {
             Count::LeaseWaited,
             Count::LeaseTimedOut,
             Count::LeaseLocal,
+            Count::Fenced,
         ];
         assert_eq!(all.len(), Count::N);
         for (i, c) in all.iter().enumerate() {

@@ -6,6 +6,7 @@
 use std::hash::Hash;
 
 use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Store};
+use cache_store_memory::Fence;
 use cache_store_redis::LoadLease;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::config::{FailMode, Route};
 use crate::guard::L2Op;
 use crate::meters::Count;
+use crate::recovery::Pending;
 use crate::tiered::TieredStore;
 
 /// Which tier answered a read.
@@ -124,6 +126,9 @@ where
         let inner = &self.inner;
         let counters = &inner.meters;
         let mut stale = stale;
+        // Before the read: a backfill of a key invalidated while the read was
+        // under way is dropped (what came back may predate the invalidation).
+        let since = inner.l1.fence();
         let fault = match self
             .guarded_as(route.mode(inner.mode), L2Op::Get, |l2| async move {
                 Store::<K, V>::get(l2, key).await
@@ -136,7 +141,7 @@ where
                         counters.record(Count::TierL2Hit);
                         // A refused backfill (too heavy for L1) costs a later L2 read.
                         if route.write_l1 {
-                            let _ = inner.l1.put_sync(key.clone(), e.clone());
+                            let _ = self.fill_l1_since(key.clone(), e.clone(), since);
                         }
                         return TierRead::Fresh(e, Tier::L2);
                     }
@@ -171,6 +176,7 @@ where
             inner.meters.add(Count::TierMiss, keys.len() as u64);
             return Ok(vec![None; keys.len()]);
         }
+        let since = inner.l1.fence();
         let found = self
             .guarded_as(route.mode(inner.mode), L2Op::GetMany, |l2| async move {
                 Store::<K, V>::get_many(l2, keys).await
@@ -197,7 +203,15 @@ where
             .collect();
         let hits = fresh.len() as u64;
         if route.write_l1 {
-            inner.l1.put_each_sync(fresh);
+            let offered = fresh.len();
+            if inner.l1.put_each_since_sync(fresh, since) < offered {
+                // Skipped: fenced, or over L1's limits; count the former.
+                let fenced = keys.iter().zip(&found).filter(|(k, e)| {
+                    e.as_ref().is_some_and(|e| e.is_fresh(now))
+                        && inner.l1.invalidated_since(k, since)
+                });
+                inner.meters.add(Count::Fenced, fenced.count() as u64);
+            }
         }
         inner.meters.add(Count::TierL2Hit, hits);
         inner.meters.add(Count::TierMiss, keys.len() as u64 - hits);
@@ -205,14 +219,25 @@ where
     }
 
     /// Writes an entry just loaded from the source, without publishing (no other
-    /// instance can hold a newer copy of it).
+    /// instance can hold a newer copy of it). `since` is the L1's
+    /// [`fence`](cache_store_memory::MemoryStore::fence) taken before the load
+    /// began: if the key was invalidated since (here, or on another instance
+    /// through the bus), the loaded value may predate that invalidation and is
+    /// kept nowhere; if the invalidation arrives while L2 is being written, the
+    /// L2 copy is taken back (removed and published like an invalidation), so
+    /// no instance keeps it.
     ///
     /// Fail-open: L1 now, L2 in a background task (a slow Redis does not delay
     /// the caller a second time; its faults are counted and absorbed); the
     /// result is L1's. Fail-closed: L2, then L1, both before returning; an L2
     /// fault is returned (L1 still holds the entry).
-    pub async fn write_back(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
-        self.write_back_leased(key, Some(entry), None).await
+    pub async fn write_back(
+        &self,
+        key: K,
+        entry: Entry<V>,
+        since: Fence,
+    ) -> Result<(), CacheError> {
+        self.write_back_leased(key, Some(entry), None, since).await
     }
 
     /// [`write_back`](Self::write_back) for a load done under a fleet lease
@@ -224,8 +249,10 @@ where
         key: K,
         entry: Option<Entry<V>>,
         lease: Option<LoadLease>,
+        since: Fence,
     ) -> Result<(), CacheError> {
-        self.write_back_routed(key, entry, lease, Route::ALL).await
+        self.write_back_routed(key, entry, lease, Route::ALL, since)
+            .await
     }
 
     /// [`write_back_leased`](Self::write_back_leased) for one call's [`Route`]:
@@ -237,7 +264,15 @@ where
         entry: Option<Entry<V>>,
         lease: Option<LoadLease>,
         route: Route,
+        since: Fence,
     ) -> Result<(), CacheError> {
+        let entry = entry.filter(|_| {
+            let fenced = self.inner.l1.invalidated_since(&key, since);
+            if fenced {
+                self.inner.meters.record(Count::Fenced);
+            }
+            !fenced
+        });
         let Some(entry) = entry else {
             if let Some(lease) = lease {
                 self.release_lease(lease).await;
@@ -246,7 +281,7 @@ where
         };
         let to_l1 = |store: &Self, key: K, entry: Entry<V>| {
             if route.write_l1 {
-                store.fill_l1(key, entry)
+                store.fill_l1_since(key, entry, since).map(|_| ())
             } else {
                 Ok(())
             }
@@ -266,6 +301,9 @@ where
                         async move { l2.put(key, entry).await }
                     })
                     .await;
+                if in_l2.is_ok() {
+                    self.take_back_if_fenced(&key, since).await;
+                }
                 let in_l1 = to_l1(self, key, entry);
                 if let Some(lease) = lease {
                     self.release_lease(lease).await;
@@ -276,13 +314,15 @@ where
                 let in_l1 = to_l1(self, key.clone(), entry.clone());
                 let store = self.clone();
                 self.in_background(async move {
-                    let _ = store
-                        .guarded_as(
-                            mode,
-                            L2Op::Put,
-                            |l2| async move { l2.put(key, entry).await },
-                        )
+                    let written = store
+                        .guarded_as(mode, L2Op::Put, |l2| {
+                            let key = key.clone();
+                            async move { l2.put(key, entry).await }
+                        })
                         .await;
+                    if written.is_ok() {
+                        store.take_back_if_fenced(&key, since).await;
+                    }
                     if let Some(lease) = lease {
                         store.release_lease(lease).await;
                     }
@@ -293,12 +333,30 @@ where
         }
     }
 
-    /// [`write_back`](Self::write_back) for a batch loaded at once: L1 for each
-    /// entry (one refused entry skips only its own copy), L2 in one pipelined
-    /// batch — in the background when fail-open, awaited (fault returned) when
-    /// fail-closed.
-    pub async fn write_back_many(&self, entries: Vec<(K, Entry<V>)>) -> Result<(), CacheError> {
-        self.write_back_many_routed(entries, Route::ALL).await
+    /// An L2 copy of a value loaded since `since` whose key was invalidated
+    /// meanwhile: the invalidation's delete may have landed before this
+    /// write, so the copy is taken back like an invalidation of its own
+    /// (removed from L2 and published, so an instance that read it in between
+    /// drops it too; queued for replay when Redis cannot take it now).
+    async fn take_back_if_fenced(&self, key: &K, since: Fence) {
+        if self.inner.l1.invalidated_since(key, since) {
+            self.inner.meters.record(Count::Fenced);
+            let _ = self.write_l2(Pending::Remove(key.clone())).await;
+        }
+    }
+
+    /// [`write_back`](Self::write_back) for a batch loaded at once (after
+    /// `since` was taken): L1 for each entry (one refused or fenced entry
+    /// skips only its own copy), L2 in one pipelined batch of the entries not
+    /// fenced — in the background when fail-open, awaited (fault returned)
+    /// when fail-closed — then any fenced meanwhile taken back.
+    pub async fn write_back_many(
+        &self,
+        entries: Vec<(K, Entry<V>)>,
+        since: Fence,
+    ) -> Result<(), CacheError> {
+        self.write_back_many_routed(entries, Route::ALL, since)
+            .await
     }
 
     /// [`write_back_many`](Self::write_back_many) for one call's [`Route`].
@@ -306,13 +364,23 @@ where
         &self,
         entries: Vec<(K, Entry<V>)>,
         route: Route,
+        since: Fence,
     ) -> Result<(), CacheError> {
+        let l1 = &self.inner.l1;
+        let before = entries.len();
+        let entries: Vec<(K, Entry<V>)> = entries
+            .into_iter()
+            .filter(|(k, _)| !l1.invalidated_since(k, since))
+            .collect();
+        self.inner
+            .meters
+            .add(Count::Fenced, (before - entries.len()) as u64);
         if entries.is_empty() {
             return Ok(());
         }
         if route.write_l1 {
             for (k, e) in &entries {
-                let _ = self.fill_l1(k.clone(), e.clone());
+                let _ = self.fill_l1_since(k.clone(), e.clone(), since);
             }
         }
         if self.l2().is_none() || !route.write_l2 {
@@ -320,20 +388,31 @@ where
         }
         let mode = route.mode(self.fail_mode());
         match mode {
-            FailMode::Closed => self
-                .guarded_as(mode, L2Op::PutMany, |l2| async move {
+            FailMode::Closed => {
+                let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+                self.guarded_as(mode, L2Op::PutMany, |l2| async move {
                     l2.put_many(entries).await
                 })
-                .await
-                .map(|_| ()),
+                .await?;
+                for k in &keys {
+                    self.take_back_if_fenced(k, since).await;
+                }
+                Ok(())
+            }
             FailMode::Open => {
                 let store = self.clone();
                 self.in_background(async move {
-                    let _ = store
+                    let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+                    let written = store
                         .guarded_as(mode, L2Op::PutMany, |l2| async move {
                             l2.put_many(entries).await
                         })
                         .await;
+                    if written.is_ok() {
+                        for k in &keys {
+                            store.take_back_if_fenced(k, since).await;
+                        }
+                    }
                 })
                 .await;
                 Ok(())

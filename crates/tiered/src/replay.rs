@@ -278,6 +278,9 @@ where
         match op {
             Pending::Put(..) => {}
             Pending::Remove(k) => {
+                // A read begun before now (L2 held the old value until just
+                // now) must not backfill it.
+                l1.fence_key(k);
                 if l1.peek_sync(k).is_some_and(|e| older(&e)) {
                     l1.remove_sync(k);
                 }

@@ -42,6 +42,8 @@ where
         if self.inner.l2.is_some() {
             Box::pin(self.write_l2(Pending::Put(key.clone(), entry.clone()))).await?;
         }
+        // Fencing: a read of this key begun before the write (L2 still held
+        // the old entry, or the source the old value) does not put it back.
         self.fill_l1(key, entry)
     }
 
@@ -49,11 +51,21 @@ where
     /// tier held it. When L2 cannot be reached (or earlier writes still wait), the
     /// L2 and bus part is queued and replayed when Redis answers again; the answer
     /// then reflects L1 only (see [`TieredStore::recovery_pending`]).
+    ///
+    /// L1 is emptied twice: before L2, so this instance stops serving the old
+    /// value at once, and again once L2 has it, since a read here that missed
+    /// in between may have found the old value still in L2 (its backfill is
+    /// fenced by the second removal, or undone by it).
     async fn remove(&self, key: &K) -> Result<bool, CacheError> {
         self.inner.meters.record(Count::Invalidation);
-        let in_l1 = self.inner.l1.remove_sync(key);
-        let in_l2 = self.write_l2(Pending::Remove(key.clone())).await?;
-        Ok(in_l1 || in_l2 > 0)
+        let l1 = &self.inner.l1;
+        let in_l1 = l1.remove_sync(key);
+        if self.inner.l2.is_none() {
+            return Ok(in_l1);
+        }
+        let in_l2 = self.write_l2(Pending::Remove(key.clone())).await;
+        l1.remove_sync(key);
+        Ok(in_l1 || in_l2? > 0)
     }
 
     async fn get_many(&self, keys: &[K]) -> Result<Vec<Option<Entry<V>>>, CacheError> {
@@ -122,23 +134,41 @@ where
                 Some(Self::keys_action(keys)),
                 |l2| async move { Store::<K, V>::remove_many(l2, keys).await },
             )
-            .await?;
-        Ok(removed.max(in_l2))
+            .await;
+        // Again once L2 has it, as in `remove`.
+        for k in keys {
+            self.inner.l1.remove_sync(k);
+        }
+        Ok(removed.max(in_l2?))
     }
 
+    /// Removes the tag's entries from L1, L2 and other instances; L1 twice, as
+    /// in [`remove`](Self::remove).
     async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
         self.inner.meters.record(Count::Invalidation);
         cache_core::entry::validate_tag(tag)?;
-        let in_l1 = self.inner.l1.invalidate_tag_sync(tag);
-        let in_l2 = self.write_l2(Pending::Tag(tag.to_owned())).await?;
-        Ok(in_l1.max(in_l2))
+        let l1 = &self.inner.l1;
+        let in_l1 = l1.invalidate_tag_sync(tag);
+        if self.inner.l2.is_none() {
+            return Ok(in_l1);
+        }
+        let in_l2 = self.write_l2(Pending::Tag(tag.to_owned())).await;
+        l1.invalidate_tag_sync(tag);
+        Ok(in_l1.max(in_l2?))
     }
 
+    /// Removes the prefix's entries from L1, L2 and other instances; L1
+    /// twice, as in [`remove`](Self::remove).
     async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, CacheError> {
         self.inner.meters.record(Count::Invalidation);
-        let in_l1 = self.inner.l1.invalidate_prefix_sync(prefix);
-        let in_l2 = self.write_l2(Pending::Prefix(prefix.to_owned())).await?;
-        Ok(in_l1.max(in_l2))
+        let l1 = &self.inner.l1;
+        let in_l1 = l1.invalidate_prefix_sync(prefix);
+        if self.inner.l2.is_none() {
+            return Ok(in_l1);
+        }
+        let in_l2 = self.write_l2(Pending::Prefix(prefix.to_owned())).await;
+        l1.invalidate_prefix_sync(prefix);
+        Ok(in_l1.max(in_l2?))
     }
 
     async fn health(&self) -> StoreHealth {

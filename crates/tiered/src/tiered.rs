@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use cache_breaker::CircuitBreaker;
 use cache_core::{CacheError, CacheKey, Codec, DecodeKey, Entry, Postcard};
-use cache_store_memory::MemoryStore;
+use cache_store_memory::{Fence, MemoryStore};
 use cache_store_redis::{Action, BusStatus, InvalidationBus, RedisStore};
 use parking_lot::Mutex;
 
@@ -67,6 +67,10 @@ pub struct TieredStats {
     pub writes: u64,
     /// Invalidations through the write API (`remove`, `remove_many`, tags, prefixes).
     pub invalidations: u64,
+    /// Values read from L2 or loaded that were not kept in L1 (and, for a
+    /// load, were taken back from L2) because their key was invalidated while
+    /// they were being read: they may predate the invalidation.
+    pub fenced: u64,
 }
 
 /// Rate limits of the log warnings.
@@ -227,6 +231,7 @@ where
             recovery_dropped: m.get(Count::RecoveryDropped),
             writes: m.get(Count::Write),
             invalidations: m.get(Count::Invalidation),
+            fenced: m.get(Count::Fenced),
         }
     }
 
@@ -237,13 +242,35 @@ where
         &self.inner.meters
     }
 
-    /// Writes L1 only (no publishing). When L1 refuses the entry (a key or
-    /// weight over its limits), whatever L1 held for the key is dropped, so an
-    /// older value is never served in place of the one just written to L2.
+    /// Writes L1 only (no publishing), as a write that replaces what the key
+    /// held: a read of it begun earlier does not backfill its older value over
+    /// this one ([`MemoryStore::put_fencing_sync`]). When L1 refuses the entry
+    /// (a key or weight over its limits), whatever L1 held for the key is
+    /// dropped, so an older value is never served in place of the one just
+    /// written to L2.
     pub fn fill_l1(&self, key: K, entry: Entry<V>) -> Result<(), CacheError> {
         let l1 = &self.inner.l1;
-        match l1.put_sync(key.clone(), entry) {
+        match l1.put_fencing_sync(key.clone(), entry) {
             Ok(()) => Ok(()),
+            Err(e) => {
+                l1.remove_sync(&key);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`fill_l1`](Self::fill_l1) for a value read elsewhere (L2, the source)
+    /// after `since` was taken ([`MemoryStore::fence`]): `Ok(false)`, and
+    /// nothing stored, when the key was invalidated since — the value may
+    /// predate that invalidation, and storing it would keep it past it.
+    pub fn fill_l1_since(&self, key: K, entry: Entry<V>, since: Fence) -> Result<bool, CacheError> {
+        let l1 = &self.inner.l1;
+        match l1.put_since_sync(key.clone(), entry, since) {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.inner.meters.record(Count::Fenced);
+                Ok(false)
+            }
             Err(e) => {
                 l1.remove_sync(&key);
                 Err(e)

@@ -67,7 +67,11 @@ async fn an_invalidation_made_during_a_partition_reaches_l2_and_other_instances(
     })
     .await;
     b.put("k".into(), entry(1)).await.expect("put");
+    // b's put reaches a's bus too; a read racing that message is not
+    // backfilled (fenced), so read once it has arrived.
+    eventually("a hears b's put", || a.stats().bus_messages >= 1).await;
     assert!(a.get(&"k".to_owned()).await.expect("get").is_some());
+    assert!(a.l1().peek_sync(&"k".to_owned()).is_some());
     assert!(b.l1().peek_sync(&"k".to_owned()).is_some());
 
     proxy.refuse();

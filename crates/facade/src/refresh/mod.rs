@@ -137,11 +137,13 @@ where
 {
     // Once per fleet: the instance holding the key's load lease refreshes it;
     // the others keep their copy (and read the new one from L2 once it expires).
-    let (lease, lease_ttl, tiered) = {
+    let (lease, lease_ttl, tiered, since) = {
         let Some(inner) = weak.upgrade() else {
             return Ok(None);
         };
         let cache = Cache { inner };
+        // Before the load: an invalidation while it runs keeps its value out.
+        let since = cache.inner.tiered.l1().fence();
         let ttl = cache.fleet_lease_ttl();
         let lease = match ttl {
             Some(ttl) => match cache.inner.tiered.try_lease(&key, ttl).await {
@@ -160,7 +162,12 @@ where
             },
             None => None,
         };
-        (lease, ttl.unwrap_or_default(), cache.inner.tiered.clone())
+        (
+            lease,
+            ttl.unwrap_or_default(),
+            cache.inner.tiered.clone(),
+            since,
+        )
     };
     let started = Instant::now();
     let load = async {
@@ -191,7 +198,10 @@ where
             let shape = shape.decided(&decisions.lock());
             let entry = cache.loaded_entry(&key, value.clone(), &shape);
             // L1 holds the new copy whatever L2 did (faults are counted there).
-            let _ = inner.tiered.write_back_leased(key, entry, lease).await;
+            let _ = inner
+                .tiered
+                .write_back_leased(key, entry, lease, since)
+                .await;
             return Ok(value);
         }
         Ok(Err(e)) => {

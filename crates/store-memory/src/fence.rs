@@ -1,0 +1,200 @@
+//! Fenced fills: a value read from somewhere slower than L1 (another tier, the
+//! source) is not stored if its key was invalidated after the read began.
+//!
+//! Every invalidation — [`remove_sync`](crate::MemoryStore::remove_sync), the
+//! bulk ones (`clear`, `remove_where`, tags, prefixes, `cap_fresh`) and
+//! [`fence_key`](crate::MemoryStore::fence_key) — takes the next number of a
+//! store-wide sequence and records it: per key in one of a shard's
+//! [`SLOTS`] (keys share a slot by hash), store-wide for a bulk one. A reader
+//! takes a [`Fence`] (the sequence as it is) *before* it starts reading; its
+//! fill ([`put_since_sync`](crate::MemoryStore::put_since_sync)) checks, under
+//! the shard's write lock, whether the key's slot or the bulk mark moved past
+//! it, and stores nothing if so.
+//!
+//! Why that is enough: an invalidation whose number is above the fence began
+//! after the read did. Its record is written under the same shard lock the fill
+//! takes (or, for a bulk one, before it takes any shard's lock), so either the
+//! fill comes first and the invalidation removes what it stored, or the
+//! invalidation comes first and the fill sees its record. An invalidation
+//! numbered at or below the fence came before the read began, and the read sees
+//! what it left. Two keys sharing a slot only cost a fill (a later miss), never
+//! a stale value.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cache_core::{CacheError, CacheKey, Entry};
+
+use crate::MemoryStore;
+
+/// Invalidation slots per shard: keys are spread over them by hash.
+pub(crate) const SLOTS: usize = 16;
+
+/// A point in a store's invalidation history, taken with
+/// [`MemoryStore::fence`](crate::MemoryStore::fence) before reading a value
+/// elsewhere; a fill with it ([`put_since_sync`](crate::MemoryStore::put_since_sync))
+/// stores nothing if the key was invalidated since.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_core::{Clock, Entry, SystemClock};
+/// use cache_store_memory::MemoryStore;
+///
+/// let l1: MemoryStore<u64, &str> = MemoryStore::builder().build()?;
+/// let entry = |v| Entry::new(v, SystemClock.now(), Duration::from_secs(60));
+/// let since = l1.fence();
+/// // ... a slow read of key 1 begins, and meanwhile key 1 is invalidated:
+/// l1.remove_sync(&1);
+/// // The old value the read returns is not stored.
+/// assert!(!l1.put_since_sync(1, entry("old"), since)?);
+/// assert!(l1.get_sync(&1).is_none());
+/// // A read that began after the invalidation fills as usual.
+/// assert!(l1.put_since_sync(1, entry("new"), l1.fence())?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fence(pub(crate) u64);
+
+/// The store-wide part: the sequence and the bulk mark.
+#[derive(Debug, Default)]
+pub(crate) struct Fences {
+    seq: AtomicU64,
+    bulk: AtomicU64,
+}
+
+impl Fences {
+    pub(crate) fn fence(&self) -> Fence {
+        Fence(self.seq.load(Ordering::SeqCst))
+    }
+
+    /// The next invalidation number.
+    pub(crate) fn next(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Records a bulk invalidation; called before it touches any shard.
+    pub(crate) fn bulk(&self) {
+        let n = self.next();
+        self.bulk.fetch_max(n, Ordering::SeqCst);
+    }
+
+    /// Whether a bulk invalidation began after `since`.
+    pub(crate) fn bulk_since(&self, since: Fence) -> bool {
+        self.bulk.load(Ordering::SeqCst) > since.0
+    }
+}
+
+/// A shard's per-key part.
+#[derive(Debug, Default)]
+pub(crate) struct ShardFences([AtomicU64; SLOTS]);
+
+impl ShardFences {
+    fn slot(&self, hash: u64) -> &AtomicU64 {
+        // The top bits: the shard index uses bits 32 and up from the bottom.
+        &self.0[(hash >> 60) as usize & (SLOTS - 1)]
+    }
+
+    /// Records invalidation `n` of the key hashed `hash` (under the shard's
+    /// write lock).
+    pub(crate) fn record(&self, hash: u64, n: u64) {
+        self.slot(hash).fetch_max(n, Ordering::Relaxed);
+    }
+
+    /// Whether the key hashed `hash` (or one sharing its slot) was invalidated
+    /// after `since` (under the shard's lock).
+    pub(crate) fn since(&self, hash: u64, since: Fence) -> bool {
+        self.slot(hash).load(Ordering::Relaxed) > since.0
+    }
+}
+
+/// How a put meets the fences (`fence.rs`).
+#[derive(Clone, Copy)]
+pub(crate) enum Fill {
+    /// Neither checks nor records.
+    Plain,
+    /// Stores nothing if the key was invalidated after the fence.
+    Since(Fence),
+    /// Records itself as an invalidation of the key.
+    Fencing,
+}
+
+impl<K, V> MemoryStore<K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    /// The store's invalidation history as it is now: take it *before* reading
+    /// a value from elsewhere, and fill with
+    /// [`put_since_sync`](Self::put_since_sync), so a key invalidated while
+    /// the read was under way is not filled with what it read. See [`Fence`].
+    #[must_use]
+    pub fn fence(&self) -> Fence {
+        self.fences.fence()
+    }
+
+    /// Records an invalidation of `key` without removing anything: fills of it
+    /// fenced before now store nothing. For a caller about to replace or
+    /// re-check the key itself.
+    pub fn fence_key(&self, key: &K) {
+        let (hash, cell) = self.locate(key);
+        let _shard = cell.lock.write();
+        cell.fences.record(hash, self.fences.next());
+    }
+
+    /// Whether `key` (or a key sharing its invalidation slot, or every key) was
+    /// invalidated after `since`: what a caller that wrote the value elsewhere
+    /// too checks, to take that copy back.
+    pub fn invalidated_since(&self, key: &K, since: Fence) -> bool {
+        let (hash, cell) = self.locate(key);
+        let _shard = cell.lock.read();
+        self.fences.bulk_since(since) || cell.fences.since(hash, since)
+    }
+
+    /// [`put_sync`](Self::put_sync) for a value read elsewhere after `since`
+    /// was taken: stores nothing, and returns `Ok(false)`, when the key was
+    /// invalidated after `since` (the value may predate that invalidation).
+    /// The check and the store are one step under the shard's lock.
+    pub fn put_since_sync(&self, key: K, entry: Entry<V>, since: Fence) -> Result<bool, CacheError>
+    where
+        K: CacheKey,
+    {
+        let weight = self.check(&key, &entry)?;
+        Ok(self.insert_at(key, entry, weight, self.recent(), Fill::Since(since)))
+    }
+
+    /// [`put_sync`](Self::put_sync) for a write that replaces what the key
+    /// held (a `set`): also recorded like an invalidation, so a fill fenced
+    /// before it ([`put_since_sync`](Self::put_since_sync), a read begun
+    /// earlier) does not put the older value back over it.
+    pub fn put_fencing_sync(&self, key: K, entry: Entry<V>) -> Result<(), CacheError>
+    where
+        K: CacheKey,
+    {
+        let weight = self.check(&key, &entry)?;
+        self.insert_at(key, entry, weight, self.recent(), Fill::Fencing);
+        Ok(())
+    }
+
+    /// [`put_each_sync`](Self::put_each_sync) with the fence of
+    /// [`put_since_sync`](Self::put_since_sync): an entry whose key was
+    /// invalidated after `since` is skipped like one that fails the checks.
+    pub fn put_each_since_sync(
+        &self,
+        entries: impl IntoIterator<Item = (K, Entry<V>)>,
+        since: Fence,
+    ) -> usize
+    where
+        K: CacheKey,
+    {
+        let now = self.clock.now();
+        let mut stored = 0;
+        for (key, entry) in entries {
+            if let Ok(weight) = self.check(&key, &entry)
+                && self.insert_at(key, entry, weight, now, Fill::Since(since))
+            {
+                stored += 1;
+            }
+        }
+        stored
+    }
+}

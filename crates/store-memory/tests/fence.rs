@@ -1,0 +1,184 @@
+//! Fenced fills: a value read elsewhere is not stored when its key was
+//! invalidated after the read began, whatever the order of the three steps
+//! (fence taken, invalidation, fill), for every kind of invalidation.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_core::{Clock, Entry, MockClock};
+use cache_store_memory::{Fence, MemoryStore};
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn store(clock: &MockClock) -> MemoryStore<u64, u64> {
+    MemoryStore::builder()
+        .max_entries(10_000)
+        .clock(clock.clone())
+        .build()
+        .expect("valid config")
+}
+
+/// Whether the fenced fill stored it (a refused entry would be a test bug).
+fn fill(s: &MemoryStore<u64, u64>, k: u64, e: Entry<u64>, since: Fence) -> bool {
+    s.put_since_sync(k, e, since).expect("within the limits")
+}
+
+fn entry(v: u64, clock: &MockClock) -> Entry<u64> {
+    Entry::new(v, clock.now(), TTL)
+        .with_tags(["t"])
+        .expect("a valid tag")
+}
+
+/// Every way an L1 learns that a key changed.
+#[allow(clippy::type_complexity)]
+fn invalidations() -> Vec<(&'static str, fn(&MemoryStore<u64, u64>, u64))> {
+    vec![
+        ("remove_sync", |s, k| {
+            s.remove_sync(&k);
+        }),
+        ("fence_key", |s, k| s.fence_key(&k)),
+        ("clear", |s, _| s.clear()),
+        ("invalidate_tag_sync", |s, _| {
+            s.invalidate_tag_sync("t");
+        }),
+        ("invalidate_prefix_sync", |s, _| {
+            s.invalidate_prefix_sync("");
+        }),
+        ("remove_where", |s, _| {
+            s.remove_where(|_, _| true);
+        }),
+    ]
+}
+
+#[test]
+fn a_fill_fenced_before_an_invalidation_stores_nothing() {
+    for (name, invalidate) in invalidations() {
+        let clock = MockClock::default();
+        let s = store(&clock);
+        let since = s.fence();
+        invalidate(&s, 1);
+        assert!(!fill(&s, 1, entry(0, &clock), since), "{name}");
+        assert!(s.get_sync(&1).is_none(), "{name}: the old value came back");
+        assert!(s.invalidated_since(&1, since), "{name}");
+    }
+}
+
+#[test]
+fn a_fill_fenced_after_an_invalidation_is_stored() {
+    for (name, invalidate) in invalidations() {
+        let clock = MockClock::default();
+        let s = store(&clock);
+        invalidate(&s, 1);
+        let since = s.fence();
+        assert!(!s.invalidated_since(&1, since), "{name}");
+        assert!(fill(&s, 1, entry(1, &clock), since), "{name}");
+        assert_eq!(
+            s.get_sync(&1).and_then(Entry::into_value),
+            Some(1),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn an_invalidation_after_the_fill_removes_what_it_stored() {
+    for (name, invalidate) in invalidations()
+        .into_iter()
+        .filter(|(n, _)| *n != "fence_key")
+    {
+        let clock = MockClock::default();
+        let s = store(&clock);
+        let since = s.fence();
+        assert!(fill(&s, 1, entry(0, &clock), since));
+        invalidate(&s, 1);
+        assert!(s.get_sync(&1).is_none(), "{name}");
+    }
+}
+
+#[test]
+fn cap_fresh_fences_every_key() {
+    let clock = MockClock::default();
+    let s = store(&clock);
+    let since = s.fence();
+    s.cap_fresh(Duration::ZERO);
+    assert!(!fill(&s, 7, entry(0, &clock), since));
+    assert!(s.get_sync(&7).is_none());
+}
+
+#[test]
+fn a_key_invalidation_fences_that_key_not_the_store() {
+    let clock = MockClock::default();
+    let s = store(&clock);
+    let since = s.fence();
+    s.remove_sync(&0);
+    // Keys share a shard's 16 slots by hash: a few may be fenced with key 0,
+    // most must not be.
+    let stored = (1..=200)
+        .filter(|&k| fill(&s, k, entry(k, &clock), since))
+        .count();
+    assert!(stored >= 180, "only {stored} of 200 other keys filled");
+    assert!(!fill(&s, 0, entry(0, &clock), since));
+}
+
+#[test]
+fn a_batch_fill_skips_fenced_keys_only() {
+    let clock = MockClock::default();
+    let s = store(&clock);
+    let since = s.fence();
+    s.remove_sync(&1);
+    let stored = s.put_each_since_sync([(1, entry(1, &clock))], since);
+    assert_eq!(stored, 0);
+    assert!(s.get_sync(&1).is_none());
+    let stored = s.put_each_since_sync([(1, entry(1, &clock))], s.fence());
+    assert_eq!(stored, 1);
+}
+
+#[test]
+fn a_plain_put_is_never_fenced() {
+    let clock = MockClock::default();
+    let s = store(&clock);
+    s.remove_sync(&1);
+    s.clear();
+    s.put_sync(1, entry(5, &clock)).expect("fits");
+    assert_eq!(s.get_sync(&1).and_then(Entry::into_value), Some(5));
+}
+
+/// Readers take a fence, read a versioned source, and fill; a writer bumps
+/// the version and removes the key. Whenever everyone has stopped, L1 holds
+/// the newest version or nothing — never an older one. Bounded: 200 rounds.
+#[test]
+fn racing_readers_never_leave_an_older_version_behind() {
+    let clock = MockClock::default();
+    let s = Arc::new(store(&clock));
+    let version = Arc::new(AtomicU64::new(0));
+    for round in 0..200 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (s, version, stop, clock) =
+                    (s.clone(), version.clone(), stop.clone(), clock.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let since = s.fence();
+                        let v = version.load(Ordering::SeqCst);
+                        std::hint::spin_loop();
+                        let _ = fill(&s, 1, entry(v, &clock), since);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..50 {
+            version.fetch_add(1, Ordering::SeqCst);
+            s.remove_sync(&1);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().expect("reader");
+        }
+        let newest = version.load(Ordering::SeqCst);
+        if let Some(v) = s.get_sync(&1).and_then(Entry::into_value) {
+            assert_eq!(v, newest, "round {round}: an older version stayed");
+        }
+    }
+}
