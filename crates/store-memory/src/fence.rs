@@ -1,24 +1,29 @@
 //! Fenced fills: a value read from somewhere slower than L1 (another tier, the
 //! source) is not stored if its key was invalidated after the read began.
 //!
-//! Every invalidation — [`remove_sync`](crate::MemoryStore::remove_sync), the
-//! bulk ones (`clear`, `remove_where`, tags, prefixes, `cap_fresh`) and
-//! [`fence_key`](crate::MemoryStore::fence_key) — takes the next number of a
-//! store-wide sequence and records it: per key in one of a shard's
-//! [`SLOTS`] (keys share a slot by hash), store-wide for a bulk one. A reader
-//! takes a [`Fence`] (the sequence as it is) *before* it starts reading; its
-//! fill ([`put_since_sync`](crate::MemoryStore::put_since_sync)) checks, under
-//! the shard's write lock, whether the key's slot or the bulk mark moved past
-//! it, and stores nothing if so.
+//! A reader takes a [`Fence`] *before* it starts reading: the number of a
+//! store-wide sequence, which taking it advances. Every invalidation —
+//! [`remove_sync`](crate::MemoryStore::remove_sync), the bulk ones (`clear`,
+//! `remove_where`, tags, prefixes, `cap_fresh`), a replacing write
+//! ([`put_fencing_sync`](crate::MemoryStore::put_fencing_sync)) and
+//! [`fence_key`](crate::MemoryStore::fence_key) — records the sequence as it
+//! is: per key in one of a shard's [`SLOTS`] (keys share a slot by hash),
+//! store-wide for a bulk one. The reader's fill
+//! ([`put_since_sync`](crate::MemoryStore::put_since_sync)) checks, under the
+//! shard's write lock, whether the key's slot or the bulk mark is above its
+//! fence, and stores nothing if so.
 //!
-//! Why that is enough: an invalidation whose number is above the fence began
-//! after the read did. Its record is written under the same shard lock the fill
-//! takes (or, for a bulk one, before it takes any shard's lock), so either the
-//! fill comes first and the invalidation removes what it stored, or the
-//! invalidation comes first and the fill sees its record. An invalidation
-//! numbered at or below the fence came before the read began, and the read sees
-//! what it left. Two keys sharing a slot only cost a fill (a later miss), never
-//! a stale value.
+//! Why that is enough: the sequence's accesses are sequentially consistent,
+//! so an invalidation that reads it after a reader advanced it records a
+//! number above that reader's fence. Its record is written under the same
+//! shard lock the fill takes (or, for a bulk one, before it takes any shard's
+//! lock), so either the fill comes first and the invalidation removes (or
+//! replaces) what it stored, or the invalidation comes first and the fill sees
+//! its record. An invalidation that read the sequence before the reader
+//! advanced it came before the read began, and the read sees what it left.
+//! Two keys sharing a slot only cost a fill (a later miss), never a stale
+//! value. Only readers write the sequence: an invalidation, a `set` among
+//! them, reads it and stays off a contended cache line.
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,19 +68,19 @@ pub(crate) struct Fences {
 }
 
 impl Fences {
+    /// A reader's fence: the sequence as it was, advanced past it.
     pub(crate) fn fence(&self) -> Fence {
-        Fence(self.seq.load(Ordering::SeqCst))
+        Fence(self.seq.fetch_add(1, Ordering::SeqCst))
     }
 
-    /// The next invalidation number.
-    pub(crate) fn next(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    /// What an invalidation records: above every fence taken before it.
+    pub(crate) fn now(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
     }
 
     /// Records a bulk invalidation; called before it touches any shard.
     pub(crate) fn bulk(&self) {
-        let n = self.next();
-        self.bulk.fetch_max(n, Ordering::SeqCst);
+        self.bulk.fetch_max(self.now(), Ordering::SeqCst);
     }
 
     /// Whether a bulk invalidation began after `since`.
@@ -138,7 +143,7 @@ where
     pub fn fence_key(&self, key: &K) {
         let (hash, cell) = self.locate(key);
         let _shard = cell.lock.write();
-        cell.fences.record(hash, self.fences.next());
+        cell.fences.record(hash, self.fences.now());
     }
 
     /// Whether `key` (or a key sharing its invalidation slot, or every key) was

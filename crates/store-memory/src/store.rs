@@ -533,7 +533,7 @@ where
             Fill::Plain => false,
             Fill::Since(f) => self.fences.bulk_since(f) || cell.fences.since(hash, f),
             Fill::Fencing => {
-                cell.fences.record(hash, self.fences.next());
+                cell.fences.record(hash, self.fences.now());
                 false
             }
         };
@@ -586,7 +586,7 @@ where
     pub fn remove_sync(&self, key: &K) -> bool {
         let (hash, cell) = self.locate(key);
         self.shrink(cell, |s| {
-            cell.fences.record(hash, self.fences.next());
+            cell.fences.record(hash, self.fences.now());
             s.remove(hash, key)
         })
     }
