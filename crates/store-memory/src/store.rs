@@ -476,6 +476,7 @@ where
 
     /// Validates a put before anything changes: the key length (when limited)
     /// and the entry's weight. Returns the weight.
+    #[inline]
     pub(crate) fn check(&self, key: &K, entry: &Entry<V>) -> Result<u64, CacheError>
     where
         K: CacheKey,
@@ -515,7 +516,10 @@ where
     }
 
     /// Stores an entry that passed [`check`](Self::check), as of `now`,
-    /// unless `fill` is fenced (then `false`, nothing changed).
+    /// unless `fill` is fenced (then `false`, nothing changed). Inlined into
+    /// each put, so a plain put's `fill` is a constant (a separate function
+    /// cost `--ab replace` ~15 instructions per put, measured by callgrind).
+    #[inline(always)]
     pub(crate) fn insert_at(
         &self,
         key: K,
