@@ -435,6 +435,12 @@ impl Fleet {
         done
     }
 
+    /// Values kept out of the tiers because their key was invalidated while
+    /// they were read (`TieredStats::fenced`), summed over the instances.
+    pub(crate) fn fenced(&self) -> u64 {
+        self.caches.iter().map(|c| c.tiered().stats().fenced).sum()
+    }
+
     /// Bus counters summed over the instances: (gaps, reconnects).
     pub(crate) fn bus_counters(&self) -> (u64, u64) {
         self.caches.iter().fold((0, 0), |(g, r), c| {

@@ -494,6 +494,7 @@ async fn outage_end(t: Timing, mut f: Fleet, invalidated: u64) -> Run {
     let watch = f.watch_l2(L2_WATCH);
     tokio::time::sleep(t.after).await;
     let (gaps, _) = f.bus_counters();
+    let fenced = f.fenced();
     let instances = f.caches.len() as u64;
     let f_bypass = f.take_bypass();
     let phases = f.finish().await;
@@ -525,7 +526,7 @@ async fn outage_end(t: Timing, mut f: Fleet, invalidated: u64) -> Run {
     checks.push(check(
         "source loads in the fault and the 5 s after ≤ invalidated keys × instances",
         loads <= allowed,
-        format!("{loads} ≤ {allowed} (gaps handled by the policy: {gaps})"),
+        format!("{loads} ≤ {allowed} (gaps handled by the policy: {gaps}; reads fenced: {fenced})"),
     ));
     checks.push(check(
         "load ran with every caller",

@@ -127,3 +127,32 @@ async fn an_invalidation_that_overtakes_the_l2_write_gets_the_write_taken_back()
     assert_eq!(a.tiered().l1().peek_sync(&1).map(|_| ()), None, "a's L1");
     assert_eq!(b.get(&1).await.expect("get"), None, "v0 left in L2");
 }
+
+/// Emptying an instance's L1 (to free memory, or a bus gap's policy) says
+/// nothing about any one key: a load whose L2 write is in flight meanwhile
+/// keeps that write (taking it back would be a fleet-wide invalidation of a
+/// value nobody changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptying_l1_during_the_l2_write_keeps_the_write() {
+    let server = RedisServer::start().expect("redis-server");
+    let proxy = Arc::new(FaultProxy::start(server.addr()).expect("proxy"));
+    let (a, b) = (over(&proxy.url()), over(&server.url()));
+    eventually("both buses connected", || {
+        a.tiered().bus_connected() && b.tiered().bus_connected()
+    })
+    .await;
+    let slow = proxy.clone();
+    let got = a
+        .get_or_load(1, move |_| async move {
+            slow.set_latency(Duration::from_millis(300));
+            Some("v0".to_owned())
+        })
+        .await
+        .expect("load");
+    assert_eq!(got.as_deref(), Some("v0"));
+    // The L2 write lands ~300 ms from now, its reply ~600 ms from now.
+    a.tiered().l1().clear();
+    a.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(a.tiered().stats().fenced, 0, "{:?}", a.tiered().stats());
+    assert_eq!(b.get(&1).await.expect("get").as_deref(), Some("v0"));
+}

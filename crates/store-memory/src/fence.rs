@@ -4,11 +4,14 @@
 //! A reader takes a [`Fence`] *before* it starts reading: the number of a
 //! store-wide sequence, which taking it advances. Every invalidation —
 //! [`remove_sync`](crate::MemoryStore::remove_sync), the bulk ones (`clear`,
-//! `remove_where`, tags, prefixes, `cap_fresh`), a replacing write
+//! `remove_where`, tags, prefixes), a replacing write
 //! ([`put_fencing_sync`](crate::MemoryStore::put_fencing_sync)) and
 //! [`fence_key`](crate::MemoryStore::fence_key) — records the sequence as it
-//! is: per key in one of a shard's [`SLOTS`] (keys share a slot by hash),
-//! store-wide for a bulk one. The reader's fill
+//! is: per key in one of a shard's [`SLOTS`] (picked by hash; a slot holds
+//! one key exactly, and a key taking it from another raises the slot's floor
+//! to the other's number), store-wide for a bulk one. Shortening freshness
+//! (`cap_fresh`, a bus gap's policy) is no invalidation and records nothing.
+//! The reader's fill
 //! ([`put_since_sync`](crate::MemoryStore::put_since_sync)) checks, under the
 //! shard's write lock, whether the key's slot or the bulk mark is above its
 //! fence, and stores nothing if so.
@@ -21,9 +24,11 @@
 //! replaces) what it stored, or the invalidation comes first and the fill sees
 //! its record. An invalidation that read the sequence before the reader
 //! advanced it came before the read began, and the read sees what it left.
-//! Two keys sharing a slot only cost a fill (a later miss), never a stale
-//! value. Only readers write the sequence: an invalidation, a `set` among
-//! them, reads it and stays off a contended cache line.
+//! A forgotten key (the floor) only costs a fill (a later miss), never a
+//! stale value, and never counts as certain: only a key's own record does
+//! ([`certainly_invalidated_since`](crate::MemoryStore::certainly_invalidated_since)).
+//! Only readers write the sequence: an invalidation, a `set` among them,
+//! reads it and stays off a contended cache line.
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +38,7 @@ use cache_core::{CacheError, CacheKey, Entry};
 use crate::MemoryStore;
 
 /// Invalidation slots per shard: keys are spread over them by hash.
-pub(crate) const SLOTS: usize = 16;
+pub(crate) const SLOTS: usize = 32;
 
 /// A point in a store's invalidation history, taken with
 /// [`MemoryStore::fence`](crate::MemoryStore::fence) before reading a value
@@ -89,26 +94,64 @@ impl Fences {
     }
 }
 
-/// A shard's per-key part.
+/// One invalidation slot: the last key recorded in it (by hash) and its
+/// number, and the highest number of a key it has forgotten.
 #[derive(Debug, Default)]
-pub(crate) struct ShardFences([AtomicU64; SLOTS]);
+struct Slot {
+    hash: AtomicU64,
+    seq: AtomicU64,
+    floor: AtomicU64,
+}
+
+/// What a shard's slots say about a key since a fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Since {
+    /// Not invalidated since.
+    No,
+    /// Perhaps: the slot forgot a key invalidated since (another key took
+    /// it), which may have been this one. A fill treats it as yes.
+    Perhaps,
+    /// This key was invalidated since.
+    Yes,
+}
+
+/// A shard's per-key part: [`SLOTS`] slots picked by hash, each holding one
+/// key exactly. A key taking a slot from another moves the other's number
+/// to the slot's floor, so a fill of any key of that slot fenced before it
+/// is refused (a lost fill, never a stale one), while only a key's own
+/// record says it was certainly invalidated.
+#[derive(Debug, Default)]
+pub(crate) struct ShardFences([Slot; SLOTS]);
 
 impl ShardFences {
-    fn slot(&self, hash: u64) -> &AtomicU64 {
+    fn slot(&self, hash: u64) -> &Slot {
         // The top bits: the shard index uses bits 32 and up from the bottom.
-        &self.0[(hash >> 60) as usize & (SLOTS - 1)]
+        &self.0[(hash >> 59) as usize & (SLOTS - 1)]
     }
 
     /// Records invalidation `n` of the key hashed `hash` (under the shard's
-    /// write lock).
+    /// write lock, so the three fields change together).
     pub(crate) fn record(&self, hash: u64, n: u64) {
-        self.slot(hash).fetch_max(n, Ordering::Relaxed);
+        let slot = self.slot(hash);
+        let seq = slot.seq.load(Ordering::Relaxed);
+        if slot.hash.load(Ordering::Relaxed) != hash && seq > 0 {
+            slot.floor.fetch_max(seq, Ordering::Relaxed);
+        }
+        slot.hash.store(hash, Ordering::Relaxed);
+        slot.seq.store(n.max(seq), Ordering::Relaxed);
     }
 
-    /// Whether the key hashed `hash` (or one sharing its slot) was invalidated
-    /// after `since` (under the shard's lock).
-    pub(crate) fn since(&self, hash: u64, since: Fence) -> bool {
-        self.slot(hash).load(Ordering::Relaxed) > since.0
+    /// Whether the key hashed `hash` was invalidated after `since` (under the
+    /// shard's lock).
+    pub(crate) fn since(&self, hash: u64, since: Fence) -> Since {
+        let slot = self.slot(hash);
+        if slot.hash.load(Ordering::Relaxed) == hash && slot.seq.load(Ordering::Relaxed) > since.0 {
+            Since::Yes
+        } else if slot.floor.load(Ordering::Relaxed) > since.0 {
+            Since::Perhaps
+        } else {
+            Since::No
+        }
     }
 }
 
@@ -152,7 +195,20 @@ where
     pub fn invalidated_since(&self, key: &K, since: Fence) -> bool {
         let (hash, cell) = self.locate(key);
         let _shard = cell.lock.read();
-        self.fences.bulk_since(since) || cell.fences.since(hash, since)
+        self.fences.bulk_since(since) || cell.fences.since(hash, since) != Since::No
+    }
+
+    /// Like [`invalidated_since`](Self::invalidated_since), but only when the
+    /// store is sure: `key` itself was invalidated after `since` (removed,
+    /// replaced, [`fence_key`](Self::fence_key)), not merely a key it lost
+    /// track of, nor the whole store emptied (`clear`, `remove_where`, which
+    /// say nothing about one key). What a caller about to undo a write
+    /// elsewhere (and tell other instances) asks, so an uncertain record
+    /// costs a fill, never a fleet-wide invalidation.
+    pub fn certainly_invalidated_since(&self, key: &K, since: Fence) -> bool {
+        let (hash, cell) = self.locate(key);
+        let _shard = cell.lock.read();
+        cell.fences.since(hash, since) == Since::Yes
     }
 
     /// [`put_sync`](Self::put_sync) for a value read elsewhere after `since`

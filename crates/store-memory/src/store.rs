@@ -12,7 +12,7 @@ use parking_lot::{RwLock, RwLockWriteGuard};
 
 use crate::climb::Climb;
 use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
-use crate::fence::{Fences, Fill, ShardFences};
+use crate::fence::{Fences, Fill, ShardFences, Since};
 use crate::shadow::{SAMPLE_BITS_AT, Shadow};
 use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
@@ -535,7 +535,7 @@ where
         // Asked with the shard's write lock held: see `fence.rs`.
         let fenced = || match fill {
             Fill::Plain => false,
-            Fill::Since(f) => self.fences.bulk_since(f) || cell.fences.since(hash, f),
+            Fill::Since(f) => self.fences.bulk_since(f) || cell.fences.since(hash, f) != Since::No,
             Fill::Fencing => {
                 cell.fences.record(hash, self.fences.now());
                 false
@@ -641,7 +641,6 @@ where
         let now = self.clock.now().as_millis();
         let window = within.as_millis() as u64;
         let half = window / 2;
-        self.fences.bulk();
         self.shards
             .iter()
             .map(|cell| {

@@ -97,13 +97,34 @@ fn an_invalidation_after_the_fill_removes_what_it_stored() {
 }
 
 #[test]
-fn cap_fresh_fences_every_key() {
+fn shortening_freshness_fences_nothing() {
+    // A bus gap's policy: copies are distrusted, nothing was invalidated.
     let clock = MockClock::default();
     let s = store(&clock);
     let since = s.fence();
     s.cap_fresh(Duration::ZERO);
-    assert!(!fill(&s, 7, entry(0, &clock), since));
-    assert!(s.get_sync(&7).is_none());
+    assert!(fill(&s, 7, entry(0, &clock), since));
+}
+
+#[test]
+fn only_a_keys_own_invalidation_is_certain() {
+    let clock = MockClock::default();
+    let s = store(&clock);
+    let since = s.fence();
+    // Far more invalidated keys than slots: some slot forgets some key.
+    for k in 1..=2_000 {
+        s.remove_sync(&k);
+    }
+    // The last one holds its slot; an earlier one may have lost it, and is
+    // then uncertain but still refused.
+    assert!(s.certainly_invalidated_since(&2_000, since));
+    assert!((1..=2_000).all(|k| s.invalidated_since(&k, since)));
+    for k in 3_000..3_200 {
+        assert!(!s.certainly_invalidated_since(&k, since), "key {k}");
+    }
+    // A fill taken after all that is not refused for keys never invalidated.
+    let after = s.fence();
+    assert!((3_000..3_200).all(|k| fill(&s, k, entry(k, &clock), after)));
 }
 
 #[test]
@@ -112,13 +133,26 @@ fn a_key_invalidation_fences_that_key_not_the_store() {
     let s = store(&clock);
     let since = s.fence();
     s.remove_sync(&0);
-    // Keys share a shard's 16 slots by hash: a few may be fenced with key 0,
-    // most must not be.
+    // A slot holds one key exactly: with nothing forgotten, only key 0 is
+    // fenced.
     let stored = (1..=200)
         .filter(|&k| fill(&s, k, entry(k, &clock), since))
         .count();
-    assert!(stored >= 180, "only {stored} of 200 other keys filled");
+    assert_eq!(stored, 200);
     assert!(!fill(&s, 0, entry(0, &clock), since));
+}
+
+#[test]
+fn emptying_the_store_refuses_fills_but_is_certain_of_no_key() {
+    let clock = MockClock::default();
+    let s = store(&clock);
+    let since = s.fence();
+    s.clear();
+    assert!((0..50).all(|k| s.invalidated_since(&k, since)));
+    assert!((0..50).all(|k| !s.certainly_invalidated_since(&k, since)));
+    s.remove_sync(&7);
+    assert!(s.certainly_invalidated_since(&7, since));
+    assert!(!fill(&s, 3, entry(3, &clock), since));
 }
 
 #[test]

@@ -339,7 +339,9 @@ where
     /// (removed from L2 and published, so an instance that read it in between
     /// drops it too; queued for replay when Redis cannot take it now).
     async fn take_back_if_fenced(&self, key: &K, since: Fence) {
-        if self.inner.l1.invalidated_since(key, since) {
+        // Only when sure: a key the L1 merely lost track of costs this write
+        // nothing more than its L1 copy, never a fleet-wide invalidation.
+        if self.inner.l1.certainly_invalidated_since(key, since) {
             self.inner.meters.record(Count::Fenced);
             let _ = self.write_l2(Pending::Remove(key.clone())).await;
         }
