@@ -31,11 +31,12 @@
 //! reads it and stays off a contended cache line.
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use cache_core::{CacheError, CacheKey, Entry};
 
 use crate::MemoryStore;
+use crate::sync::{AtomicU64, fence_seq_cst};
 
 /// Invalidation slots per shard: keys are spread over them by hash.
 pub(crate) const SLOTS: usize = 32;
@@ -75,11 +76,14 @@ pub(crate) struct Fences {
 impl Fences {
     /// A reader's fence: the sequence as it was, advanced past it.
     pub(crate) fn fence(&self) -> Fence {
-        Fence(self.seq.fetch_add(1, Ordering::SeqCst))
+        let fence = Fence(self.seq.fetch_add(1, Ordering::SeqCst));
+        fence_seq_cst();
+        fence
     }
 
     /// What an invalidation records: above every fence taken before it.
     pub(crate) fn now(&self) -> u64 {
+        fence_seq_cst();
         self.seq.load(Ordering::SeqCst)
     }
 

@@ -65,6 +65,7 @@ mod shard;
 mod spare;
 mod stats;
 mod store;
+mod sync;
 
 pub use config::{EvictionListener, MemoryStoreBuilder, Weigher};
 pub use fence::Fence;

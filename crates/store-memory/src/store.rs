@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_core::{CacheError, CacheKey, Clock, Entry, InvalidInput, SystemClock, Timestamp};
-use parking_lot::{RwLock, RwLockWriteGuard};
 
 use crate::climb::Climb;
 use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
@@ -17,6 +16,7 @@ use crate::shadow::{SAMPLE_BITS_AT, Shadow};
 use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
 use crate::stats::MemoryStats;
+use crate::sync::{RwLock, RwLockWriteGuard};
 
 /// One shard with its read counters, on cache lines of its own so two threads
 /// working on neighbouring shards do not slow each other down. The counters
