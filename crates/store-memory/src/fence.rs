@@ -7,14 +7,15 @@
 //! `remove_where`, tags, prefixes), a replacing write
 //! ([`put_fencing_sync`](crate::MemoryStore::put_fencing_sync)) and
 //! [`fence_key`](crate::MemoryStore::fence_key) — records the sequence as it
-//! is: per key in one of a shard's [`SLOTS`] (picked by hash; a slot holds
-//! one key exactly, and a key taking it from another raises the slot's floor
-//! to the other's number), store-wide for a bulk one. Shortening freshness
+//! is: per key in one of a shard's [`BUCKETS`] (picked by hash; a bucket
+//! holds the last [`WAYS`] keys recorded in it exactly, and a key taking the
+//! place of the oldest raises the bucket's floor to that one's number),
+//! store-wide for a bulk one. Shortening freshness
 //! (`cap_fresh`, a bus gap's policy) is no invalidation and records nothing.
 //! The reader's fill
 //! ([`put_since_sync`](crate::MemoryStore::put_since_sync)) checks, under the
-//! shard's write lock, whether the key's slot or the bulk mark is above its
-//! fence, and stores nothing if so.
+//! shard's write lock, whether the key's record (or its bucket's floor) or
+//! the bulk mark is above its fence, and stores nothing if so.
 //!
 //! Why that is enough: the sequence's accesses are sequentially consistent,
 //! so an invalidation that reads it after a reader advanced it records a
@@ -38,8 +39,16 @@ use cache_core::{CacheError, CacheKey, Entry};
 use crate::MemoryStore;
 use crate::sync::{AtomicU64, fence_seq_cst};
 
-/// Invalidation slots per shard: keys are spread over them by hash.
-pub(crate) const SLOTS: usize = 32;
+/// Invalidation buckets per shard: keys are spread over them by hash.
+pub(crate) const BUCKETS: usize = 16;
+/// Keys a bucket remembers exactly. A fill is refused for a key it did not
+/// see invalidated only when more than this many other keys of its bucket
+/// were invalidated while it read. With 8 shards (2 cores), 128 buckets: 50
+/// invalidations during a read (10,000 a second, 5 ms loads) refuse about
+/// one fill in 20,000 (five in its bucket, Poisson mean 0.39), 300 about
+/// one in eleven; one key per slot of 256 refused one in 60 and one in
+/// three (two in its slot).
+pub(crate) const WAYS: usize = 4;
 
 /// A point in a store's invalidation history, taken with
 /// [`MemoryStore::fence`](crate::MemoryStore::fence) before reading a value
@@ -98,60 +107,74 @@ impl Fences {
     }
 }
 
-/// One invalidation slot: the last key recorded in it (by hash) and its
-/// number, and the highest number of a key it has forgotten.
+/// One invalidation bucket: the last [`WAYS`] keys recorded in it (by hash)
+/// with their numbers, and the highest number of a key it has forgotten.
 #[derive(Debug, Default)]
-struct Slot {
-    hash: AtomicU64,
-    seq: AtomicU64,
+struct Bucket {
+    hash: [AtomicU64; WAYS],
+    seq: [AtomicU64; WAYS],
     floor: AtomicU64,
 }
 
-/// What a shard's slots say about a key since a fence.
+/// What a shard's buckets say about a key since a fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Since {
     /// Not invalidated since.
     No,
-    /// Perhaps: the slot forgot a key invalidated since (another key took
-    /// it), which may have been this one. A fill treats it as yes.
+    /// Perhaps: the bucket forgot a key invalidated since (other keys took
+    /// its place), which may have been this one. A fill treats it as yes.
     Perhaps,
     /// This key was invalidated since.
     Yes,
 }
 
-/// A shard's per-key part: [`SLOTS`] slots picked by hash, each holding one
-/// key exactly. A key taking a slot from another moves the other's number
-/// to the slot's floor, so a fill of any key of that slot fenced before it
-/// is refused (a lost fill, never a stale one), while only a key's own
-/// record says it was certainly invalidated.
+/// A shard's per-key part: [`BUCKETS`] buckets picked by hash, each holding
+/// [`WAYS`] keys exactly. A key taking the place of a bucket's oldest moves
+/// that one's number to the bucket's floor, so a fill of any key of that
+/// bucket fenced before it is refused (a lost fill, never a stale one),
+/// while only a key's own record says it was certainly invalidated.
 #[derive(Debug, Default)]
-pub(crate) struct ShardFences([Slot; SLOTS]);
+pub(crate) struct ShardFences([Bucket; BUCKETS]);
 
 impl ShardFences {
-    fn slot(&self, hash: u64) -> &Slot {
+    fn bucket(&self, hash: u64) -> &Bucket {
         // The top bits: the shard index uses bits 32 and up from the bottom.
-        &self.0[(hash >> 59) as usize & (SLOTS - 1)]
+        &self.0[(hash >> 60) as usize & (BUCKETS - 1)]
     }
 
     /// Records invalidation `n` of the key hashed `hash` (under the shard's
-    /// write lock, so the three fields change together).
+    /// write lock, so a bucket's fields change together).
     pub(crate) fn record(&self, hash: u64, n: u64) {
-        let slot = self.slot(hash);
-        let seq = slot.seq.load(Ordering::Relaxed);
-        if slot.hash.load(Ordering::Relaxed) != hash && seq > 0 {
-            slot.floor.fetch_max(seq, Ordering::Relaxed);
+        let bucket = self.bucket(hash);
+        let (mut oldest, mut seq) = (0, u64::MAX);
+        for way in 0..WAYS {
+            let s = bucket.seq[way].load(Ordering::Relaxed);
+            if bucket.hash[way].load(Ordering::Relaxed) == hash {
+                bucket.seq[way].store(n.max(s), Ordering::Relaxed);
+                return;
+            }
+            if s < seq {
+                (oldest, seq) = (way, s);
+            }
         }
-        slot.hash.store(hash, Ordering::Relaxed);
-        slot.seq.store(n.max(seq), Ordering::Relaxed);
+        bucket.floor.fetch_max(seq, Ordering::Relaxed);
+        bucket.hash[oldest].store(hash, Ordering::Relaxed);
+        bucket.seq[oldest].store(n.max(seq), Ordering::Relaxed);
     }
 
     /// Whether the key hashed `hash` was invalidated after `since` (under the
     /// shard's lock).
     pub(crate) fn since(&self, hash: u64, since: Fence) -> Since {
-        let slot = self.slot(hash);
-        if slot.hash.load(Ordering::Relaxed) == hash && slot.seq.load(Ordering::Relaxed) > since.0 {
-            Since::Yes
-        } else if slot.floor.load(Ordering::Relaxed) > since.0 {
+        let bucket = self.bucket(hash);
+        for way in 0..WAYS {
+            if bucket.hash[way].load(Ordering::Relaxed) == hash {
+                if bucket.seq[way].load(Ordering::Relaxed) > since.0 {
+                    return Since::Yes;
+                }
+                break;
+            }
+        }
+        if bucket.floor.load(Ordering::Relaxed) > since.0 {
             Since::Perhaps
         } else {
             Since::No
@@ -193,7 +216,7 @@ where
         cell.fences.record(hash, self.fences.now());
     }
 
-    /// Whether `key` (or a key sharing its invalidation slot, or every key) was
+    /// Whether `key` (or a key its invalidation bucket forgot, or every key) was
     /// invalidated after `since`: what a caller that wrote the value elsewhere
     /// too checks, to take that copy back.
     pub fn invalidated_since(&self, key: &K, since: Fence) -> bool {
