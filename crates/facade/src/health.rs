@@ -61,8 +61,10 @@ where
         for (counter, reason) in meters.evictions.iter().zip(EVICTION_REASONS) {
             counter.absolute(l1.evictions(reason));
         }
+        let t = tiered.stats();
+        // Memory-only stores fence too (a load racing a removal).
+        meters.fills_fenced.absolute(t.fenced);
         if tiered.l2().is_some() {
-            let t = tiered.stats();
             meters.bus_messages.absolute(t.bus_messages);
             meters.bus_gaps.absolute(t.bus_gaps);
             meters.bus_publish_errors.absolute(t.publish_errors);

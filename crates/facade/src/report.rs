@@ -282,6 +282,7 @@ pub(crate) struct Meters {
     /// `corrupt`, `oversized`.
     pub(crate) l2_rejected: [Counter; 2],
     pub(crate) bus_reconnects: Counter,
+    pub(crate) fills_fenced: Counter,
     pub(crate) recovery_pending: Gauge,
     pub(crate) recovery_replayed: Counter,
     pub(crate) recovery_dropped: Counter,
@@ -333,6 +334,7 @@ impl Meters {
                 metrics::counter!(n::L2_VALUES_REJECTED, "cache" => c.clone(), "reason" => reason)
             }),
             bus_reconnects: metrics::counter!(n::BUS_RECONNECTS, "cache" => c.clone()),
+            fills_fenced: metrics::counter!(n::FILLS_FENCED, "cache" => c.clone()),
             recovery_pending: metrics::gauge!(n::RECOVERY_PENDING, "cache" => c.clone()),
             recovery_replayed: metrics::counter!(n::RECOVERY_REPLAYED, "cache" => c.clone()),
             recovery_dropped: metrics::counter!(n::RECOVERY_DROPPED, "cache" => c.clone()),

@@ -141,6 +141,7 @@ async fn a_scrape_follows_hits_misses_loads_and_an_l2_outage() {
         "no L2 error expected yet: {text}"
     );
     assert_eq!(sample(&text, "cache_bus_connected", &c), 1.0);
+    assert_eq!(sample(&text, "cache_fills_fenced_total", &c), 0.0, "{text}");
     let (code, body) = health(addr).await;
     assert_eq!(
         (code, body["status"].as_str()),
@@ -240,5 +241,19 @@ async fn a_scrape_follows_hits_misses_loads_and_an_l2_outage() {
             &[("cache", "scrape"), ("to", "closed")]
         ) >= 1.0
     );
+
+    // Phase 4: a key invalidated while its load runs; the loaded value is
+    // not kept, and the scrape says so.
+    let during = cache.clone();
+    let got = cache
+        .get_or_load(500, move |k| async move {
+            let read = format!("v{k}");
+            during.remove(&k).await.expect("remove");
+            Some(read)
+        })
+        .await;
+    assert_eq!(got.expect("load").as_deref(), Some("v500"));
+    let text = scrape(addr).await;
+    assert_eq!(sample(&text, "cache_fills_fenced_total", &c), 1.0, "{text}");
     http.shutdown().await.expect("shutdown");
 }

@@ -129,6 +129,10 @@ pub mod names {
     /// Counter `{cache}`: bus messages dropped unread (over the size limit, or
     /// not a message of this bus).
     pub const BUS_DROPPED: &str = "cache_bus_dropped_total";
+    /// Counter `{cache}`: values read from L2 or loaded that were not kept
+    /// because their key was invalidated while they were read (a load's L2
+    /// write taken back included).
+    pub const FILLS_FENCED: &str = "cache_fills_fenced_total";
 }
 
 /// What kind of instrument a metric is.
@@ -191,6 +195,12 @@ pub const CATALOG: &[MetricDef] = &[
         Counter,
         &["cache"],
         "Invalidation-bus messages dropped unread: over the size limit, or not a message of this bus.",
+    ),
+    def(
+        names::FILLS_FENCED,
+        Counter,
+        &["cache"],
+        "Values read from L2 or loaded that were not kept because their key was invalidated while they were read (they may predate the invalidation); a load's L2 write taken back included.",
     ),
     def(
         names::REQUESTS,
