@@ -96,12 +96,16 @@ async fn an_invalidation_from_another_instance_during_a_load_keeps_it_out_of_bot
     assert_eq!(b.get(&1).await.expect("get"), None, "L2 through b");
 }
 
-/// The invalidation lands in Redis before this instance's write of the loaded
-/// value (its connection turns 300 ms slow as the load ends), and its bus
-/// message (on a read already waiting in Redis) arrives while that write is
-/// in flight: the write is taken back once it returns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalidation_that_overtakes_the_l2_write_gets_the_write_taken_back() {
+/// Two instances over one Redis, `a` through the fault proxy; `a` has just
+/// loaded key 1 as "v0", and its connection turned 300 ms slow as the load
+/// ended: its L2 write of v0 lands ~300 ms from now, the reply ~600 ms. The
+/// server and proxy are returned to keep them running.
+async fn loaded_with_a_slow_l2_write() -> (
+    RedisServer,
+    Arc<FaultProxy>,
+    Cache<u64, String>,
+    Cache<u64, String>,
+) {
     let server = RedisServer::start().expect("redis-server");
     let proxy = Arc::new(FaultProxy::start(server.addr()).expect("proxy"));
     let (a, b) = (over(&proxy.url()), over(&server.url()));
@@ -118,6 +122,16 @@ async fn an_invalidation_that_overtakes_the_l2_write_gets_the_write_taken_back()
         .await
         .expect("load");
     assert_eq!(got.as_deref(), Some("v0"));
+    (server, proxy, a, b)
+}
+
+/// The invalidation lands in Redis before this instance's write of the loaded
+/// value (its connection turns 300 ms slow as the load ends), and its bus
+/// message (on a read already waiting in Redis) arrives while that write is
+/// in flight: the write is taken back once it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_that_overtakes_the_l2_write_gets_the_write_taken_back() {
+    let (_server, _proxy, a, b) = loaded_with_a_slow_l2_write().await;
     // a's L1 holds v0; its L2 write lands ~300 ms from now. b invalidates at
     // once: its delete lands first, its message reaches a ~300 ms from now,
     // the write's reply ~600 ms from now.
@@ -134,22 +148,7 @@ async fn an_invalidation_that_overtakes_the_l2_write_gets_the_write_taken_back()
 /// value nobody changed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emptying_l1_during_the_l2_write_keeps_the_write() {
-    let server = RedisServer::start().expect("redis-server");
-    let proxy = Arc::new(FaultProxy::start(server.addr()).expect("proxy"));
-    let (a, b) = (over(&proxy.url()), over(&server.url()));
-    eventually("both buses connected", || {
-        a.tiered().bus_connected() && b.tiered().bus_connected()
-    })
-    .await;
-    let slow = proxy.clone();
-    let got = a
-        .get_or_load(1, move |_| async move {
-            slow.set_latency(Duration::from_millis(300));
-            Some("v0".to_owned())
-        })
-        .await
-        .expect("load");
-    assert_eq!(got.as_deref(), Some("v0"));
+    let (_server, _proxy, a, b) = loaded_with_a_slow_l2_write().await;
     // The L2 write lands ~300 ms from now, its reply ~600 ms from now.
     a.tiered().l1().clear();
     a.shutdown(Duration::from_secs(10)).await;

@@ -166,6 +166,13 @@ impl ShardFences {
         bucket.seq[oldest].store(n.max(seq), Ordering::Relaxed);
     }
 
+    /// Whether a fill of the key hashed `hash` fenced at `since` must store
+    /// nothing: the store was emptied, or this bucket says yes or perhaps
+    /// (under the shard's lock).
+    pub(crate) fn refuses(&self, store: &Fences, hash: u64, since: Fence) -> bool {
+        store.bulk_since(since) || self.since(hash, since) != Since::No
+    }
+
     /// Whether the key hashed `hash` was invalidated after `since` (under the
     /// shard's lock).
     pub(crate) fn since(&self, hash: u64, since: Fence) -> Since {
@@ -226,7 +233,7 @@ where
     pub fn invalidated_since(&self, key: &K, since: Fence) -> bool {
         let (hash, cell) = self.locate(key);
         let _shard = cell.lock.read();
-        self.fences.bulk_since(since) || cell.fences.since(hash, since) != Since::No
+        cell.fences.refuses(&self.fences, hash, since)
     }
 
     /// Like [`invalidated_since`](Self::invalidated_since), but only when the

@@ -11,7 +11,7 @@ use cache_core::{CacheError, CacheKey, Clock, Entry, InvalidInput, SystemClock, 
 
 use crate::climb::Climb;
 use crate::config::{EvictionListener, MemoryStoreBuilder, Plan, Weigher};
-use crate::fence::{Fences, Fill, ShardFences, Since};
+use crate::fence::{Fences, Fill, ShardFences};
 use crate::shadow::{SAMPLE_BITS_AT, Shadow};
 use crate::shard::{Extras, Hasher, Read, Removed, Shard, shard_index};
 use crate::spare::{SPARE_DIVISOR, Spare};
@@ -535,7 +535,7 @@ where
         // Asked with the shard's write lock held: see `fence.rs`.
         let fenced = || match fill {
             Fill::Plain => false,
-            Fill::Since(f) => self.fences.bulk_since(f) || cell.fences.since(hash, f) != Since::No,
+            Fill::Since(f) => cell.fences.refuses(&self.fences, hash, f),
             Fill::Fencing => {
                 cell.fences.record(hash, self.fences.now());
                 false

@@ -111,11 +111,12 @@ fn only_a_keys_own_invalidation_is_certain() {
     let clock = MockClock::default();
     let s = store(&clock);
     let since = s.fence();
-    // Far more invalidated keys than slots: some slot forgets some key.
+    // Far more invalidated keys than a bucket holds: some bucket forgets
+    // some key.
     for k in 1..=2_000 {
         s.remove_sync(&k);
     }
-    // The last one holds its slot; an earlier one may have lost it, and is
+    // The last one holds its place; an earlier one may have lost it, and is
     // then uncertain but still refused.
     assert!(s.certainly_invalidated_since(&2_000, since));
     assert!((1..=2_000).all(|k| s.invalidated_since(&k, since)));
@@ -133,8 +134,8 @@ fn a_key_invalidation_fences_that_key_not_the_store() {
     let s = store(&clock);
     let since = s.fence();
     s.remove_sync(&0);
-    // A slot holds one key exactly: with nothing forgotten, only key 0 is
-    // fenced.
+    // A bucket holds its keys exactly: with nothing forgotten, only key 0
+    // is fenced.
     let stored = (1..=200)
         .filter(|&k| fill(&s, k, entry(k, &clock), since))
         .count();
