@@ -16,7 +16,7 @@ use resilient_cache::Cache;
 use serde::Serialize;
 
 /// Values are `key * VERSION_SPAN + version`.
-const VERSION_SPAN: u64 = 1_000_000;
+pub(crate) const VERSION_SPAN: u64 = 1_000_000;
 /// How long the source takes to answer.
 const SOURCE_LATENCY: Duration = Duration::from_millis(2);
 /// How long after Redis is back an invalidation must have reached everyone.
@@ -32,7 +32,8 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    fn version(&self, key: u64) -> u64 {
+    /// `key`'s version now.
+    pub(crate) fn version(&self, key: u64) -> u64 {
         self.versions.read().get(&key).copied().unwrap_or(0)
     }
 

@@ -24,9 +24,13 @@
 //!   Redis being back);
 //! - source loads during the fault and the 5 s after it: at most one per
 //!   invalidated key per instance (no hot key goes back to the source because of
-//!   the outage).
+//!   the outage);
+//! - `churn` (Redis healthy, keys changed and invalidated while farther
+//!   instances reload them): once it stops, no key older than the source in
+//!   L2 or through any instance.
 #![forbid(unsafe_code)]
 
+mod churn;
 mod cluster;
 mod harness;
 mod report;
@@ -73,6 +77,8 @@ struct Timing {
     rounds: u64,
     /// Warm (and as many cold) keys read in the OOM scenario.
     oom_keys: u64,
+    /// How long keys are churned in the churn scenario.
+    churn: Duration,
 }
 
 const FULL: Timing = Timing {
@@ -83,6 +89,7 @@ const FULL: Timing = Timing {
     slots: 1_000,
     rounds: 5,
     oom_keys: 2_000,
+    churn: Duration::from_secs(10),
 };
 
 const QUICK: Timing = Timing {
@@ -93,6 +100,7 @@ const QUICK: Timing = Timing {
     slots: 300,
     rounds: 3,
     oom_keys: 500,
+    churn: Duration::from_secs(4),
 };
 
 /// One figure a scenario must reach.
@@ -229,6 +237,10 @@ const SCENARIOS: &[Scenario] = &[
         "cluster: the slots of every hot key and of the bus, and more (1,000 in all; 300 with --quick), move to another master under load; a fourth instance with a 16-entry L1 sends most of its reads to L2",
     ),
     (
+        "churn",
+        "keys changed and invalidated in bursts of three (from each instance in turn) while every instance reloads them, each instance 2 ms from Redis; then every key read everywhere",
+    ),
+    (
         "stampede",
         "4 instances × 250 concurrent callers on one cold key (the source takes 200 ms), several keys in turn",
     ),
@@ -263,6 +275,7 @@ async fn run_all(t: Timing, filter: Option<&str>) -> Vec<Outcome> {
             "black-hole" => standalone(t, Fault::BlackHole).await,
             "failover" => cluster::failover(t).await,
             "slot-migration" => cluster::slot_migration(t).await,
+            "churn" => churn::churn(t).await,
             "stampede" => stampede::fleet_stampede(t.rounds, false, false).await,
             "stampede-down" => stampede::fleet_stampede(t.rounds, true, false).await,
             "stampede-cancel" => stampede::fleet_stampede(t.rounds, false, true).await,

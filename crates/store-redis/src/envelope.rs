@@ -70,16 +70,24 @@ impl std::fmt::Display for EnvelopeError {
     }
 }
 
-/// Encodes `entry` into `out` (which is cleared first).
-pub fn encode<V: Serialize, C: Codec>(
-    codec: &C,
-    entry: &Entry<V>,
-    out: &mut Vec<u8>,
-) -> Result<(), cache_core::CacheError> {
-    out.clear();
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.push(C::ID);
+/// The fixed header `entry`'s envelope starts with (codec `C`): its first
+/// [`HEADER_LEN`] bytes. Two writes of a key share it only if they were made
+/// with the same codec, marker, tag presence and the same three timestamps,
+/// so it tells a write apart from later ones without the value.
+///
+/// ```
+/// use cache_core::{Entry, Postcard, Timestamp};
+/// use cache_store_redis::envelope::{HEADER_LEN, encode, header};
+/// use std::time::Duration;
+///
+/// let entry = Entry::new(7u32, Timestamp::from_millis(1_000), Duration::from_secs(60));
+/// let mut bytes = Vec::new();
+/// encode(&Postcard, &entry, &mut bytes)?;
+/// assert_eq!(&bytes[..HEADER_LEN], &header::<u32, Postcard>(&entry)[..]);
+/// # Ok::<(), cache_core::CacheError>(())
+/// ```
+#[must_use]
+pub fn header<V, C: Codec>(entry: &Entry<V>) -> [u8; HEADER_LEN] {
     let mut flags = 0;
     if entry.is_absent() {
         flags |= FLAG_ABSENT;
@@ -87,11 +95,24 @@ pub fn encode<V: Serialize, C: Codec>(
     if !entry.tags().is_empty() {
         flags |= FLAG_TAGS;
     }
-    out.push(flags);
-    out.extend_from_slice(&entry.created_at().as_millis().to_le_bytes());
-    out.extend_from_slice(&entry.fresh_until().as_millis().to_le_bytes());
-    out.extend_from_slice(&entry.stale_until().as_millis().to_le_bytes());
-    if flags & FLAG_TAGS != 0 {
+    let mut out = [0; HEADER_LEN];
+    out[..5].copy_from_slice(&[MAGIC[0], MAGIC[1], VERSION, C::ID, flags]);
+    let times = [entry.created_at(), entry.fresh_until(), entry.stale_until()];
+    for (i, t) in times.iter().enumerate() {
+        out[5 + 8 * i..13 + 8 * i].copy_from_slice(&t.as_millis().to_le_bytes());
+    }
+    out
+}
+
+/// Encodes `entry` into `out` (which is cleared first).
+pub fn encode<V: Serialize, C: Codec>(
+    codec: &C,
+    entry: &Entry<V>,
+    out: &mut Vec<u8>,
+) -> Result<(), cache_core::CacheError> {
+    out.clear();
+    out.extend_from_slice(&header::<V, C>(entry));
+    if !entry.tags().is_empty() {
         let tags = entry.tags();
         let count = u16::try_from(tags.len())
             .map_err(|_| cache_core::CacheError::Encode("more than 65535 tags".into()))?;

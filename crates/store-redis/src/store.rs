@@ -27,6 +27,9 @@ const PERSISTENT_TTL_MS: u128 = 1 << 52;
 /// written in the meantime by someone else survives.
 pub(crate) const DELETE_IF_SAME: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end return 0";
 
+/// Deletes a key only if its value starts with `ARGV[1]` (an envelope header).
+const DELETE_IF_HEADER: &str = "if redis.call('GETRANGE', KEYS[1], 0, string.len(ARGV[1]) - 1) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end return 0";
+
 #[derive(Debug, Default)]
 pub(crate) struct StoreCounters {
     ops: AtomicU64,
@@ -247,6 +250,37 @@ impl<C: Codec> RedisStore<C> {
         let started = Instant::now();
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
         Ok(started.elapsed())
+    }
+
+    /// Removes `key` only while it still holds the write of `entry` (its
+    /// envelope [`header`](envelope::header): same codec, marker, tags flag
+    /// and timestamps); `Ok(true)` if it did. A later write of the key, or
+    /// none, is left alone, so a writer can take back its own write without
+    /// touching what others wrote since. A key of another type is an error
+    /// ([`CacheError::Refused`]), and stays.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: cache_store_redis::RedisStore) -> Result<(), cache_core::CacheError> {
+    /// use cache_core::{Entry, Store, Timestamp};
+    /// use std::time::Duration;
+    /// let written = Entry::new(1u32, Timestamp::from_millis(5), Duration::from_secs(60));
+    /// Store::<u64, u32>::put(&store, 7, written.clone()).await?;
+    /// assert!(store.remove_if_written(&7u64, &written).await?);
+    /// assert!(!store.remove_if_written(&7u64, &written).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_if_written<K: CacheKey + ?Sized, V>(
+        &self,
+        key: &K,
+        entry: &Entry<V>,
+    ) -> Result<bool, CacheError> {
+        let full = self.inner.space.full_key(key)?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(DELETE_IF_HEADER)
+            .arg(1)
+            .arg(&full)
+            .arg(&envelope::header::<V, C>(entry)[..]);
+        Ok(self.query::<i64>("remove_if_written", &cmd).await? == 1)
     }
 
     /// Runs `cmd` on one node: the server itself when standalone, the node `route`

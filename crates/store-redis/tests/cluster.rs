@@ -63,6 +63,12 @@ async fn tag_invalidation_works_across_slots() {
 }
 
 #[tokio::test]
+async fn a_write_is_removed_only_while_the_key_holds_it() {
+    let c = cluster();
+    common::a_write_is_removed_only_while_the_key_holds_it(&mut fixture(&c).await).await;
+}
+
+#[tokio::test]
 async fn corrupt_bytes_are_a_counted_miss_and_deleted() {
     let c = cluster();
     common::corrupt_bytes_are_a_counted_miss_and_deleted(&mut fixture(&c).await).await;

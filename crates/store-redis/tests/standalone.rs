@@ -51,6 +51,12 @@ async fn tag_invalidation_removes_10k_members() {
 }
 
 #[tokio::test]
+async fn a_write_is_removed_only_while_the_key_holds_it() {
+    let s = server();
+    common::a_write_is_removed_only_while_the_key_holds_it(&mut fixture(&s).await).await;
+}
+
+#[tokio::test]
 async fn corrupt_bytes_are_a_counted_miss_and_deleted() {
     let s = server();
     common::corrupt_bytes_are_a_counted_miss_and_deleted(&mut fixture(&s).await).await;

@@ -188,6 +188,7 @@ where
                 recovery_wake: Arc::new(tokio::sync::Notify::new()),
                 epoch: std::sync::atomic::AtomicU64::new(0),
                 background: Arc::default(),
+                written: crate::written::Written::new(),
             }),
         };
         if listen {

@@ -87,6 +87,7 @@ mod replay;
 mod shutdown;
 mod store;
 mod tiered;
+mod written;
 
 pub use builder::TieredStoreBuilder;
 pub use cache_store_memory::Fence;

@@ -15,6 +15,7 @@ use crate::config::GapPolicy;
 use crate::log::log_warn;
 use crate::meters::Count;
 use crate::tiered::{Inner, TieredStore};
+use crate::written::Shape;
 
 pub(crate) fn apply_event<K, V, C>(
     inner: &Inner<K, V, C>,
@@ -22,32 +23,50 @@ pub(crate) fn apply_event<K, V, C>(
     event: BusEvent,
 ) where
     K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     C: Codec + Clone,
 {
     match event {
         BusEvent::Message(m) => {
             inner.meters.record(Count::BusMessage);
-            match m.action {
+            let (written, now) = (&inner.written, inner.l1.clock().now());
+            let heard = match m.action {
                 Action::Keys(keys) => {
-                    for k in keys {
-                        if let Some(key) = K::decode_key(&k) {
-                            inner.l1.remove_sync(&key);
-                        }
+                    let keys: Vec<K> = keys.iter().filter_map(|k| K::decode_key(k)).collect();
+                    for key in &keys {
+                        inner.l1.remove_sync(key);
                     }
+                    written.heard_keys(&keys, now)
                 }
                 Action::Tag(tag) => {
                     inner.l1.invalidate_tag_sync(&tag);
+                    written.heard_where(|_, shape| shape.tags().contains(&tag), now)
                 }
                 Action::Prefix(prefix) => {
                     inner.l1.invalidate_prefix_sync(&prefix);
+                    let mut buf = String::new();
+                    written.heard_where(
+                        |key, _| {
+                            buf.clear();
+                            key.encode_key(&mut buf);
+                            buf.starts_with(prefix.as_str())
+                        },
+                        now,
+                    )
                 }
+                // A clear needs no taking back: entries created before its
+                // epoch read as misses everywhere.
                 Action::ClearBefore(ms) => {
                     apply_clear(inner, Timestamp::from_millis(ms));
+                    Vec::new()
                 }
                 // Unknown future actions are treated like Clear: distrust.
-                _ => inner.l1.clear(),
-            }
+                _ => {
+                    inner.l1.clear();
+                    Vec::new()
+                }
+            };
+            take_back_late(weak, heard);
         }
         BusEvent::Gap(reason) => {
             log_warn!(cache = %inner.name, reason = reason.as_str(), policy = ?inner.gap_policy, "invalidation bus gap: applying the gap policy to L1");
@@ -68,6 +87,31 @@ pub(crate) fn apply_event<K, V, C>(
             }
         }
     }
+}
+
+/// Loads' L2 writes that returned before an invalidation of their key was
+/// heard: each is taken back if L2 still holds it, in the background (see
+/// `written.rs`).
+fn take_back_late<K, V, C>(weak: &Weak<Inner<K, V, C>>, heard: Vec<(K, Shape)>)
+where
+    K: CacheKey + DecodeKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Codec + Clone,
+{
+    if heard.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let Some(inner) = Weak::upgrade(weak) else {
+        return;
+    };
+    let in_flight = inner.background.start();
+    let store = TieredStore { inner };
+    tokio::spawn(async move {
+        for (key, shape) in heard {
+            store.take_back_written(key, shape).await;
+        }
+        drop(in_flight);
+    });
 }
 
 impl<K, V, C> TieredStore<K, V, C>

@@ -16,6 +16,7 @@ use crate::guard::L2Op;
 use crate::meters::Count;
 use crate::recovery::Pending;
 use crate::tiered::TieredStore;
+use crate::written::Shape;
 
 /// Which tier answered a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,15 +296,15 @@ where
         let mode = route.mode(self.fail_mode());
         match mode {
             FailMode::Closed => {
+                let ticket = self.remember_write(&key, &entry);
                 let in_l2 = self
                     .guarded_as(mode, L2Op::Put, |l2| {
                         let (key, entry) = (key.clone(), entry.clone());
                         async move { l2.put(key, entry).await }
                     })
                     .await;
-                if in_l2.is_ok() {
-                    self.take_back_if_fenced(&key, since).await;
-                }
+                self.after_write(&key, since, ticket, matches!(in_l2, Ok(Some(_))))
+                    .await;
                 let in_l1 = to_l1(self, key, entry);
                 if let Some(lease) = lease {
                     self.release_lease(lease).await;
@@ -313,6 +314,7 @@ where
             FailMode::Open => {
                 let in_l1 = to_l1(self, key.clone(), entry.clone());
                 let store = self.clone();
+                let ticket = self.remember_write(&key, &entry);
                 self.in_background(async move {
                     let written = store
                         .guarded_as(mode, L2Op::Put, |l2| {
@@ -320,9 +322,9 @@ where
                             async move { l2.put(key, entry).await }
                         })
                         .await;
-                    if written.is_ok() {
-                        store.take_back_if_fenced(&key, since).await;
-                    }
+                    store
+                        .after_write(&key, since, ticket, matches!(written, Ok(Some(_))))
+                        .await;
                     if let Some(lease) = lease {
                         store.release_lease(lease).await;
                     }
@@ -333,18 +335,84 @@ where
         }
     }
 
-    /// An L2 copy of a value loaded since `since` whose key was invalidated
-    /// meanwhile: the invalidation's delete may have landed before this
-    /// write, so the copy is taken back like an invalidation of its own
-    /// (removed from L2 and published, so an instance that read it in between
-    /// drops it too; queued for replay when Redis cannot take it now).
-    async fn take_back_if_fenced(&self, key: &K, since: Fence) {
+    /// Remembers a load's L2 write of `entry` before it is sent, when other
+    /// instances can invalidate the key (there is a bus); its ticket. See
+    /// `written.rs`.
+    fn remember_write(&self, key: &K, entry: &Entry<V>) -> Option<u64> {
+        let inner = &self.inner;
+        inner.l2.as_ref()?.bus.as_ref()?;
+        inner.written.begin(key, entry, inner.l1.clock().now())
+    }
+
+    /// After a load's L2 write of `key` (taken with the fence `since`,
+    /// remembered with `ticket`): a failed write is forgotten; one whose key
+    /// was invalidated meanwhile — here (the fence says so) or by another
+    /// instance (its message was heard) — is taken back: the invalidation's
+    /// delete may have landed before this write, so the copy is removed like
+    /// an invalidation of its own (from L2, and published, so an instance
+    /// that read it in between drops it too; queued for replay when Redis
+    /// cannot take it now). Otherwise the write stays remembered, for an
+    /// invalidation heard later (`take_back_written`).
+    async fn after_write(&self, key: &K, since: Fence, ticket: Option<u64>, ok: bool) {
+        let written = &self.inner.written;
         // Only when sure: a key the L1 merely lost track of costs this write
         // nothing more than its L1 copy, never a fleet-wide invalidation.
-        if self.inner.l1.certainly_invalidated_since(key, since) {
+        let fenced = ok && self.inner.l1.certainly_invalidated_since(key, since);
+        let heard = match ticket {
+            Some(t) if ok && !fenced => written.returned(key, t, self.inner.l1.clock().now()),
+            Some(t) => {
+                written.forget(key, t);
+                false
+            }
+            None => false,
+        };
+        if fenced || heard {
             self.inner.meters.record(Count::Fenced);
             let _ = self.write_l2(Pending::Remove(key.clone())).await;
+            // A read here may have copied the write from L2 before it was
+            // removed, and this instance hears none of its own messages.
+            self.inner.l1.remove_sync(key);
         }
+    }
+
+    /// A load's L2 write of `key` (of this `shape`) that returned before
+    /// another instance's invalidation of the key was heard: if L2 still
+    /// holds exactly that write, it landed after the invalidation's delete
+    /// (which would have removed it), so it is removed and the removal
+    /// published. A later write of the key is left alone. When Redis cannot
+    /// say, the key is removed once it answers (queued).
+    pub(crate) async fn take_back_written(&self, key: K, shape: Shape) {
+        let removed = self
+            .guarded(L2Op::Remove, |l2| {
+                let (key, shape) = (&key, &shape);
+                async move { l2.remove_if_written(key, shape).await }
+            })
+            .await;
+        match removed {
+            Ok(Some(false)) => {}
+            Ok(Some(true)) => {
+                self.inner.meters.record(Count::Fenced);
+                // As in `after_write`: this instance's reads may have copied it.
+                self.inner.l1.remove_sync(&key);
+                let remove = Pending::Remove(key);
+                if !matches!(self.publish(remove.action()).await, Ok(true)) {
+                    self.enqueue(remove);
+                }
+            }
+            Err(e) if !e.is_backend_fault() => {}
+            Ok(None) | Err(_) => {
+                self.inner.meters.record(Count::Fenced);
+                self.enqueue(Pending::Remove(key));
+            }
+        }
+    }
+
+    /// [`remember_write`](Self::remember_write) for each of a batch's entries.
+    fn remember_writes(&self, entries: &[(K, Entry<V>)]) -> Vec<(K, Option<u64>)> {
+        entries
+            .iter()
+            .map(|(k, e)| (k.clone(), self.remember_write(k, e)))
+            .collect()
     }
 
     /// [`write_back`](Self::write_back) for a batch loaded at once (after
@@ -391,29 +459,31 @@ where
         let mode = route.mode(self.fail_mode());
         match mode {
             FailMode::Closed => {
-                let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
-                self.guarded_as(mode, L2Op::PutMany, |l2| async move {
-                    l2.put_many(entries).await
-                })
-                .await?;
-                for k in &keys {
-                    self.take_back_if_fenced(k, since).await;
+                let tickets = self.remember_writes(&entries);
+                let written = self
+                    .guarded_as(mode, L2Op::PutMany, |l2| async move {
+                        l2.put_many(entries).await
+                    })
+                    .await;
+                for (k, ticket) in &tickets {
+                    self.after_write(k, since, *ticket, matches!(written, Ok(Some(_))))
+                        .await;
                 }
-                Ok(())
+                written.map(|_| ())
             }
             FailMode::Open => {
                 let store = self.clone();
+                let tickets = self.remember_writes(&entries);
                 self.in_background(async move {
-                    let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
                     let written = store
                         .guarded_as(mode, L2Op::PutMany, |l2| async move {
                             l2.put_many(entries).await
                         })
                         .await;
-                    if written.is_ok() {
-                        for k in &keys {
-                            store.take_back_if_fenced(k, since).await;
-                        }
+                    for (k, ticket) in &tickets {
+                        store
+                            .after_write(k, since, *ticket, matches!(written, Ok(Some(_))))
+                            .await;
                     }
                 })
                 .await;

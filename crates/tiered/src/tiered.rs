@@ -69,7 +69,9 @@ pub struct TieredStats {
     pub invalidations: u64,
     /// Values read from L2 or loaded that were not kept in L1 (and, for a
     /// load, were taken back from L2) because their key was invalidated while
-    /// they were being read: they may predate the invalidation.
+    /// they were being read: they may predate the invalidation. Also counts
+    /// loads' L2 writes taken back because another instance's invalidation
+    /// of the key was heard after the write returned while L2 still held it.
     pub fenced: u64,
 }
 
@@ -107,6 +109,8 @@ pub(crate) struct Inner<K, V, C> {
     pub(crate) epoch: std::sync::atomic::AtomicU64,
     /// Background L2 writes in flight; set closing by `shutdown`.
     pub(crate) background: Arc<crate::shutdown::Background>,
+    /// Loads' L2 writes, remembered for taking back; see `written.rs`.
+    pub(crate) written: crate::written::Written<K>,
 }
 
 impl<K, V, C> Drop for Inner<K, V, C> {

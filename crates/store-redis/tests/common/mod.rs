@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use cache_core::{CacheError, Clock, Entry, ErrorKind, Store, SystemClock};
+use cache_core::{CacheError, Clock, Entry, ErrorKind, Store, SystemClock, Timestamp};
 use cache_store_redis::{RedisStore, RedisStoreBuilder};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
@@ -384,6 +384,43 @@ pub async fn corrupt_bytes_are_a_counted_miss_and_deleted(f: &mut Fixture) {
     let as_bool: Option<Entry<bool>> = store.get(&9u32).await.expect("miss");
     assert_eq!(as_bool, None);
     assert_eq!(store.stats().decode_errors, 5);
+}
+
+/// `remove_if_written` removes a key only while it holds that very write:
+/// not after a later write of the key (even of the same value), not once it
+/// is gone, and a key of another type is refused and left.
+pub async fn a_write_is_removed_only_while_the_key_holds_it(f: &mut Fixture) {
+    let store = f.store("takeback");
+    // Entries stamped now, so they are live when written.
+    let at = SystemClock.now();
+    let mine = Entry::new("v".to_owned(), at, Duration::from_secs(60))
+        .with_tags(["t"])
+        .expect("tag");
+    // The same value, written a millisecond later.
+    let later = Timestamp::from_millis(at.as_millis() + 1);
+    let theirs = Entry::new("v".to_owned(), later, Duration::from_secs(60));
+    store.put(1u32, mine.clone()).await.expect("put");
+    assert!(store.remove_if_written(&1u32, &mine).await.expect("remove"));
+    let gone: Option<Entry<String>> = store.get(&1u32).await.expect("get");
+    assert_eq!(gone, None);
+    assert!(
+        !store.remove_if_written(&1u32, &mine).await.expect("remove"),
+        "already gone"
+    );
+    store.put(1u32, mine.clone()).await.expect("put");
+    store.put(1u32, theirs.clone()).await.expect("put");
+    assert!(!store.remove_if_written(&1u32, &mine).await.expect("remove"));
+    let kept: Option<Entry<String>> = store.get(&1u32).await.expect("get");
+    assert_eq!(kept, Some(theirs));
+    let key = store.redis_key(&2u32).expect("key");
+    let _: u64 = f.raw.q(&cmd(&["SADD", &key, "x"])).await;
+    let err = store
+        .remove_if_written(&2u32, &mine)
+        .await
+        .expect_err("wrong type");
+    assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
+    let exists: u64 = f.raw.q(&cmd(&["EXISTS", &key])).await;
+    assert_eq!(exists, 1, "left alone");
 }
 
 pub async fn oversized_input_is_refused_before_any_write(f: &mut Fixture) {
