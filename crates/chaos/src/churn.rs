@@ -14,7 +14,7 @@ use cache_core::Store;
 use cache_testkit::{FaultProxy, RedisServer};
 
 use crate::harness::{Fleet, VERSION_SPAN};
-use crate::{HOT_KEYS, Measured, Run, Timing, check};
+use crate::{HOT_KEYS, Measured, Run, Timing, answer_checks, check};
 
 /// The writer's distance from Redis, each way.
 const WRITER_MS: u64 = 3;
@@ -91,19 +91,9 @@ pub(crate) async fn churn(t: Timing) -> Run {
         }
     }
     let phases = f.finish().await;
-    let sum = |get: fn(&crate::harness::PhaseStats) -> u64| phases.iter().map(get).sum::<u64>();
     let invalidations = bursts * BURST as u64;
-    let checks = vec![
-        check(
-            "caller errors",
-            sum(|p| p.errors) == 0,
-            format!("{}", sum(|p| p.errors)),
-        ),
-        check(
-            "wrong values",
-            sum(|p| p.wrong) == 0,
-            format!("{}", sum(|p| p.wrong)),
-        ),
+    let mut checks = Vec::from(answer_checks(&phases));
+    checks.extend([
         check(
             "keys older than the source at rest, read through each reader",
             stale_l1 == 0 && unread == 0,
@@ -117,6 +107,6 @@ pub(crate) async fn churn(t: Timing) -> Run {
             stale_l2 == 0,
             format!("{stale_l2} of {HOT_KEYS}"),
         ),
-    ];
+    ]);
     Ok(Measured::new(phases, checks))
 }

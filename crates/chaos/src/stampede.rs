@@ -9,7 +9,7 @@ use cache_testkit::RedisServer;
 use resilient_cache::Cache;
 
 use crate::harness::PhaseStats;
-use crate::{Measured, Run, check};
+use crate::{Measured, Run, answer_checks, check};
 
 /// Instances in the stampede scenarios.
 pub(crate) const STAMPEDE_INSTANCES: usize = 4;
@@ -121,7 +121,6 @@ pub(crate) async fn fleet_stampede(rounds: u64, redis_down: bool, cancel: bool) 
         worst_ms = worst_ms.max(wall);
         phases.push(phase);
     }
-    let sum = |get: fn(&PhaseStats) -> u64| phases.iter().map(get).sum::<u64>();
     let want_loads = if redis_down {
         STAMPEDE_INSTANCES as u64
     } else {
@@ -139,22 +138,15 @@ pub(crate) async fn fleet_stampede(rounds: u64, redis_down: bool, cancel: bool) 
     } else {
         "slowest caller ≤ load time + 2 × op timeout"
     };
+    let [errors, wrong] = answer_checks(&phases);
     let checks = vec![
         check(
             format!("loader runs per cold key = {want_loads}"),
             loads_ok,
             format!("{per_round:?}"),
         ),
-        check(
-            "caller errors",
-            sum(|p| p.errors) == 0,
-            format!("{}", sum(|p| p.errors)),
-        ),
-        check(
-            "wrong values",
-            sum(|p| p.wrong) == 0,
-            format!("{}", sum(|p| p.wrong)),
-        ),
+        errors,
+        wrong,
         check(
             what,
             Duration::from_millis(worst_ms) <= bound,
