@@ -47,10 +47,20 @@ pub(crate) fn shape_of<V>(entry: &Entry<V>) -> Shape {
 struct Record {
     id: u64,
     shape: Shape,
-    /// `None` while the write is in flight.
-    returned: Option<Timestamp>,
+    /// The write has not returned yet.
+    in_flight: bool,
     /// An invalidation of the key was heard while the write was in flight.
     heard: bool,
+}
+
+impl Record {
+    /// An invalidation of the record's key was heard: `true` if the write
+    /// returned already (the caller takes the record out and the write back);
+    /// a write in flight is only marked.
+    fn hear(&mut self) -> bool {
+        self.heard |= self.in_flight;
+        !self.in_flight
+    }
 }
 
 struct State<K> {
@@ -101,7 +111,7 @@ impl<K: Hash + Eq + Clone> Written<K> {
             Record {
                 id,
                 shape: shape_of(entry),
-                returned: None,
+                in_flight: true,
                 heard: false,
             },
         );
@@ -120,7 +130,7 @@ impl<K: Hash + Eq + Clone> Written<K> {
             state.records.remove(key);
             return true;
         }
-        record.returned = Some(now);
+        record.in_flight = false;
         state.returned.push_back((now, key.clone(), ticket));
         false
     }
@@ -145,12 +155,10 @@ impl<K: Hash + Eq + Clone> Written<K> {
         self.expire(&mut state, now);
         let mut out = Vec::new();
         for key in keys {
-            if let Some(record) = state.records.get_mut(key) {
-                if record.returned.is_none() {
-                    record.heard = true;
-                } else if let Some(r) = state.records.remove(key) {
-                    out.push((key.clone(), r.shape));
-                }
+            if state.records.get_mut(key).is_some_and(Record::hear)
+                && let Some(r) = state.records.remove(key)
+            {
+                out.push((key.clone(), r.shape));
             }
         }
         out
@@ -170,11 +178,7 @@ impl<K: Hash + Eq + Clone> Written<K> {
         }
         let mut out = Vec::new();
         state.records.retain(|key, record| {
-            if !hit(key, &record.shape) {
-                return true;
-            }
-            if record.returned.is_none() {
-                record.heard = true;
+            if !hit(key, &record.shape) || !record.hear() {
                 return true;
             }
             out.push((key.clone(), record.shape.clone()));
