@@ -60,6 +60,7 @@ mod climb;
 mod config;
 mod contract;
 mod fence;
+mod seed;
 mod shadow;
 mod shard;
 mod spare;

@@ -90,7 +90,7 @@ impl Shadow {
     }
 
     fn new(keys: usize, mask: u64) -> Self {
-        let hasher = Hasher::default();
+        let hasher = crate::seed::hasher();
         let copy = |free_admission| {
             let mut c = Shard::new(keys, keys, u64::MAX, Extras::default(), hasher.clone());
             c.free_admission = free_admission;

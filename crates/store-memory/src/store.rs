@@ -141,7 +141,7 @@ where
                 .time_to_idle
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         };
-        let hasher = Hasher::default();
+        let hasher = crate::seed::hasher();
         let shards = (0..n)
             .map(|i| {
                 // The weight bound is split exactly: the shares add up to the total.

@@ -52,7 +52,7 @@ use ghost::Ghost;
 pub(crate) use read::Read;
 use sketch::Sketch;
 
-pub(crate) type Hasher = foldhash::fast::RandomState;
+pub(crate) use crate::seed::Hasher;
 
 /// No slot: the end of a list.
 const NIL: u32 = u32::MAX;
@@ -292,7 +292,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 slots: Vec::new(),
                 idle_ms: extras.idle_ms,
             },
-            extras: HashMap::with_hasher(Hasher::default()),
+            extras: HashMap::with_hasher(crate::seed::hasher()),
             untouched: Vec::new(),
             small: Fifo::EMPTY,
             main: Fifo::EMPTY,
@@ -756,7 +756,13 @@ mod tests {
     /// A shard of `share` entries, all its own, without a weight bound; and
     /// its hasher.
     pub(super) fn shard(share: usize) -> (Shard<u32, u32>, Hasher) {
-        let s = Shard::new(share, share, u64::MAX, Extras::default(), Hasher::default());
+        let s = Shard::new(
+            share,
+            share,
+            u64::MAX,
+            Extras::default(),
+            crate::seed::hasher(),
+        );
         let h = s.hasher.clone();
         (s, h)
     }
