@@ -212,7 +212,7 @@ pub(crate) fn hit_ratio(plan: &Plan, report: &mut Report, progress: &Progress) {
 
 /// store-memory alone on the synthetic cells of [`hit_ratio`] (full size)
 /// whose series name contains `filter` (all of them for `None`), `runs` times
-/// each with a new hash seed: one line per cell (`real::spread`), for
+/// each with a new store seed: one line per cell (`real::spread`), for
 /// `cache-bench --ours-traces`.
 pub(crate) fn ours_synthetic(filter: Option<&str>, runs: usize) -> Vec<String> {
     let wanted: Vec<(String, usize, usize)> = [10_000usize, 100_000]

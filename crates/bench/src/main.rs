@@ -12,7 +12,9 @@
 //! `--ours-traces` without a filter replays every real trace `RUNS` times and
 //! the synthetic Zipf cells once; a filter naming synthetic cells (`zipf`,
 //! `"capacity 10k"`, `"scan every 1m"`) replays those `RUNS` times, each with a
-//! new hash seed, and prints the median and the range.
+//! new store seed, and prints the median and the range. The L1's shared hash
+//! seed is drawn once per process, so runs of one process share it: to see
+//! its effect, run the command several times.
 //!
 //! Writes a table to stdout and `report.md`, `results.json` and SVG charts to
 //! `target/bench/` (or `--out`).
@@ -169,7 +171,7 @@ fn main() -> ExitCode {
                      cache-bench --ab hit|entry|facade|gets|mix|puts|replace|new [SECONDS]   (store-memory vs quick_cache, in one process)\n\
                      cache-bench --ab-l2 [SECONDS]   (facade get on an L2 hit vs raw GET, concurrency 64, one redis-server)\n\
                      cache-bench --drop-probe [PARTS]   (a shard's reads while a writer evicts values of PARTS buffers each)\n\
-                     cache-bench --ours-traces [TRACE] [RUNS] [--against FILE]   (store-memory alone on the real and synthetic hit-ratio traces whose name contains TRACE; RUNS new seeds per cell; scored against a full run's results.json)",
+                     cache-bench --ours-traces [TRACE] [RUNS] [--against FILE]   (store-memory alone on the real and synthetic hit-ratio traces whose name contains TRACE; RUNS new store seeds per cell; scored against a full run's results.json)",
                     GROUPS.join("|")
                 );
                 return ExitCode::SUCCESS;

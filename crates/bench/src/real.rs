@@ -430,9 +430,9 @@ pub(crate) fn spread(label: &str, mut runs: Vec<f64>) -> (f64, String) {
 /// a policy change with the anchors of a full run's `results.json` in a
 /// fraction of its time. `FILTER` keeps the cells whose name contains it
 /// (case-insensitive); without one, the synthetic cells run once. Each cell
-/// runs `RUNS` times (default 1), each with a new store and so a new hash
-/// seed; one line per cell (see [`spread`]: the policy's choices, hence its
-/// ratio, depend on the seed).
+/// runs `RUNS` times (default 1), each with a new store and so a new store
+/// seed (the shared seed is the process's); one line per cell (see
+/// [`spread`]: the policy's choices, hence its ratio, depend on the seeds).
 /// Returns the real-trace medians by cell (for `--against`: `score.rs`).
 pub(crate) fn ours_only(
     filter: Option<&str>,
