@@ -33,6 +33,7 @@
 mod churn;
 mod cluster;
 mod harness;
+mod partition;
 mod report;
 mod stampede;
 
@@ -241,6 +242,14 @@ const SCENARIOS: &[Scenario] = &[
         "the fault proxy swallows every byte, connections stay open",
     ),
     (
+        "partition",
+        "one instance's link to a healthy Redis black-holed while another invalidates keys it holds",
+    ),
+    (
+        "partition-invalidator",
+        "the instance that invalidates is the one cut off: its removals wait for its link while the others hold the keys",
+    ),
+    (
         "failover",
         "cluster with replicas: the master holding the bus is killed, a replica promoted",
     ),
@@ -285,6 +294,8 @@ async fn run_all(t: Timing, filter: Option<&str>) -> Vec<Outcome> {
             "stall" => standalone(t, Fault::Stall).await,
             "latency" => standalone(t, Fault::Latency).await,
             "black-hole" => standalone(t, Fault::BlackHole).await,
+            "partition" => partition::partition(t, partition::Cut::Reader).await,
+            "partition-invalidator" => partition::partition(t, partition::Cut::Invalidator).await,
             "failover" => cluster::failover(t).await,
             "slot-migration" => cluster::slot_migration(t).await,
             "churn" => churn::churn(t).await,
