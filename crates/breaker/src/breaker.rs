@@ -398,6 +398,45 @@ impl CircuitBreaker {
         }
     }
 
+    /// Ends an open breaker's wait now, so its next call is a probe; does
+    /// nothing in the other states. For evidence from outside the breaker's own
+    /// calls that the dependency answers again (another connection to it just
+    /// delivered data): waiting out the rest of the open period would turn away
+    /// calls that would now succeed. The backoff level is kept, so a probe that
+    /// fails opens the breaker for longer, as it would have.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_breaker::{CircuitBreaker, State};
+    ///
+    /// let breaker = CircuitBreaker::builder()
+    ///     .consecutive_failures(1)
+    ///     .wait_in_open(Duration::from_secs(30))
+    ///     .permitted_in_half_open(1)
+    ///     .build()?;
+    /// breaker.try_acquire().expect("closed").failure();
+    /// assert!(breaker.try_acquire().is_err(), "open for 30 s");
+    ///
+    /// breaker.end_open_wait(); // e.g. the service answered on another connection
+    /// let probe = breaker.try_acquire().expect("a probe is admitted at once");
+    /// assert!(probe.is_probe());
+    /// probe.success();
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # Ok::<(), cache_breaker::ConfigError>(())
+    /// ```
+    pub fn end_open_wait(&self) {
+        if self.state() != State::Open {
+            return;
+        }
+        // Under the transition lock, so the deadline cut is the one of the open
+        // period now current, never one that a concurrent transition replaces.
+        let _level = self.transition_lock.lock();
+        if self.load().state() == State::Open {
+            let now = self.now_nanos();
+            self.open_until.fetch_min(now, Ordering::AcqRel);
+        }
+    }
+
     /// How long until an open breaker admits a probe (`None` unless open).
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {

@@ -203,6 +203,44 @@ fn half_open_admits_exactly_n_of_100_concurrent_callers() {
 }
 
 #[test]
+fn ending_the_open_wait_admits_a_probe_at_once_and_keeps_the_backoff() {
+    let clock = MockClock::new();
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .wait_in_open(WAIT)
+        .backoff(2.0, Duration::from_secs(60))
+        .permitted_in_half_open(1)
+        .clock(clock.clone())
+        .build()
+        .expect("valid");
+    // Closed: nothing to end.
+    b.end_open_wait();
+    assert_eq!(b.state(), State::Closed);
+    fail(&b);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(b.retry_after(), Some(WAIT - Duration::from_secs(1)));
+    b.end_open_wait();
+    assert_eq!(b.retry_after(), Some(Duration::ZERO));
+    let probe = b.try_acquire().expect("a probe at once");
+    assert!(probe.is_probe());
+    // Half-open: the probe in flight is not disturbed.
+    b.end_open_wait();
+    assert_eq!(
+        b.try_acquire().expect_err("still one probe only").state(),
+        State::HalfOpen
+    );
+    probe.failure();
+    assert_eq!(
+        b.retry_after(),
+        Some(WAIT * 2),
+        "the failed probe grew the wait"
+    );
+    b.end_open_wait();
+    b.try_acquire().expect("probe").success();
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[test]
 fn all_probes_must_succeed_and_one_failure_reopens_with_backoff() {
     let clock = MockClock::new();
     let (log, listener) = events();

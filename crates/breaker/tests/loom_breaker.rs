@@ -103,3 +103,56 @@ fn probe_success_racing_probe_failure() {
         assert_eq!(b.metrics().transitions, 3);
     });
 }
+
+#[test]
+fn ending_the_open_wait_racing_callers_admits_one_probe() {
+    loom::model(|| {
+        let (b, _clock, to_half_open) = breaker(1, 1);
+        b.try_acquire().expect("closed").failure();
+        // Still inside the wait: only the end of it lets a caller through.
+        let ender = {
+            let b = b.clone();
+            thread::spawn(move || b.end_open_wait())
+        };
+        let caller = {
+            let b = b.clone();
+            thread::spawn(move || b.try_acquire().ok().map(|p| p.is_probe()))
+        };
+        ender.join().expect("no panic");
+        let admitted = caller.join().expect("no panic");
+        // Admitted only as a probe, and only after the wait was ended.
+        assert!(admitted.is_none_or(|probe| probe));
+        let halves = to_half_open.load(Ordering::SeqCst);
+        assert_eq!(halves, usize::from(admitted.is_some()));
+        // Not wedged: once the wait is over, the (free) probe slot admits a call.
+        match b.state() {
+            State::Open => b.end_open_wait(),
+            state => assert_eq!(state, State::HalfOpen),
+        }
+        b.try_acquire().expect("a probe").success();
+        assert_eq!(b.state(), State::Closed);
+    });
+}
+
+#[test]
+fn ending_the_open_wait_racing_a_failed_probe() {
+    loom::model(|| {
+        let (b, clock, _) = breaker(1, 1);
+        b.try_acquire().expect("closed").failure();
+        clock.advance(Duration::from_secs(1));
+        let prober = {
+            let b = b.clone();
+            thread::spawn(move || b.try_acquire().expect("the only probe").failure())
+        };
+        b.end_open_wait();
+        prober.join().expect("no panic");
+        // The failed probe reopened the breaker; ended before or after, the
+        // wait is never longer than the reopened one and never wedges.
+        assert_eq!(b.state(), State::Open);
+        let left = b.retry_after().expect("open");
+        assert!(left <= Duration::from_secs(1), "{left:?}");
+        clock.advance(left);
+        b.try_acquire().expect("a probe").success();
+        assert_eq!(b.state(), State::Closed);
+    });
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cache_testkit::{FaultProxy, RedisServer};
 
 use crate::harness::Fleet;
-use crate::{INSTANCES, INVALIDATIONS, Redis, Run, Timing, cache, outage_end};
+use crate::{INSTANCES, INVALIDATIONS, Redis, Run, Timing, cache, check, outage_end};
 
 /// Which instance loses its link to Redis.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,26 @@ pub(crate) async fn partition(t: Timing, cut: Cut) -> Run {
     let invalidated = f.invalidate(INVALIDATIONS).await;
     tokio::time::sleep(t.fault.saturating_sub(fault_started.elapsed())).await;
     proxy.heal();
-    let run = outage_end(t, f, invalidated).await;
+    let mut run = outage_end(t, f, invalidated).await;
     drop(proxy);
     drop(server);
+    if cut == Cut::Reader
+        && let Ok(m) = &mut run
+    {
+        // The others reloaded the invalidated keys during the fault and put
+        // them in L2; the instance back from the partition hears of them from
+        // the bus and should read them from there, not from the source.
+        let after = m
+            .phases
+            .iter()
+            .find(|p| p.name == "after")
+            .map_or(u64::MAX, |p| p.loads);
+        let allowed = INVALIDATIONS / 2;
+        m.checks.push(check(
+            "source loads after the link is back (what the rejoining instance missed is in L2)",
+            after <= allowed,
+            format!("{after} ≤ {allowed} of {INVALIDATIONS} invalidated keys"),
+        ));
+    }
     run
 }

@@ -103,6 +103,88 @@ async fn an_invalidation_made_during_a_partition_reaches_l2_and_other_instances(
 }
 
 #[tokio::test]
+async fn an_instance_back_from_a_partition_reads_what_it_missed_from_l2() {
+    let server = RedisServer::start().expect("redis");
+    let proxy = FaultProxy::start(server.addr()).expect("proxy");
+    // A wait far longer than the test: only the bus's reconnect can end it.
+    let breaker = cache_breaker::CircuitBreaker::builder()
+        .consecutive_failures(2)
+        .wait_in_open(Duration::from_secs(600))
+        .permitted_in_half_open(1)
+        .build()
+        .expect("breaker");
+    let a = TieredStore::builder(l1())
+        .l2(l2(proxy.url()))
+        .bus_keepalive(Duration::from_millis(50))
+        .breaker(breaker)
+        .build()
+        .expect("build");
+    let b = tiered(server.url());
+    eventually("both buses connect", || {
+        a.bus_connected() && b.bus_connected()
+    })
+    .await;
+    b.put("k".into(), entry(1)).await.expect("put");
+    eventually("a hears b's put", || a.stats().bus_messages >= 1).await;
+    assert_eq!(
+        a.get(&"k".to_owned())
+            .await
+            .expect("get")
+            .and_then(Entry::into_value),
+        Some(1)
+    );
+
+    // a is cut off; its L2 calls fail until its breaker opens.
+    proxy.refuse();
+    proxy.cut_connections();
+    for i in 0..20 {
+        if a.breaker().expect("breaker").state() == cache_breaker::State::Open {
+            break;
+        }
+        let _ = a.get(&format!("probe{i}")).await;
+    }
+    assert_eq!(
+        a.breaker().expect("breaker").state(),
+        cache_breaker::State::Open
+    );
+    let heard = a.stats().bus_messages;
+    // Meanwhile b changes k: a cannot hear it and keeps its old copy.
+    b.put("k".into(), entry(2)).await.expect("put");
+    assert_eq!(
+        a.l1()
+            .peek_sync(&"k".to_owned())
+            .and_then(Entry::into_value),
+        Some(1)
+    );
+
+    proxy.heal();
+    eventually("a's bus replays what it missed", || {
+        a.stats().bus_messages > heard
+    })
+    .await;
+    assert!(
+        a.l1().peek_sync(&"k".to_owned()).is_none(),
+        "the replay dropped k"
+    );
+    // The reconnect ended the breaker's wait: the read probes L2 and finds
+    // b's value there (before, it was skipped for the rest of the wait and the
+    // caller went to the source).
+    eventually_async("a reads k from L2 again", || async {
+        a.get(&"k".to_owned())
+            .await
+            .ok()
+            .flatten()
+            .and_then(Entry::into_value)
+            == Some(2)
+    })
+    .await;
+    assert_eq!(
+        a.breaker().expect("breaker").state(),
+        cache_breaker::State::Closed
+    );
+}
+
+#[tokio::test]
 async fn writes_queued_during_an_outage_keep_the_last_per_key_in_order() {
     let server = RedisServer::start().expect("redis");
     let proxy = FaultProxy::start(server.addr()).expect("proxy");
