@@ -475,18 +475,14 @@ fn ci(args: &[String]) -> Result {
         ]),
     )?;
     let release = target_dir().join("release");
-    run(
-        "chaos",
-        Command::new(release.join("cache-chaos"))
-            .arg("--quick")
-            .current_dir(root()),
-    )?;
-    run(
-        "bench",
-        Command::new(release.join("cache-bench"))
-            .arg("--quick")
-            .current_dir(root()),
-    )?;
+    for (step, binary) in [("chaos", "cache-chaos"), ("bench", "cache-bench")] {
+        run(
+            step,
+            Command::new(release.join(binary))
+                .arg("--quick")
+                .current_dir(root()),
+        )?;
+    }
     if succeeds(cargo().args(["deny", "--version"])) {
         run("cargo deny", cargo().args(["deny", "check"]))?;
     } else {

@@ -53,7 +53,8 @@ pub(crate) async fn failover(t: Timing) -> Run {
 pub(crate) async fn slot_migration(t: Timing) -> Run {
     let cluster = tokio::task::block_in_place(RedisCluster::start).map_err(|e| e.to_string())?;
     let name = "migration";
-    let mut f = fleet_with(name, &Redis::Cluster(cluster.urls()), true).await?;
+    let redis = Redis::Cluster(cluster.urls());
+    let mut f = fleet_with(name, |_| &redis, true).await?;
     let store = f.caches[0]
         .tiered()
         .l2()

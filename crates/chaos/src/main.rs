@@ -289,11 +289,11 @@ async fn run_all(t: Timing, filter: Option<&str>) -> Vec<Outcome> {
         let started = Instant::now();
         let result = match name {
             "idle-bus" => idle_bus(t).await,
-            "kill-restart" => standalone(t, Fault::Kill).await,
-            "pause" => standalone(t, Fault::Pause).await,
-            "stall" => standalone(t, Fault::Stall).await,
-            "latency" => standalone(t, Fault::Latency).await,
-            "black-hole" => standalone(t, Fault::BlackHole).await,
+            "kill-restart" => standalone(t, Fault::Kill, None).await,
+            "pause" => standalone(t, Fault::Pause, None).await,
+            "stall" => standalone(t, Fault::Stall, None).await,
+            "latency" => standalone(t, Fault::Latency, None).await,
+            "black-hole" => standalone(t, Fault::BlackHole, None).await,
             "partition" => partition::partition(t, partition::Cut::Reader).await,
             "partition-invalidator" => partition::partition(t, partition::Cut::Invalidator).await,
             "failover" => cluster::failover(t).await,
@@ -367,14 +367,19 @@ enum Redis {
 }
 
 async fn fleet(name: &str, redis: &Redis) -> Result<Fleet, String> {
-    fleet_with(name, redis, false).await
+    fleet_with(name, |_| redis, false).await
 }
 
-/// A fleet; with `l2_heavy`, one more instance whose L1 holds only 16 entries,
-/// so most of its reads go to L2 (the breaker sees real traffic).
-async fn fleet_with(name: &str, redis: &Redis, l2_heavy: bool) -> Result<Fleet, String> {
+/// A fleet whose instance `i` reaches Redis as `redis(i)`; with `l2_heavy`,
+/// one more instance (number [`INSTANCES`]) whose L1 holds only 16 entries, so
+/// most of its reads go to L2 (the breaker sees real traffic).
+async fn fleet_with<'r>(
+    name: &str,
+    redis: impl Fn(usize) -> &'r Redis,
+    l2_heavy: bool,
+) -> Result<Fleet, String> {
     let mut caches = (0..INSTANCES)
-        .map(|_| cache(name, redis))
+        .map(|i| cache(name, redis(i)))
         .collect::<Result<Vec<_>, _>>()?;
     if l2_heavy {
         let mut b = Cache::builder(name)
@@ -384,7 +389,7 @@ async fn fleet_with(name: &str, redis: &Redis, l2_heavy: bool) -> Result<Fleet, 
         if let Some(policy) = breaker_policy() {
             b = b.breaker(policy);
         }
-        let b = match redis {
+        let b = match redis(INSTANCES) {
             Redis::Url(u) => b.redis_url(u.clone()),
             Redis::Cluster(urls) => b.redis_cluster(urls.clone()),
         };
@@ -454,7 +459,10 @@ enum Fault {
     BlackHole,
 }
 
-async fn standalone(t: Timing, fault: Fault) -> Run {
+/// A fault on one redis-server, reached by every instance through the fault
+/// proxy, or with `cut_off = Some(i)` by instance `i` alone (the others
+/// connect directly and see a healthy Redis: a partition).
+async fn standalone(t: Timing, fault: Fault, cut_off: Option<usize>) -> Run {
     let mut server = RedisServer::start().map_err(|e| e.to_string())?;
     let proxy = FaultProxy::start(server.addr()).map_err(|e| e.to_string())?;
     let name = match fault {
@@ -464,7 +472,12 @@ async fn standalone(t: Timing, fault: Fault) -> Run {
         Fault::Latency => "latency",
         Fault::BlackHole => "blackhole",
     };
-    let mut f = fleet_with(name, &Redis::Url(proxy.url()), fault == Fault::Stall).await?;
+    let (faulty, direct) = (Redis::Url(proxy.url()), Redis::Url(server.url()));
+    let redis = |i| match cut_off {
+        Some(cut) if cut != i => &direct,
+        _ => &faulty,
+    };
+    let mut f = fleet_with(name, redis, fault == Fault::Stall).await?;
     f.start_load("baseline");
     tokio::time::sleep(t.baseline).await;
     f.begin_phase("fault");

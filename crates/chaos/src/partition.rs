@@ -7,12 +7,7 @@
 //! the others invalidate, or its own invalidations wait in its recovery queue
 //! while the others keep serving the old values.
 
-use std::time::{Duration, Instant};
-
-use cache_testkit::{FaultProxy, RedisServer};
-
-use crate::harness::Fleet;
-use crate::{INSTANCES, INVALIDATIONS, Redis, Run, Timing, cache, check, outage_end};
+use crate::{Fault, INSTANCES, INVALIDATIONS, Run, Timing, check, standalone};
 
 /// Which instance loses its link to Redis.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -25,7 +20,7 @@ pub(crate) enum Cut {
     Invalidator,
 }
 
-/// The fleet invalidates from instance 0 ([`Fleet::invalidate`]); the cut
+/// The fleet invalidates from instance 0 ([`crate::harness::Fleet::invalidate`]); the cut
 /// instance is that one or the last.
 fn cut_index(cut: Cut) -> usize {
     match cut {
@@ -35,43 +30,9 @@ fn cut_index(cut: Cut) -> usize {
 }
 
 pub(crate) async fn partition(t: Timing, cut: Cut) -> Run {
-    let server = RedisServer::start().map_err(|e| e.to_string())?;
-    let proxy = FaultProxy::start(server.addr()).map_err(|e| e.to_string())?;
-    let name = match cut {
-        Cut::Reader => "partition",
-        Cut::Invalidator => "partition-inv",
-    };
-    let cut_at = cut_index(cut);
-    let caches = (0..INSTANCES)
-        .map(|i| {
-            let url = if i == cut_at {
-                proxy.url()
-            } else {
-                server.url()
-            };
-            cache(name, &Redis::Url(url))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut f = Fleet::new(caches, crate::HOT_KEYS);
-    if !f.wait_for_buses().await {
-        return Err("the invalidation buses did not connect".into());
-    }
-    f.warm().await;
-    f.start_load("baseline");
-    tokio::time::sleep(t.baseline).await;
-    f.begin_phase("fault");
-    f.watch_bypass();
-    let fault_started = Instant::now();
     // Connections stay open and every byte is swallowed: the cut instance
     // learns of the fault only from its timeouts.
-    proxy.black_hole();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let invalidated = f.invalidate(INVALIDATIONS).await;
-    tokio::time::sleep(t.fault.saturating_sub(fault_started.elapsed())).await;
-    proxy.heal();
-    let mut run = outage_end(t, f, invalidated).await;
-    drop(proxy);
-    drop(server);
+    let mut run = standalone(t, Fault::BlackHole, Some(cut_index(cut))).await;
     if cut == Cut::Reader
         && let Ok(m) = &mut run
     {

@@ -9,7 +9,7 @@ use cache_core::{Clock, Entry, HealthStatus, Store, SystemClock};
 use cache_store_memory::MemoryStore;
 use cache_store_redis::RedisStore;
 use cache_testkit::{FaultProxy, RedisServer, eventually, eventually_async};
-use cache_tiered::TieredStore;
+use cache_tiered::{TieredStore, TieredStoreBuilder};
 
 type Tiered = TieredStore<String, u32>;
 
@@ -30,12 +30,26 @@ fn l2(url: String) -> RedisStore {
         .expect("l2")
 }
 
-fn tiered(url: String) -> Tiered {
+fn builder(url: String) -> TieredStoreBuilder<String, u32> {
     TieredStore::builder(l1())
         .l2(l2(url))
         .bus_keepalive(Duration::from_millis(50))
-        .build()
-        .expect("build")
+}
+
+fn tiered(url: String) -> Tiered {
+    builder(url).build().expect("build")
+}
+
+/// Once both buses are connected, `b` writes `k` = 1 and `a` hears of it: a
+/// read on `a` racing that message would not be backfilled (fenced), so the
+/// tests read once it has arrived.
+async fn b_writes_k_and_a_hears(a: &Tiered, b: &Tiered) {
+    eventually("both buses connect", || {
+        a.bus_connected() && b.bus_connected()
+    })
+    .await;
+    b.put("k".into(), entry(1)).await.expect("put");
+    eventually("a hears b's put", || a.stats().bus_messages >= 1).await;
 }
 
 fn entry(v: u32) -> Entry<u32> {
@@ -62,14 +76,7 @@ async fn an_invalidation_made_during_a_partition_reaches_l2_and_other_instances(
     let proxy = FaultProxy::start(server.addr()).expect("proxy");
     let a = tiered(proxy.url());
     let b = tiered(server.url());
-    eventually("both buses connect", || {
-        a.bus_connected() && b.bus_connected()
-    })
-    .await;
-    b.put("k".into(), entry(1)).await.expect("put");
-    // b's put reaches a's bus too; a read racing that message is not
-    // backfilled (fenced), so read once it has arrived.
-    eventually("a hears b's put", || a.stats().bus_messages >= 1).await;
+    b_writes_k_and_a_hears(&a, &b).await;
     assert!(a.get(&"k".to_owned()).await.expect("get").is_some());
     assert!(a.l1().peek_sync(&"k".to_owned()).is_some());
     assert!(b.l1().peek_sync(&"k".to_owned()).is_some());
@@ -113,19 +120,12 @@ async fn an_instance_back_from_a_partition_reads_what_it_missed_from_l2() {
         .permitted_in_half_open(1)
         .build()
         .expect("breaker");
-    let a = TieredStore::builder(l1())
-        .l2(l2(proxy.url()))
-        .bus_keepalive(Duration::from_millis(50))
+    let a = builder(proxy.url())
         .breaker(breaker)
         .build()
         .expect("build");
     let b = tiered(server.url());
-    eventually("both buses connect", || {
-        a.bus_connected() && b.bus_connected()
-    })
-    .await;
-    b.put("k".into(), entry(1)).await.expect("put");
-    eventually("a hears b's put", || a.stats().bus_messages >= 1).await;
+    b_writes_k_and_a_hears(&a, &b).await;
     assert_eq!(
         a.get(&"k".to_owned())
             .await
